@@ -1,0 +1,44 @@
+# The two commands of the README:
+#   make demo   set everything up, make the synthetic default data, train on it
+#   make test   set everything up and run the test suite
+# `make build` recompiles sparse3d._C incrementally after editing cuda/.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: setup build test demo cuda-check clean
+
+setup: $(STAMP)
+
+# torch comes first, from the machine's CPU wheel; every later install is held to it by
+# constraints.txt, and the package builds against it (--no-build-isolation).
+$(STAMP): pyproject.toml setup.py constraints.txt
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt --no-build-isolation -e '.[test]'
+	$(PY) -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	touch $(STAMP)
+
+# The lock serialises concurrent builds that share build/.
+build: setup
+	flock /tmp/sparse3d-build.lock $(PY) setup.py -q build_ext --inplace
+
+test: build
+	$(PY) -m pytest -q
+
+demo: build
+	$(VENV)/bin/sparse3d-demo
+
+# Compiles every .cu file on its own, as CI does, so CUDA sources cannot rot unseen on a
+# machine without a GPU (no CUDA build of torch is needed: .cu files include only cuda/).
+cuda-check:
+	@set -e; mkdir -p build/cuda-check; for f in cuda/gpu/*.cu; do \
+	  echo "nvcc -c $$f"; \
+	  nvcc -c -std=c++17 -O3 --expt-relaxed-constexpr -Icuda/include $$f -o build/cuda-check/$$(basename $$f).o; \
+	done
+
+clean:
+	rm -rf build $(VENV) sparse3d/_C*.so
