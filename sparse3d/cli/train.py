@@ -1,0 +1,78 @@
+"""sparse3d-train method=NAME data=PATH [key=value ...]: train a method.
+
+Run it again with the same arguments to resume from the last checkpoint; launch it with
+``torchrun --nproc_per_node=N`` to train on N processes.
+"""
+
+import sys
+from pathlib import Path
+
+from sparse3d.cli.overrides import fail, parse_config, split_assignments
+from sparse3d.engine.config import ConfigError, MethodConfig
+from sparse3d.engine.distributed import close_world, init_world
+from sparse3d.engine.registry import MethodSpecification, discover_methods
+from sparse3d.engine.trainer import RunDirError, Trainer, default_run_dir, resolve_device
+
+PROG = "sparse3d-train"
+
+
+def main(method_name: str, config: MethodConfig) -> Path:
+    """Trains ``config`` (of the registered method ``method_name``); returns the run directory."""
+    world = init_world(resolve_device(config.trainer.device))
+    try:
+        run_dir = config.output or default_run_dir(config, method_name)
+        metrics = Trainer(config, method_name, run_dir, world).train()
+        if world.is_main:
+            print(f"sparse3d: run directory {run_dir}")
+            print(f"sparse3d: final metrics {metrics}")
+            print(f"sparse3d: evaluate with `sparse3d-eval run={run_dir}`, view with `sparse3d-view run={run_dir}`")
+    finally:
+        close_world(world)
+    return run_dir
+
+
+def methods_help(methods: dict[str, MethodSpecification]) -> str:
+    """The top-level help text: usage and the installed methods."""
+    width = max((len(n) for n in methods), default=0)
+    lines = [
+        f"usage: {PROG} method=NAME [data=PATH] [key=value ...]",
+        "",
+        "Train a method. `method=NAME --help` lists that method's keys with defaults.",
+        "",
+        "methods:",
+        *(f"  {name:<{width}}  {spec.description}" for name, spec in methods.items()),
+    ]
+    if not methods:
+        lines.append("  (none installed)")
+    return "\n".join(lines)
+
+
+def entrypoint(argv: list[str] | None = None) -> None:
+    """Console script: parses ``key=value`` arguments, then calls :func:`main`."""
+    assignments, wants_help = split_assignments(sys.argv[1:] if argv is None else argv, PROG)
+    try:
+        methods = discover_methods()
+    except ConfigError as err:
+        fail(PROG, str(err))
+    name = assignments.pop("method", None)
+    if name is None:
+        if wants_help:
+            print(methods_help(methods))
+            raise SystemExit(0)
+        fail(PROG, "method=NAME is required\n\n" + methods_help(methods))
+    if name not in methods:
+        fail(PROG, f"unknown method '{name}'\n\n" + methods_help(methods))
+    spec = methods[name]
+    try:
+        default = spec.default_config()
+    except ConfigError as err:
+        fail(PROG, str(err))
+    config = parse_config(default, assignments, f"{PROG} method={name}", spec.description, wants_help)
+    try:
+        main(name, config)
+    except (RunDirError, ConfigError) as err:
+        fail(PROG, str(err))
+
+
+if __name__ == "__main__":
+    entrypoint()

@@ -1,0 +1,44 @@
+"""Atomic file writes: a reader (or a run killed mid-write) never sees a partial file."""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Calls ``write(tmp_path)`` on a temporary file beside ``path``, then renames it over ``path``.
+
+    The rename is atomic on POSIX file systems, so ``path`` holds either the old or the new
+    content, never a mix; the data is flushed to disk before the rename.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Writes ``text`` (UTF-8) to ``path`` atomically."""
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Writes ``data`` as indented JSON to ``path`` atomically."""
+    write_text_atomic(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
+
+
+def save_torch_atomic(path: Path, obj: Any) -> None:
+    """``torch.save`` to ``path`` atomically (for checkpoints)."""
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))

@@ -1,0 +1,56 @@
+"""The method registry: every method, built in or from another package, is announced by
+an entry point in the group ``sparse3d.methods`` that names a MethodSpecification."""
+
+from dataclasses import dataclass
+from importlib import metadata
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+from sparse3d.engine.config import ConfigError, MethodConfig, load_yaml, update_config
+
+ENTRY_POINT_GROUP = "sparse3d.methods"
+
+
+@dataclass(frozen=True)
+class MethodSpecification:
+    """A trainable method: its config type, one line for ``--help``, and its defaults.
+
+    Another package adds a method by declaring, in its pyproject.toml::
+
+        [project.entry-points."sparse3d.methods"]
+        mymethod = "my_package.method:spec"
+
+    where ``spec`` is a MethodSpecification.
+    """
+
+    config_type: type[MethodConfig]
+    """The method's config dataclass; its ``_target`` is the method class."""
+    description: str
+    """One line shown by ``sparse3d-train --help``."""
+    defaults: Path | Traversable | None = None
+    """YAML file with the method's default values (configs/<method>.yaml for built-ins)."""
+
+    def default_config(self) -> MethodConfig:
+        """The config with the method's YAML defaults applied."""
+        config = self.config_type()
+        if self.defaults is None:
+            return config
+        return update_config(config, load_yaml(self.defaults), source=str(self.defaults))
+
+
+def discover_methods() -> dict[str, MethodSpecification]:
+    """All installed methods by name, sorted.
+
+    Raises:
+        ConfigError: if an entry point does not name a MethodSpecification.
+    """
+    methods = {}
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        spec = entry.load()
+        if not isinstance(spec, MethodSpecification):
+            raise ConfigError(
+                f"entry point '{entry.name} = {entry.value}' in group {ENTRY_POINT_GROUP} "
+                f"names a {type(spec).__name__}, expected a MethodSpecification"
+            )
+        methods[entry.name] = spec
+    return dict(sorted(methods.items()))

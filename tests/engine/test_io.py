@@ -1,0 +1,19 @@
+"""Atomic writes keep the old content when writing fails."""
+
+import pytest
+
+from sparse3d.engine.io import write_atomic, write_json_atomic
+
+
+def test_failed_write_keeps_old_content_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "metrics.json"
+    write_json_atomic(path, {"a": 1})
+
+    def half_write(tmp):
+        tmp.write_text('{"a": ')
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(path, half_write)
+    assert path.read_text() == '{\n  "a": 1\n}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]

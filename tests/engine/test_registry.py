@@ -1,0 +1,23 @@
+"""Methods are found through the sparse3d.methods entry-point group."""
+
+import pytest
+
+from sparse3d.engine.config import ConfigError
+from sparse3d.engine.registry import MethodSpecification, discover_methods
+
+
+def test_plugin_method_is_discovered_with_yaml_defaults(plugin_path):
+    methods = discover_methods()
+    assert isinstance(methods["fitcheck"], MethodSpecification)
+    config = methods["fitcheck"].default_config()
+    assert config.trainer.max_steps == 200  # from fitcheck.yaml, not the dataclass default
+
+
+def test_entry_point_that_is_not_a_spec_is_reported(plugin_path, tmp_path, monkeypatch):
+    info = tmp_path / "broken-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[sparse3d.methods]\nbroken = sparse3d_fitcheck:target_function\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match="'broken = sparse3d_fitcheck:target_function'.*expected a MethodSpecification"):
+        discover_methods()

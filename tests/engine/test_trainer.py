@@ -1,0 +1,100 @@
+"""The trainer end to end on the test-only fitcheck method: learning, checkpoints, resumption."""
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+
+from clirun import VENV_BIN, run_cli
+from sparse3d.engine.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+from sparse3d.engine.distributed import World
+from sparse3d.engine.registry import discover_methods
+from sparse3d.engine.trainer import RunDirError, Trainer
+
+
+def fitcheck_config(plugin_path, tmp_path, **trainer):
+    spec = discover_methods()["fitcheck"]
+    config = spec.default_config()
+    config.output = tmp_path / "run"
+    config.trainer.progress = False
+    for key, value in trainer.items():
+        setattr(config.trainer, key, value)
+    return config
+
+
+def test_loss_falls_and_run_dir_is_complete(plugin_path, tmp_path):
+    config = fitcheck_config(plugin_path, tmp_path, max_steps=120, eval_every=40, ckpt_every=40)
+    final = Trainer(config, "fitcheck", config.output, World()).train()
+    metrics = json.loads((config.output / "metrics.json").read_text())
+    evals = [m["eval_mse"] for m in metrics["eval"]]
+    assert [m["step"] for m in metrics["eval"]] == [40, 80, 120]
+    assert evals[-1] < 0.5 * evals[0]  # the MLP really fits its target
+    assert metrics["train"][-1]["mse"] < metrics["train"][0]["mse"]
+    assert final["eval_mse"] == evals[-1]
+    assert [s for s, _ in list_checkpoints(config.output)] == [80, 120]  # keep_ckpts=2
+    assert (config.output / "config.yaml").exists() and (config.output / "mlp.pt").exists()
+
+
+def test_same_seed_same_result_different_seed_differs(plugin_path, tmp_path):
+    finals = []
+    for name, seed in [("a", 0), ("b", 0), ("c", 1)]:
+        config = fitcheck_config(plugin_path, tmp_path / name, max_steps=20, seed=seed)
+        finals.append(Trainer(config, "fitcheck", config.output, World()).train()["eval_mse"])
+    assert finals[0] == finals[1] and finals[0] != finals[2]
+
+
+def test_changed_config_is_refused(plugin_path, tmp_path):
+    config = fitcheck_config(plugin_path, tmp_path, max_steps=5)
+    Trainer(config, "fitcheck", config.output, World()).train()
+    config.model.hidden = 16
+    with pytest.raises(RunDirError, match="model.hidden"):
+        Trainer(config, "fitcheck", config.output, World())
+
+
+def test_more_steps_resume_a_finished_run(plugin_path, tmp_path):
+    config = fitcheck_config(plugin_path, tmp_path, max_steps=10, ckpt_every=5)
+    Trainer(config, "fitcheck", config.output, World()).train()
+    config.trainer.max_steps = 20
+    trainer = Trainer(config, "fitcheck", config.output, World())
+    assert trainer.start_step == 10
+    assert trainer.train()["step"] == 20
+
+
+def test_corrupt_checkpoint_names_the_file(plugin_path, tmp_path):
+    bad = tmp_path / "ckpt" / "step-000010.pt"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="step-000010.pt"):
+        load_checkpoint(bad)
+
+
+def test_sigkill_then_rerun_matches_uninterrupted_run(plugin_env, tmp_path):
+    args = ["method=fitcheck", "trainer.max_steps=200", "trainer.ckpt_every=20", "trainer.progress=false",
+            "model.step_sleep=0.01"]
+    reference = tmp_path / "reference"
+    assert run_cli("sparse3d-train", *args, f"output={reference}", env=plugin_env).returncode == 0
+
+    killed = tmp_path / "killed"
+    command = [str(VENV_BIN / "sparse3d-train"), *args, f"output={killed}"]
+    process = subprocess.Popen(command, env=plugin_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not any(step >= 60 for step, _ in list_checkpoints(killed)):
+        assert process.poll() is None and time.monotonic() < deadline, "run ended before it could be killed"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    interrupted_at = list_checkpoints(killed)[-1][0]
+    assert interrupted_at < 200
+
+    resumed = run_cli("sparse3d-train", *args, f"output={killed}", env=plugin_env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"step {interrupted_at}" in resumed.stdout
+
+    final_ref = load_checkpoint(reference / "ckpt" / "step-000200.pt")
+    final_resumed = load_checkpoint(killed / "ckpt" / "step-000200.pt")
+    for name, value in final_ref["method"].items():
+        assert torch.equal(value, final_resumed["method"][name]), name
+    assert (reference / "metrics.json").read_text() == (killed / "metrics.json").read_text()
