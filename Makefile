@@ -17,8 +17,11 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml setup.py constraints.txt
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt torch==2.13.0 "setuptools>=69" wheel ninja
 	$(PIP) install -q -c constraints.txt --no-build-isolation -e '.[test]'
+	# Only the example meshes inside the pyvista wheel are used (read with plyfile), so
+	# its VTK dependency is not installed.
+	$(PIP) install -q --no-deps pyvista==0.49.1
 	$(PY) -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $(STAMP)
 
@@ -29,8 +32,16 @@ build: setup
 test: build
 	$(PY) -m pytest -q
 
+# The main job on the embedded default data: the synthetic objects, `splat` on one of them.
+DEMO_DATA := data/objects
+DEMO_RUN := outputs/torus/splat
+
 demo: build
-	$(VENV)/bin/sparse3d-demo
+	@test -f $(DEMO_DATA)/torus/transforms.json || $(VENV)/bin/sparse3d-data objects $(DEMO_DATA)
+	$(VENV)/bin/sparse3d-train method=splat data=$(DEMO_DATA)/torus output=$(DEMO_RUN)
+	$(VENV)/bin/sparse3d-eval run=$(DEMO_RUN)
+	@echo "results: $(DEMO_RUN)  (eval.json, metrics.json, point_cloud.ply)"
+	@echo "viewer:  $(VENV)/bin/sparse3d-view run=$(DEMO_RUN)   then open http://127.0.0.1:8080"
 
 # Compiles every .cu file on its own, as CI does, so CUDA sources cannot rot unseen on a
 # machine without a GPU (no CUDA build of torch is needed: .cu files include only cuda/).

@@ -59,7 +59,7 @@ def parse_config(default: T, assignments: dict[str, str], prog: str, description
         default=default,
         args=args,
         prog=prog,
-        description=description + "\n\nSet any key below as key=value (e.g. trainer.max_steps=100).",
+        description=description + "\n\nSet any key below as key=value.",
         config=(tyro.conf.FlagConversionOff,),
         use_underscores=True,
     )

@@ -70,7 +70,9 @@ def entrypoint(argv: list[str] | None = None) -> None:
     config = parse_config(default, assignments, f"{PROG} method={name}", spec.description, wants_help)
     try:
         main(name, config)
-    except (RunDirError, ConfigError) as err:
+    except (RunDirError, ConfigError, FileNotFoundError, ValueError) as err:
+        # Bad input (a missing data folder, a malformed file, a run of another config)
+        # is reported by its message, which names the file and the field.
         fail(PROG, str(err))
 
 

@@ -1,0 +1,7 @@
+"""Multi-view data: nerfstudio, Blender and COLMAP readers/writers into one
+:class:`MultiViewDataset`, and the synthetic object benchmark (``sparse3d.data.synthetic``)."""
+
+from sparse3d.data.dataset import MultiViewDataset
+from sparse3d.data.loader import detect_format, load_multiview
+
+__all__ = ["MultiViewDataset", "detect_format", "load_multiview"]

@@ -18,10 +18,30 @@ class TrainingCallback:
 
     where: Literal["before_step", "after_step"]
     """Before the forward pass, or after the optimiser step."""
-    fn: Callable[[int, torch.optim.Optimizer], None]
-    """Called with the step number and the optimiser."""
+    fn: Callable[[int, dict[str, torch.optim.Optimizer]], None]
+    """Called with the step number and the optimisers (one per parameter group, by name)."""
     every: int = 1
     """Call on steps divisible by this."""
+
+
+@dataclass
+class ViewerContent:
+    """What the web viewer draws for a method (world frame; any field may be None)."""
+
+    splat_centers: Tensor | None = None
+    """float [N, 3] Gaussian centres."""
+    splat_covariances: Tensor | None = None
+    """float [N, 3, 3] Gaussian covariances."""
+    splat_rgbs: Tensor | None = None
+    """float [N, 3] Gaussian colours in [0, 1] (view-independent part)."""
+    splat_opacities: Tensor | None = None
+    """float [N] Gaussian opacities in [0, 1]."""
+    camera_viewmats: Tensor | None = None
+    """float [C, 4, 4] world-to-camera transforms (OpenCV) of the training views."""
+    camera_Ks: Tensor | None = None
+    """float [C, 3, 3] intrinsics of the training views."""
+    camera_images: Tensor | None = None
+    """uint8 [C, H, W, 3] the training images."""
 
 
 class Method(nn.Module, abc.ABC):
@@ -42,7 +62,8 @@ class Method(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def get_param_groups(self) -> list[dict[str, Any]]:
-        """Optimiser parameter groups: dicts with "name", "params" and "lr" (and any Adam options)."""
+        """Parameter groups: dicts with a unique "name", "params" and "lr" (and any Adam
+        options); each group gets its own Adam optimiser."""
 
     @abc.abstractmethod
     def get_train_batch(self, step: int) -> Any:
@@ -56,9 +77,18 @@ class Method(nn.Module, abc.ABC):
     def get_eval_metrics(self, step: int) -> dict[str, float]:
         """Metrics on held-out data (called on the main process only)."""
 
+    def get_eval_report(self, step: int) -> dict[str, Any]:
+        """The full evaluation written by ``sparse3d-eval run=...`` (e.g. per-view metrics);
+        by default the periodic metrics."""
+        return self.get_eval_metrics(step)
+
     def get_training_callbacks(self) -> list[TrainingCallback]:
         """Hooks around optimisation steps; none by default."""
         return []
+
+    def get_viewer_content(self) -> ViewerContent:
+        """What ``sparse3d-view`` draws; nothing by default."""
+        return ViewerContent()
 
     def export(self, run_dir: Path) -> None:
         """Writes the trained result (e.g. a .ply) into ``run_dir``; nothing by default."""

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from sparse3d.engine.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from sparse3d.engine.config import MethodConfig, config_to_dict
 from sparse3d.engine.distributed import World, all_reduce_mean_
-from sparse3d.engine.io import write_json_atomic, write_text_atomic
+from sparse3d.core.io import write_json_atomic, write_text_atomic
 from sparse3d.engine.method import Method
 
 # Keys that may change between a run and its resumption.
@@ -59,10 +59,10 @@ class Trainer:
         self._write_or_check_config()
         torch.manual_seed(config.trainer.seed)  # identical initial parameters on every process
         self.method: Method = config.setup(world=world, device=self.device)
-        self.start_step, optimizer_state = self._restore_method()
-        self.optimizer = torch.optim.Adam(self.method.get_param_groups())
-        if optimizer_state is not None:
-            self.optimizer.load_state_dict(optimizer_state)
+        self.start_step, optimizer_states = self._restore_method()
+        self.optimizers = optimizers_for(self.method.get_param_groups())
+        for name, state in (optimizer_states or {}).items():
+            self.optimizers[name].load_state_dict(state)
         self.callbacks = self.method.get_training_callbacks()
 
     def train(self) -> dict[str, float]:
@@ -103,33 +103,36 @@ class Trainer:
         return self.history["eval"][-1] if self.history["eval"] else {}
 
     def _train_step(self, step: int) -> dict[str, float]:
-        for callback in self.callbacks:
-            if callback.where == "before_step" and step % callback.every == 0:
-                callback.fn(step, self.optimizer)
+        self._run_callbacks("before_step", step)
         batch = self.method.get_train_batch(step)
         loss_dict = self.method.get_loss_dict(batch, step)
         loss = sum(loss_dict.values())
-        self.optimizer.zero_grad(set_to_none=True)
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.world.size > 1:
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            params = [p for o in self.optimizers.values() for g in o.param_groups for p in g["params"]]
             for p in params:  # every process must send the same tensors to the collective
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
             all_reduce_mean_([p.grad for p in params], self.world)
-        self.optimizer.step()
-        for callback in self.callbacks:
-            if callback.where == "after_step" and step % callback.every == 0:
-                callback.fn(step, self.optimizer)
+        for optimizer in self.optimizers.values():
+            optimizer.step()
+        self._run_callbacks("after_step", step)
         values = torch.stack([loss.detach(), *(v.detach() for v in loss_dict.values())]).float()
         all_reduce_mean_([values], self.world)
         return dict(zip(["loss", *loss_dict], values.tolist()))
+
+    def _run_callbacks(self, where: str, step: int) -> None:
+        for callback in self.callbacks:
+            if callback.where == where and step % callback.every == 0:
+                callback.fn(step, self.optimizers)
 
     def _save(self, step: int) -> None:
         state = {
             "step": step,
             "method": self.method.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizers": {name: o.state_dict() for name, o in self.optimizers.items()},
             "history": self.history,
         }
         save_checkpoint(self.run_dir, step, state, keep=self.config.trainer.keep_ckpts)
@@ -144,7 +147,7 @@ class Trainer:
         self.history = state["history"]
         if self.world.is_main:
             print(f"sparse3d: resuming {self.run_dir} from {path.name} (step {step})")
-        return step, state["optimizer"]
+        return step, state["optimizers"]
 
     def _write_or_check_config(self) -> None:
         path = self.run_dir / "config.yaml"
@@ -159,6 +162,15 @@ class Trainer:
                 )
         if self.world.is_main:
             write_text_atomic(path, yaml.safe_dump(current, sort_keys=False))
+
+
+def optimizers_for(param_groups: list[dict[str, Any]]) -> dict[str, torch.optim.Optimizer]:
+    """One Adam per named parameter group, so that densification can replace a group's
+    tensors together with their optimizer state."""
+    names = [g["name"] for g in param_groups]
+    if len(set(names)) != len(names):
+        raise ValueError(f"parameter group names must be unique, got {names}")
+    return {g["name"]: torch.optim.Adam([g]) for g in param_groups}
 
 
 def _due(done: int, every: int, last: bool) -> bool:

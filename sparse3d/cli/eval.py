@@ -1,0 +1,97 @@
+"""sparse3d-eval: evaluate a trained run, or score a nuScenes detection submission.
+
+    sparse3d-eval run=RUN_DIR
+    sparse3d-eval results=PRED.json dataroot=DIR version=VERSION split=SPLIT out=OUT_DIR
+"""
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from sparse3d.cli.overrides import fail, parse_config, split_assignments
+from sparse3d.core.io import write_json_atomic
+from sparse3d.engine.checkpoint import CheckpointError
+from sparse3d.engine.config import ConfigError
+
+PROG = "sparse3d-eval"
+
+
+@dataclass
+class RunEval:
+    """Evaluate a trained run on its held-out data; writes RUN_DIR/eval.json."""
+
+    run: Path
+    """Run directory written by sparse3d-train."""
+
+
+@dataclass
+class NuScenesEval:
+    """Score a nuScenes detection submission exactly as the official devkit does."""
+
+    results: Path
+    """Submission JSON (the official format)."""
+    dataroot: Path
+    """nuScenes root folder (holding the version folder, samples/, sweeps/, maps/)."""
+    version: str = "v1.0-trainval"
+    """Table folder name, e.g. v1.0-trainval, v1.0-mini, or a synthetic version."""
+    split: str = "val"
+    """Official split name, or a split of the version folder's splits.json."""
+    out: Path = Path("nuscenes_eval")
+    """Where metrics_summary.json and metrics_details.json go."""
+
+
+def evaluate_run(run_dir: Path) -> dict:
+    """Evaluates the newest checkpoint of ``run_dir``; writes and returns eval.json's content."""
+    from sparse3d.engine.run import load_trained_method
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    name, method, step = load_trained_method(run_dir, device)
+    with torch.no_grad():
+        report = {"method": name, "step": step, **method.get_eval_report(step)}
+    write_json_atomic(Path(run_dir) / "eval.json", report)
+    return report
+
+
+def main(command: RunEval | NuScenesEval) -> None:
+    """Runs one evaluation and prints its result."""
+    if isinstance(command, RunEval):
+        report = evaluate_run(command.run)
+        summary = {k: v for k, v in report.items() if not isinstance(v, (list, dict))}
+        print(json.dumps(summary, indent=2))
+        print(f"sparse3d: wrote {Path(command.run) / 'eval.json'}")
+        return
+    from sparse3d.detection.nuscenes.eval.evaluate import evaluate_nuscenes
+    from sparse3d.detection.nuscenes.eval.report import format_metrics_table
+
+    summary = evaluate_nuscenes(command.results, command.dataroot, command.version, command.split, command.out)
+    print(format_metrics_table(summary))
+    print(f"sparse3d: wrote {command.out / 'metrics_summary.json'} and {command.out / 'metrics_details.json'}")
+
+
+def entrypoint(argv: list[str] | None = None) -> None:
+    """Console script: picks the evaluation from the keys given (run= or results=)."""
+    assignments, wants_help = split_assignments(sys.argv[1:] if argv is None else argv, PROG)
+    if "results" in assignments:
+        kind, default = NuScenesEval, NuScenesEval(results=Path(), dataroot=Path())
+        missing = [k for k in ("results", "dataroot") if k not in assignments]
+    elif "run" in assignments:
+        kind, default, missing = RunEval, RunEval(run=Path()), []
+    else:
+        if wants_help:
+            print(__doc__.strip())
+            raise SystemExit(0)
+        fail(PROG, "give run=RUN_DIR, or results=PRED.json dataroot=DIR ...\n" + __doc__)
+    if missing:
+        fail(PROG, f"missing {', '.join(k + '=...' for k in missing)}")
+    command = parse_config(default, assignments, PROG, kind.__doc__, wants_help)
+    try:
+        main(command)
+    except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as err:
+        fail(PROG, str(err))
+
+
+if __name__ == "__main__":
+    entrypoint()

@@ -1,0 +1,184 @@
+"""The synthetic multi-view object benchmark ("sparse3d-mini").
+
+Each object is rendered by :mod:`sparse3d.render.mesh_raster` (one sample per pixel
+centre, so RGB, mask and depth agree exactly) with Lambert shading under two fixed
+world-frame lights (view-independent: no specular term for the SH colours to chase)
+over a white background, and written as one folder holding every format side by side::
+
+    <object>/images/000.png ...       RGB over white          (nerfstudio, COLMAP)
+    <object>/masks/000.png ...        8-bit, 255 = object
+    <object>/depths/000.npy ...       float32 camera z, 0 = background
+    <object>/transforms.json          nerfstudio
+    <object>/transforms_{train,test}.json, train/, test/   Blender (RGBA)
+    <object>/sparse/0/{cameras,images,points3D}.{txt,bin}  COLMAP (no points)
+    <object>/sparse_{4,6,9}.txt, sparse_test.txt           GaussianObject splits
+
+Views 0-8 are the training candidates (the first 4, 6 or 9 form the sparse splits),
+the rest are held out. Output is byte-identical for the same config.
+"""
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from sparse3d.data.blender import write_blender
+from sparse3d.data.colmap import write_colmap
+from sparse3d.data.dataset import MultiViewDataset
+from sparse3d.data.images import write_view_files
+from sparse3d.data.nerfstudio import write_nerfstudio
+from sparse3d.data.splits import write_split_file
+from sparse3d.data.synthetic.objects import SyntheticObject, build_object
+from sparse3d.render.cameras import Cameras, intrinsics_from_fov, look_at_viewmats
+from sparse3d.render.mesh_raster import interpolate_attributes, rasterize_mesh
+
+# Training rig: (azimuth, elevation) in degrees. The first four are the classic sparse
+# set (one per quadrant, 15-30 deg up); views 5-6 and 7-9 fill the diagonals.
+_TRAIN_RIG = [(0, 20), (90, 25), (180, 15), (270, 30), (45, 40), (225, 10), (135, 35), (315, 20), (0, 65)]
+SPARSE_VIEW_COUNTS = (4, 6, 9)
+# Two lights fixed in the world (direction to the light, intensity) plus ambient light.
+_LIGHTS = [((0.4, -0.6, 0.7), 0.6), ((-0.5, 0.5, -0.2), 0.25)]
+_AMBIENT = 0.3
+
+
+@dataclass
+class SyntheticObjectsConfig:
+    """What :func:`write_synthetic_objects` renders."""
+
+    objects: tuple[str, ...] = ("sphere", "torus", "capsule", "box")
+    """Catalogue names (sparse3d.data.synthetic.objects): procedural "sphere", "torus",
+    "capsule", "box"; with the pyvista package's example files installed (pip install
+    --no-deps pyvista is enough) also "pyvista_airplane", "pyvista_ant", "pyvista_nut",
+    "pyvista_earth"."""
+    resolution: int = 128
+    """Image width and height in pixels (128 for CI, 256 for benchmarks)."""
+    num_test_views: int = 16
+    """Held-out views on two rings (elevations 10 and 35 degrees), at least 1."""
+    fov_deg: float = 40.0
+    """Horizontal field of view in degrees."""
+    camera_distance: float = 4.0
+    """Mean distance from the cameras to the object centre (objects fit the unit sphere)."""
+    jitter_deg: float = 10.0
+    """Uniform random azimuth/elevation jitter (+-) of the training views."""
+    seed: int = 0
+    """Seed of the jitter; the same seed gives byte-identical output."""
+
+
+def write_synthetic_objects(out_dir: Path, config: SyntheticObjectsConfig) -> list[Path]:
+    """Renders every configured object and writes its folder under ``out_dir``.
+
+    Returns:
+        One folder per object, in ``config.objects`` order.
+    """
+    if config.resolution < 8 or config.num_test_views < 1:
+        raise ValueError(f"SyntheticObjectsConfig: need resolution >= 8 and num_test_views >= 1, got {config}")
+    if len(set(config.objects)) != len(config.objects) or not config.objects:
+        raise ValueError(f"SyntheticObjectsConfig.objects must be distinct names, got {config.objects}")
+    objects = [build_object(name) for name in config.objects]  # fail on a bad name before rendering
+    cameras = synthetic_cameras(config)
+    folders = []
+    for obj in tqdm(objects, desc="synthetic objects", unit="object", disable=len(objects) < 2):
+        folder = Path(out_dir) / obj.name
+        data = render_object(obj, cameras)
+        _replace_folder(folder, lambda staging, data=data: write_object_folder(data, staging))
+        folders.append(folder)
+    return folders
+
+
+def _replace_folder(folder: Path, write) -> None:
+    """Calls ``write(staging)`` on a fresh sibling folder, then swaps it in for ``folder``:
+    readers never see a half-written object, and no file of an earlier run is left over."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.new-"))
+    try:
+        write(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if folder.exists():
+        old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old-"))
+        os.replace(folder, old / folder.name)
+        os.replace(staging, folder)
+        shutil.rmtree(old)
+    else:
+        os.replace(staging, folder)
+
+
+def synthetic_cameras(config: SyntheticObjectsConfig) -> Cameras:
+    """The 9 training-candidate cameras followed by ``num_test_views`` held-out ones,
+    looking at the origin with +z up."""
+    rng = np.random.default_rng(config.seed)
+    angles, distances = [], []
+    for azimuth, elevation in _TRAIN_RIG:
+        jitter = rng.uniform(-config.jitter_deg, config.jitter_deg, size=2)
+        angles.append((azimuth + jitter[0], float(np.clip(elevation + jitter[1] / 2, 5.0, 75.0))))
+        distances.append(config.camera_distance + rng.uniform(-0.25, 0.25))
+    n = config.num_test_views
+    for k in range(n):
+        angles.append((k * 360.0 / n + 180.0 / n, 10.0 if k % 2 == 0 else 35.0))
+        distances.append(config.camera_distance)
+    az = torch.tensor([a for a, _ in angles], dtype=torch.float64).deg2rad()
+    el = torch.tensor([e for _, e in angles], dtype=torch.float64).deg2rad()
+    dist = torch.tensor(distances, dtype=torch.float64)
+    eyes = torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], -1) * dist[:, None]
+    viewmats = look_at_viewmats(eyes, torch.zeros_like(eyes))
+    K = intrinsics_from_fov(config.fov_deg, config.resolution, config.resolution)
+    return Cameras(viewmats, K.expand(len(angles), 3, 3).clone(), config.resolution, config.resolution)
+
+
+def render_object(obj: SyntheticObject, cameras: Cameras) -> MultiViewDataset:
+    """Renders ``obj`` into every camera; views 0-8 train, the rest test."""
+    mesh = obj.mesh
+    attrs = torch.cat([mesh.verts, mesh.normals, mesh.uvs], 1)  # [V, 8]
+    images, masks, depths = [], [], []
+    for i in range(len(cameras)):
+        raster = rasterize_mesh(
+            mesh.verts, mesh.faces, cameras.viewmats[i], cameras.Ks[i], cameras.width, cameras.height
+        )
+        covered = raster.mask
+        values = interpolate_attributes(raster, mesh.faces, attrs)[covered]  # [P, 8]
+        rgb = torch.ones(cameras.height, cameras.width, 3, dtype=torch.float64)
+        rgb[covered] = shade(obj.albedo(values[:, :3], values[:, 6:8]), values[:, 3:6])
+        images.append((rgb * 255).round().to(torch.uint8))
+        masks.append(covered)
+        depths.append(raster.depth)
+    n_train = len(_TRAIN_RIG)
+    return MultiViewDataset(
+        cameras=cameras,
+        images=torch.stack(images),
+        image_names=[f"{i:03d}.png" for i in range(len(cameras))],
+        train_indices=torch.arange(n_train),
+        test_indices=torch.arange(n_train, len(cameras)),
+        masks=torch.stack(masks),
+        depths=torch.stack(depths),
+        source=f"synthetic object {obj.name}",
+    )
+
+
+def shade(albedo: Tensor, normals: Tensor) -> Tensor:
+    """Lambert shading of ``albedo`` [P, 3] with interpolated world ``normals`` [P, 3]
+    under the fixed lights; float64 [P, 3] in [0, 1]."""
+    n = torch.nn.functional.normalize(normals, dim=-1)
+    light = torch.full(n.shape[:-1], _AMBIENT, dtype=torch.float64)
+    for direction, intensity in _LIGHTS:
+        d = torch.nn.functional.normalize(torch.tensor(direction, dtype=torch.float64), dim=0)
+        light = light + intensity * (n @ d).clamp(min=0)
+    return (albedo * light[:, None]).clamp(0, 1)
+
+
+def write_object_folder(data: MultiViewDataset, folder: Path) -> None:
+    """Writes ``data`` in every format plus the sparse split files under ``folder``."""
+    write_view_files(folder, data.image_names, data.images, data.masks, data.depths)
+    write_nerfstudio(data, folder)
+    write_blender(data, folder)
+    write_colmap(data, folder, binary=False)
+    write_colmap(data, folder, binary=True)
+    for k in SPARSE_VIEW_COUNTS:
+        write_split_file(folder / f"sparse_{k}.txt", data.train_indices[:k].tolist())
+    write_split_file(folder / "sparse_test.txt", data.test_indices.tolist())

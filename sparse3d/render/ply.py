@@ -1,0 +1,149 @@
+"""3D Gaussian splatting PLY files in the standard (Inria 3DGS) layout, so exported scenes
+open in common splat viewers and trained scenes from other tools load here.
+
+One ``vertex`` element, float32 properties in this order::
+
+    x y z nx ny nz f_dc_0 f_dc_1 f_dc_2 f_rest_0 ... f_rest_{3(K-1)-1}
+    opacity scale_0 scale_1 scale_2 rot_0 rot_1 rot_2 rot_3
+
+with K = (degree + 1)^2 spherical-harmonic coefficients per colour channel, ``f_rest``
+stored channel-major (all of red's higher-order coefficients, then green's, then blue's),
+``opacity`` as a logit, ``scale_*`` as natural logs, ``rot_*`` a quaternion (w, x, y, z),
+normals written as zeros. The PLY encoding itself is plyfile's: files are written binary
+little-endian; reading accepts anything plyfile reads (big-endian, ASCII, other scalar
+types, any property order, extra properties and elements, which are ignored).
+"""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import plyfile
+import torch
+from torch import Tensor
+
+from sparse3d.core.io import write_atomic
+
+SPLAT_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
+"""Names of the per-Gaussian tensors, as :func:`read_gaussians_ply` returns them (the
+parameter names of the splat methods)."""
+
+
+def ply_property_names(sh_degree: int) -> list[str]:
+    """The vertex property names of the standard layout for ``sh_degree``, in file order."""
+    n_rest = 3 * ((sh_degree + 1) ** 2 - 1)
+    return [
+        "x",
+        "y",
+        "z",
+        "nx",
+        "ny",
+        "nz",
+        "f_dc_0",
+        "f_dc_1",
+        "f_dc_2",
+        *[f"f_rest_{i}" for i in range(n_rest)],
+        "opacity",
+        "scale_0",
+        "scale_1",
+        "scale_2",
+        "rot_0",
+        "rot_1",
+        "rot_2",
+        "rot_3",
+    ]
+
+
+def write_gaussians_ply(
+    path: Path, means: Tensor, scales: Tensor, quats: Tensor, opacities: Tensor, sh0: Tensor, shN: Tensor
+) -> None:
+    """Writes N Gaussians as a binary little-endian 3DGS PLY, atomically.
+
+    Args:
+        means: float [N, 3] world-frame centres.
+        scales: float [N, 3] natural logs of the axis scales.
+        quats: float [N, 4] rotations (w, x, y, z), stored as given.
+        opacities: float [N] opacity logits.
+        sh0: float [N, 1, 3] degree-0 SH coefficients (``f_dc_*``).
+        shN: float [N, K - 1, 3] higher-order SH coefficients, K = (degree + 1)^2 (K - 1 may be 0).
+    """
+    n = means.shape[0]
+    expected = {"means": (n, 3), "scales": (n, 3), "quats": (n, 4), "opacities": (n,), "sh0": (n, 1, 3)}
+    given = {"means": means, "scales": scales, "quats": quats, "opacities": opacities, "sh0": sh0}
+    for name, shape in expected.items():
+        if tuple(given[name].shape) != shape:
+            raise ValueError(
+                f"write_gaussians_ply({path}): {name} must be {list(shape)}, got {list(given[name].shape)}"
+            )
+    if shN.dim() != 3 or shN.shape[0] != n or shN.shape[2] != 3 or not _is_square(shN.shape[1] + 1):
+        raise ValueError(
+            f"write_gaussians_ply({path}): shN must be [{n}, (degree + 1)^2 - 1, 3], got {list(shN.shape)}"
+        )
+    degree = math.isqrt(shN.shape[1] + 1) - 1
+    rest = shN.transpose(1, 2).reshape(n, -1)  # channel-major, as 3DGS stores it
+    columns = [means, torch.zeros(n, 3), sh0[:, 0], rest, opacities[:, None], scales, quats]
+    table = torch.cat([c.detach().to("cpu", torch.float32) for c in columns], 1).numpy()
+    # Each float32 row [P] reinterpreted as one record of P named float32 fields: no copy.
+    record = np.dtype([(name, "<f4") for name in ply_property_names(degree)])
+    vertices = np.ascontiguousarray(table, dtype="<f4").view(record).reshape(n)
+    ply = plyfile.PlyData([plyfile.PlyElement.describe(vertices, "vertex")], byte_order="<")
+    write_atomic(Path(path), lambda tmp: ply.write(str(tmp)))
+
+
+def read_gaussians_ply(path: Path) -> dict[str, Tensor]:
+    """Reads a 3DGS PLY (any property order; the SH degree follows from the ``f_rest``
+    count).
+
+    Returns:
+        float32 tensors keyed as :data:`SPLAT_KEYS`, shaped and encoded as the arguments
+        of :func:`write_gaussians_ply`.
+
+    Raises:
+        FileNotFoundError, or ValueError naming the file and the unreadable part or the
+        missing/bad property.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"PLY file not found: {path}")
+    try:
+        # mmap=False: the columns are copied out below anyway, and a memory map would keep
+        # the file open for as long as any view of it lives.
+        ply = plyfile.PlyData.read(str(path), mmap=False)
+    except (plyfile.PlyParseError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable PLY file ({err})") from err
+    elements = {element.name: element for element in ply.elements}
+    if "vertex" not in elements:
+        raise ValueError(f"{path}: no 'vertex' element (elements: {sorted(elements)}); expected a 3DGS PLY")
+    vertex = elements["vertex"]
+    scalars = {p.name for p in vertex.properties if not isinstance(p, plyfile.PlyListProperty)}
+    count = vertex.count
+    n_rest = sum(1 for name in scalars if name.startswith("f_rest_"))
+    if n_rest % 3 or not _is_square(n_rest // 3 + 1):
+        raise ValueError(f"{path}: {n_rest} f_rest_* properties; expected 3 * ((degree + 1)^2 - 1) (0, 9, 24, 45, ...)")
+    degree = math.isqrt(n_rest // 3 + 1) - 1
+    columns = {}
+    for name in ply_property_names(degree):
+        if name in ("nx", "ny", "nz"):
+            continue
+        if name not in scalars:
+            raise ValueError(f"{path}: vertex property '{name}' is missing or not a scalar (3DGS layout)")
+        columns[name] = torch.from_numpy(np.ascontiguousarray(vertex[name], dtype=np.float32))
+        if not torch.isfinite(columns[name]).all():
+            raise ValueError(f"{path}: vertex property '{name}' has non-finite values")
+
+    def stack(*names: str) -> Tensor:
+        return torch.stack([columns[n] for n in names], 1) if names else torch.zeros(count, 0)
+
+    rest = stack(*[f"f_rest_{i}" for i in range(n_rest)])
+    return {
+        "means": stack("x", "y", "z"),
+        "scales": stack("scale_0", "scale_1", "scale_2"),
+        "quats": stack("rot_0", "rot_1", "rot_2", "rot_3"),
+        "opacities": columns["opacity"],
+        "sh0": stack("f_dc_0", "f_dc_1", "f_dc_2")[:, None, :],
+        "shN": rest.reshape(count, 3, n_rest // 3).transpose(1, 2).contiguous(),
+    }
+
+
+def _is_square(k: int) -> bool:
+    return k >= 1 and math.isqrt(k) ** 2 == k
