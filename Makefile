@@ -17,7 +17,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml setup.py constraints.txt
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt torch==2.13.0 "setuptools>=69" wheel ninja
+	$(PIP) install -q -c constraints.txt torch==2.13.0 "setuptools>=77" wheel ninja
 	$(PIP) install -q -c constraints.txt --no-build-isolation -e '.[test]'
 	# Only the example meshes inside the pyvista wheel are used (read with plyfile), so
 	# its VTK dependency is not installed.

@@ -41,6 +41,9 @@ class NuScenesEval:
     """Official split name, or a split of the version folder's splits.json."""
     out: Path = Path("nuscenes_eval")
     """Where metrics_summary.json and metrics_details.json go."""
+    cache: Path | None = Path.home() / ".cache" / "sparse3d" / "nuscenes"
+    """Keeps the split's parsed ground truth here (invalidated when a table changes), so
+    evaluating several submissions on the same split skips parsing the tables; None disables it."""
 
 
 def evaluate_run(run_dir: Path) -> dict:
@@ -66,7 +69,9 @@ def main(command: RunEval | NuScenesEval) -> None:
     from sparse3d.detection.nuscenes.eval.evaluate import evaluate_nuscenes
     from sparse3d.detection.nuscenes.eval.report import format_metrics_table
 
-    summary = evaluate_nuscenes(command.results, command.dataroot, command.version, command.split, command.out)
+    summary = evaluate_nuscenes(
+        command.results, command.dataroot, command.version, command.split, command.out, cache_dir=command.cache
+    )
     print(format_metrics_table(summary))
     print(f"sparse3d: wrote {command.out / 'metrics_summary.json'} and {command.out / 'metrics_details.json'}")
 

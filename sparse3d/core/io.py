@@ -34,9 +34,16 @@ def write_text_atomic(path: Path, text: str) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Writes ``data`` as indented JSON to ``path`` atomically."""
-    write_text_atomic(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Writes raw bytes to ``path`` atomically."""
+    write_atomic(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_json_atomic(path: Path, data: Any, indent: int | None = 2) -> None:
+    """Writes ``data`` as JSON to ``path`` atomically; NaN is written as the ``NaN`` literal
+    (as Python's json and the nuScenes devkit do). ``indent=None`` is much faster for
+    large files: the indenting encoder is pure Python."""
+    write_text_atomic(path, json.dumps(data, indent=indent, allow_nan=True) + ("\n" if indent is not None else ""))
 
 
 def save_torch_atomic(path: Path, obj: Any) -> None:

@@ -88,3 +88,18 @@ def test_inconsistent_offsets_are_rejected_by_the_kernel():
         segment_reduce(torch.ones(3, 2), torch.tensor([0, 2]), "sum")
     with pytest.raises(RuntimeError, match="non-decreasing"):
         segment_reduce(torch.ones(3, 2), torch.tensor([0, 2, 1, 3]), "sum")
+
+
+@native
+def test_works_under_torch_compile_with_autograd():
+    values, offsets = random_segments(50, 4, seed=6)
+    values.requires_grad_(True)
+
+    def loss(v):
+        return segment_reduce(v.sin(), offsets, "max").square().sum()
+
+    # fullgraph: the op must trace through its fake kernel without a graph break.
+    compiled = torch.compile(loss, backend="aot_eager", fullgraph=True)
+    (g_compiled,) = torch.autograd.grad(compiled(values), values)
+    (g_eager,) = torch.autograd.grad(loss(values), values)
+    torch.testing.assert_close(g_compiled, g_eager)

@@ -1,0 +1,169 @@
+"""Greedy matching of predictions to GT and the per-class metric curves.
+
+Per class and distance threshold, predictions are visited by descending score (ties:
+higher original index first), each taking the nearest not-yet-taken GT of its sample if
+the xy centre distance is strictly below the threshold. The curves are the devkit's:
+raw (non-monotone) precision linearly interpolated at 101 recall points, and TP errors
+as cumulative means over matches interpolated over confidence.
+
+Speed: the (prediction, GT) candidate pairs of a class are built once, vectorised, with
+their distances, and sorted by (prediction rank, distance, GT order); the sequential
+greedy pass then only walks short candidate lists, for all four thresholds.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sparse3d.detection.nuscenes.box_set import EvalBoxSet
+from sparse3d.detection.nuscenes.eval.tp_errors import (
+    attribute_accuracy,
+    center_distance,
+    cummean,
+    scale_iou,
+    velocity_l2,
+    yaw_diff,
+)
+
+NUM_POINTS = 101
+"""Points on every metric curve (recall 0 to 1 in steps of 0.01)."""
+ERROR_NAMES = ("trans_err", "vel_err", "scale_err", "orient_err", "attr_err")
+"""The TP error curves, in the devkit's serialisation order."""
+
+
+@dataclass(frozen=True)
+class MetricCurves:
+    """The curves of one (class, distance threshold): float64 [101] each."""
+
+    recall: np.ndarray
+    precision: np.ndarray
+    confidence: np.ndarray
+    trans_err: np.ndarray
+    vel_err: np.ndarray
+    scale_err: np.ndarray
+    orient_err: np.ndarray
+    attr_err: np.ndarray
+
+    @staticmethod
+    def no_predictions() -> "MetricCurves":
+        """Curves of a class without GT or without any match: AP 0 and every error 1."""
+        ones = np.ones(NUM_POINTS)
+        return MetricCurves(np.linspace(0, 1, NUM_POINTS), np.zeros(NUM_POINTS), np.zeros(NUM_POINTS),
+                            ones, ones.copy(), ones.copy(), ones.copy(), ones.copy())
+
+    @property
+    def max_recall_ind(self) -> int:
+        """Index of the last non-zero confidence (0 if none): the highest recall reached."""
+        nonzero = np.flatnonzero(self.confidence)
+        return int(nonzero[-1]) if len(nonzero) else 0
+
+    def serialize(self) -> dict[str, list[float]]:
+        """As the devkit writes it into ``metrics_details.json``."""
+        keys = ("recall", "precision", "confidence") + ERROR_NAMES
+        return {k: getattr(self, k).tolist() for k in keys}
+
+
+def accumulate_class(
+    gt: EvalBoxSet, pred: EvalBoxSet, label: int, dist_ths: tuple[float, ...], orientation_period: float
+) -> dict[float, MetricCurves]:
+    """Matches one class at every threshold and builds its curves.
+
+    Args:
+        gt, pred: filtered boxes of all classes (rows in evaluation order).
+        label: the class index.
+        dist_ths: matching thresholds (metres).
+        orientation_period: pi for barriers (symmetric), 2 pi otherwise.
+
+    Returns:
+        threshold -> curves.
+    """
+    gt_rows = np.flatnonzero(gt.label == label)
+    if len(gt_rows) == 0:
+        return {th: MetricCurves.no_predictions() for th in dist_ths}
+    pred_rows = np.flatnonzero(pred.label == label)
+    scores = pred.score[pred_rows]
+    # Ascending by (score, index), reversed: descending scores, ties to the higher index.
+    order = np.lexsort((np.arange(len(pred_rows)), scores))[::-1]
+    pred_rows, scores = pred_rows[order], scores[order]
+    cand_ptr, cand_gt, cand_dist = _candidates(gt, pred, gt_rows, pred_rows, max(dist_ths))
+    curves = {}
+    for th in dist_ths:
+        matched, match_dist = _greedy_match(cand_ptr, cand_gt, cand_dist, th, len(gt_rows))
+        curves[th] = _curves(gt, pred, gt_rows, pred_rows, scores, matched, match_dist, orientation_period)
+    return curves
+
+
+def _candidates(gt: EvalBoxSet, pred: EvalBoxSet, gt_rows: np.ndarray, pred_rows: np.ndarray, max_dist: float):
+    """Same-sample (prediction, GT) pairs closer than ``max_dist``, as CSR lists.
+
+    Returns:
+        ptr: int64 [P + 1]; gt: int64 [Q] GT position within ``gt_rows``; dist: float64 [Q]
+        xy centre distance. Each prediction's list is sorted by (distance, GT order).
+    """
+    # GT of the class sorted by sample (stable, so GT order is kept within a sample).
+    gt_order = np.argsort(gt.sample[gt_rows], kind="stable")
+    gt_samples = gt.sample[gt_rows][gt_order]
+    pred_samples = pred.sample[pred_rows]
+    lo = np.searchsorted(gt_samples, pred_samples, side="left")
+    hi = np.searchsorted(gt_samples, pred_samples, side="right")
+    counts = hi - lo
+    pair_pred = np.repeat(np.arange(len(pred_rows)), counts)
+    starts = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    pair_gt = gt_order[np.arange(len(pair_pred)) + starts]
+    dist = center_distance(pred.translation[pred_rows[pair_pred]], gt.translation[gt_rows[pair_gt]])
+    near = dist < max_dist
+    pair_pred, pair_gt, dist = pair_pred[near], pair_gt[near], dist[near]
+    sort = np.lexsort((pair_gt, dist, pair_pred))
+    pair_pred, pair_gt, dist = pair_pred[sort], pair_gt[sort], dist[sort]
+    ptr = np.zeros(len(pred_rows) + 1, np.int64)
+    np.cumsum(np.bincount(pair_pred, minlength=len(pred_rows)), out=ptr[1:])
+    return ptr, pair_gt, dist
+
+
+def _greedy_match(ptr: np.ndarray, cand_gt: np.ndarray, cand_dist: np.ndarray, dist_th: float, n_gt: int):
+    """Visits predictions in rank order; each takes its nearest untaken GT within ``dist_th``.
+
+    Returns:
+        matched_gt: int64 [P] GT position per prediction, -1 for a false positive.
+        match_dist: float64 [P] distance of the match (NaN for false positives).
+    """
+    taken = bytearray(n_gt)
+    ptr_l, gt_l, dist_l = ptr.tolist(), cand_gt.tolist(), cand_dist.tolist()
+    matched = [-1] * (len(ptr_l) - 1)
+    match_dist = [float("nan")] * (len(ptr_l) - 1)
+    for p in range(len(matched)):
+        for c in range(ptr_l[p], ptr_l[p + 1]):
+            if dist_l[c] >= dist_th:
+                break
+            g = gt_l[c]
+            if not taken[g]:
+                taken[g] = 1
+                matched[p], match_dist[p] = g, dist_l[c]
+                break
+    return np.array(matched, np.int64), np.array(match_dist, np.float64)
+
+
+def _curves(gt, pred, gt_rows, pred_rows, scores, matched, match_dist, orientation_period) -> MetricCurves:
+    is_tp = matched >= 0
+    if not is_tp.any():
+        return MetricCurves.no_predictions()
+    tp = np.cumsum(is_tp).astype(float)
+    fp = np.cumsum(~is_tp).astype(float)
+    prec = tp / (fp + tp)
+    rec = tp / float(len(gt_rows))
+    rec_interp = np.linspace(0, 1, NUM_POINTS)
+    prec = np.interp(rec_interp, rec, prec, right=0)
+    conf = np.interp(rec_interp, rec, scores, right=0)
+
+    g = gt_rows[matched[is_tp]]
+    p = pred_rows[is_tp]
+    match_conf = scores[is_tp]
+    errors = {
+        "trans_err": match_dist[is_tp],
+        "vel_err": velocity_l2(gt.velocity[g], pred.velocity[p]),
+        "scale_err": 1 - scale_iou(gt.size[g], pred.size[p]),
+        "orient_err": yaw_diff(gt.rotation[g], pred.rotation[p], orientation_period),
+        "attr_err": 1 - attribute_accuracy(gt.attribute[g], pred.attribute[p]),
+    }
+    curves = {name: np.interp(conf[::-1], match_conf[::-1], cummean(errors[name])[::-1])[::-1] for name in ERROR_NAMES}
+    return MetricCurves(recall=rec_interp, precision=prec, confidence=conf, **curves)
