@@ -1,0 +1,56 @@
+// Argument checks and conversions shared by the CPU and CUDA glue of the sparse-voxel ops
+// (kernel maps, sparse convolution, voxelization).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/ArrayRef.h>
+#include <c10/util/Exception.h>
+
+#include "sparse3d/coords.h"
+#include "sparse3d/kernel_map.h"
+
+namespace sparse3d {
+
+// Coordinates: int32 [N, 4] (batch, c0, c1, c2), contiguous.
+inline void check_coords(const at::Tensor& coords, const char* op, const char* name) {
+  TORCH_CHECK(coords.dim() == 2 && coords.size(1) == 4, "sparse3d.", op, ": ", name,
+              " must be [N, 4] (batch, c0, c1, c2), got shape ", coords.sizes());
+  TORCH_CHECK(coords.scalar_type() == at::kInt, "sparse3d.", op, ": ", name,
+              " must be int32, got ", coords.scalar_type());
+  TORCH_CHECK(coords.is_contiguous(), "sparse3d.", op, ": ", name, " must be contiguous");
+}
+
+// Kernel map: int32 [M, K], contiguous.
+inline void check_nbr(const at::Tensor& nbr, const char* op) {
+  TORCH_CHECK(nbr.dim() == 2 && nbr.scalar_type() == at::kInt && nbr.is_contiguous(),
+              "sparse3d.", op, ": nbr must be a contiguous int32 [M, K] kernel map, got ",
+              nbr.scalar_type(), " ", nbr.sizes());
+}
+
+inline void copy_triple(c10::IntArrayRef v, const char* op, const char* name, int64_t min,
+                        int64_t* dst) {
+  TORCH_CHECK(v.size() == 3, "sparse3d.", op, ": ", name, " must have 3 entries, got ",
+              v.size());
+  for (int d = 0; d < 3; ++d) {
+    TORCH_CHECK(v[d] >= min, "sparse3d.", op, ": ", name, " must be >= ", min, ", got ", v);
+    dst[d] = v[d];
+  }
+}
+
+inline ConvGeom make_geom(c10::IntArrayRef in_shape, c10::IntArrayRef out_shape,
+                          c10::IntArrayRef kernel, c10::IntArrayRef stride,
+                          c10::IntArrayRef padding, c10::IntArrayRef dilation, const char* op) {
+  ConvGeom g;
+  copy_triple(in_shape, op, "in_shape", 1, g.in_shape);
+  copy_triple(out_shape, op, "out_shape", 1, g.out_shape);
+  copy_triple(kernel, op, "kernel", 1, g.kernel);
+  copy_triple(stride, op, "stride", 1, g.stride);
+  copy_triple(padding, op, "padding", 0, g.padding);
+  copy_triple(dilation, op, "dilation", 1, g.dilation);
+  for (int d = 0; d < 3; ++d)
+    TORCH_CHECK(g.kernel[d] <= kMaxKernel, "sparse3d.", op, ": kernel sizes up to ",
+                kMaxKernel, " are supported, got ", kernel);
+  return g;
+}
+
+}  // namespace sparse3d

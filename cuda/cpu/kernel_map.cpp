@@ -1,0 +1,271 @@
+// CPU kernels for kernel maps. Coordinates go into an open-addressing hash table filled in
+// parallel by compare-and-swap (a lookup's answer does not depend on where a key landed),
+// then rows look their taps up in parallel, with the table slots prefetched. Every nbr
+// entry has exactly one writer, so maps do not depend on the thread count.
+//   kernel_map: nbr of given output sites (submanifold maps query half the taps and fill
+//     the mirrored half, since tap k from o to i is tap K-1-k from i to o);
+//   conv_map: output sites of a regular conv (unique candidate keys, sorted) and their
+//     nbr, filled straight from the candidates, without a second table.
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "conv_args.h"
+#include "sparse3d/kernel_map.h"
+
+namespace sparse3d {
+namespace {
+
+constexpr int64_t kRowGrain = 512;
+
+struct HostHash {
+  std::vector<int64_t> keys;
+  std::vector<int32_t> values;
+  int64_t capacity = 0;
+
+  explicit HostHash(int64_t n)
+      : keys(hash_capacity(n), kNoKey), values(hash_capacity(n), -1), capacity(hash_capacity(n)) {}
+
+  int32_t find(int64_t key) const { return hash_find(keys.data(), values.data(), capacity, key); }
+};
+
+// Table of the rows of `coords` ([N, 4]) keyed on `shape`; raises on duplicate sites.
+void insert_coords(HostHash& h, const int32_t* coords, int64_t N, const int64_t* shape,
+                   const char* op) {
+  std::atomic<int64_t> duplicate{-1};
+  at::parallel_for(0, N, 4 * kRowGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int32_t* c = coords + 4 * i;
+      if (!hash_insert_atomic(h.keys.data(), h.values.data(), h.capacity,
+                              coord_key(c[0], c[1], c[2], c[3], shape), (int32_t)i))
+        duplicate.store(i);
+    }
+  });
+  const int64_t d = duplicate.load();
+  TORCH_CHECK(d < 0, "sparse3d.", op, ": duplicate input site (", coords[4 * d], ", ",
+              coords[4 * d + 1], ", ", coords[4 * d + 2], ", ", coords[4 * d + 3],
+              "); input coordinates must be unique");
+}
+
+bool is_submanifold(const at::Tensor& in_coords, const at::Tensor& out_coords,
+                    const ConvGeom& g) {
+  if (!in_coords.is_same(out_coords)) return false;
+  for (int d = 0; d < 3; ++d)
+    if (g.stride[d] != 1 || g.in_shape[d] != g.out_shape[d] || g.kernel[d] % 2 == 0 ||
+        g.padding[d] != g.kernel[d] / 2 * g.dilation[d])
+      return false;
+  return true;
+}
+
+// Submanifold map by sorted merge: with the keys sorted, the keys of one tap's neighbours
+// (key + delta, for the rows whose neighbour lies inside the grid) are sorted too, so each
+// tap is a linear merge of two sorted sequences. Taps before the centre are merged, the
+// centre is the row itself, and taps after it are mirrors (tap k from o to i is tap
+// K-1-k from i to o). Rows are split into fixed chunks, each owning its merge results.
+void fill_submanifold_map(const int32_t* coords, int64_t N, const ConvGeom& g, int32_t* nbr) {
+  const int64_t K = conv_taps(g), centre = K / 2;
+  std::vector<int64_t> keys(N);
+  at::parallel_for(0, N, 4 * kRowGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int32_t* c = coords + 4 * i;
+      keys[i] = coord_key(c[0], c[1], c[2], c[3], g.in_shape);
+    }
+  });
+  std::vector<int32_t> order(N);  // rows by ascending key
+  for (int64_t i = 0; i < N; ++i) order[i] = (int32_t)i;
+  bool sorted = true;
+  for (int64_t i = 1; i < N && sorted; ++i) sorted = keys[i - 1] < keys[i];
+  if (!sorted) {  // sort (key, row) pairs: contiguous, unlike an index sort through keys
+    std::vector<std::pair<int64_t, int32_t>> pairs(N);
+    for (int64_t i = 0; i < N; ++i) pairs[i] = {keys[i], (int32_t)i};
+    std::sort(pairs.begin(), pairs.end());
+    for (int64_t i = 0; i < N; ++i) {
+      keys[i] = pairs[i].first;
+      order[i] = pairs[i].second;
+    }
+  }
+  for (int64_t i = 1; i < N; ++i)
+    TORCH_CHECK(keys[i - 1] != keys[i], "sparse3d.kernel_map: duplicate input site (",
+                coords[4 * order[i]], ", ", coords[4 * order[i] + 1], ", ",
+                coords[4 * order[i] + 2], ", ", coords[4 * order[i] + 3],
+                "); input coordinates must be unique");
+  std::fill(nbr, nbr + N * K, -1);
+  for (int64_t i = 0; i < N; ++i) nbr[i * K + centre] = (int32_t)i;
+  // Tap offsets per axis and the key delta of each tap before the centre.
+  std::vector<int64_t> delta(centre), off(3 * centre);
+  for (int64_t k = 0; k < centre; ++k) {
+    int64_t rest = k;
+    for (int d = 2; d >= 0; --d) {
+      off[3 * k + d] = (rest % g.kernel[d]) * g.dilation[d] - g.padding[d];
+      rest /= g.kernel[d];
+    }
+    delta[k] = (off[3 * k] * g.in_shape[1] + off[3 * k + 1]) * g.in_shape[2] + off[3 * k + 2];
+  }
+  at::parallel_for(0, N, 4 * kRowGrain, [&](int64_t s0, int64_t s1) {
+    for (int64_t k = 0; k < centre; ++k) {
+      // Merge position: the first key >= the chunk's first query.
+      int64_t j = std::lower_bound(keys.begin(), keys.end(), keys[s0] + delta[k]) - keys.begin();
+      for (int64_t s = s0; s < s1; ++s) {
+        const int64_t q = keys[s] + delta[k];
+        while (j < N && keys[j] < q) ++j;
+        if (j == N) break;
+        if (keys[j] != q) continue;
+        const int32_t* c = coords + 4 * order[s];
+        bool inside = true;  // a key match across a grid edge is a different site
+        for (int d = 0; d < 3; ++d) {
+          const int64_t v = c[d + 1] + off[3 * k + d];
+          inside = inside && v >= 0 && v < g.in_shape[d];
+        }
+        if (!inside) continue;
+        const int64_t o = order[s], i = order[j];
+        nbr[o * K + k] = (int32_t)i;
+        nbr[i * K + (K - 1 - k)] = (int32_t)o;  // the one writer of this entry
+      }
+    }
+  });
+}
+
+at::Tensor kernel_map_cpu(const at::Tensor& in_coords, const at::Tensor& out_coords,
+                          c10::IntArrayRef in_shape, c10::IntArrayRef out_shape,
+                          c10::IntArrayRef kernel, c10::IntArrayRef stride,
+                          c10::IntArrayRef padding, c10::IntArrayRef dilation) {
+  check_coords(in_coords, "kernel_map", "in_coords");
+  check_coords(out_coords, "kernel_map", "out_coords");
+  const ConvGeom g = make_geom(in_shape, out_shape, kernel, stride, padding, dilation,
+                               "kernel_map");
+  const int64_t N = in_coords.size(0), M = out_coords.size(0), K = conv_taps(g);
+  TORCH_CHECK(N < INT32_MAX && M < INT32_MAX,
+              "sparse3d.kernel_map: at most 2^31 - 1 rows, got ", N, " and ", M);
+  at::Tensor nbr = at::empty({M, K}, in_coords.options());
+  const int32_t* oc = out_coords.data_ptr<int32_t>();
+  int32_t* m = nbr.data_ptr<int32_t>();
+  if (is_submanifold(in_coords, out_coords, g)) {
+    fill_submanifold_map(oc, M, g, m);
+    return nbr;
+  }
+  HostHash h(N);
+  insert_coords(h, in_coords.data_ptr<int32_t>(), N, g.in_shape, "kernel_map");
+  at::parallel_for(0, M, kRowGrain, [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; ++o)
+      kernel_map_row(oc + 4 * o, g, h.keys.data(), h.values.data(), h.capacity, m + o * K);
+  });
+  return nbr;
+}
+
+// Output sites of a regular (dilating) sparse conv, sorted by key, and its kernel map.
+std::tuple<at::Tensor, at::Tensor> conv_map_cpu(const at::Tensor& coords,
+                                                c10::IntArrayRef in_shape,
+                                                c10::IntArrayRef out_shape,
+                                                c10::IntArrayRef kernel,
+                                                c10::IntArrayRef stride,
+                                                c10::IntArrayRef padding,
+                                                c10::IntArrayRef dilation) {
+  check_coords(coords, "conv_map", "coords");
+  const ConvGeom g = make_geom(in_shape, out_shape, kernel, stride, padding, dilation,
+                               "conv_map");
+  const int64_t N = coords.size(0), K = conv_taps(g);
+  TORCH_CHECK(N < INT32_MAX, "sparse3d.conv_map: at most 2^31 - 1 input rows, got ", N);
+  const int32_t* c = coords.data_ptr<int32_t>();
+  // Candidate output key per (input, tap); every entry is written below, so no zero-fill.
+  std::unique_ptr<int64_t[]> cand(new int64_t[N * K]);
+  std::atomic<int64_t> n_cand{0};
+  at::parallel_for(0, N, kRowGrain, [&](int64_t i0, int64_t i1) {
+    int64_t local = 0;
+    for (int64_t i = i0; i < i1; ++i) {
+      conv_candidate_row(c + 4 * i, g, cand.get() + i * K);
+      for (int64_t k = 0; k < K; ++k) local += cand[i * K + k] != kNoKey;
+    }
+    n_cand += local;
+  });
+  // The set of candidate keys (values unused until the keys are ranked).
+  HostHash outs(n_cand.load());
+  at::parallel_for(0, N * K, 4 * kRowGrain, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j)
+      if (cand[j] != kNoKey)
+        hash_insert_atomic(outs.keys.data(), outs.values.data(), outs.capacity, cand[j], 0);
+  });
+  // Occupied slots, gathered per fixed slot range; their order varies, sorted order does not.
+  constexpr int64_t kSlotChunk = 1 << 16;
+  const int64_t n_chunks = (outs.capacity + kSlotChunk - 1) / kSlotChunk;
+  std::vector<std::vector<int64_t>> found(n_chunks);
+  at::parallel_for(0, n_chunks, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      for (int64_t slot = t * kSlotChunk; slot < std::min(outs.capacity, (t + 1) * kSlotChunk); ++slot)
+        if (outs.keys[slot] != kNoKey) found[t].push_back(outs.keys[slot]);
+  });
+  std::vector<int64_t> unique;
+  for (const auto& f : found) unique.insert(unique.end(), f.begin(), f.end());
+  std::sort(unique.begin(), unique.end());  // slot order varies; sorted order does not
+  const int64_t M = (int64_t)unique.size();
+  TORCH_CHECK(M < INT32_MAX, "sparse3d.conv_map: at most 2^31 - 1 output rows, got ", M);
+  at::Tensor out = at::empty({M, 4}, coords.options());
+  int32_t* oc = out.data_ptr<int32_t>();
+  at::parallel_for(0, M, kRowGrain, [&](int64_t o0, int64_t o1) {
+    const uint64_t mask = (uint64_t)outs.capacity - 1;
+    for (int64_t o = o0; o < o1; ++o) {
+      key_coord(unique[o], g.out_shape, oc + 4 * o);
+      uint64_t s = hash_mix((uint64_t)unique[o]) & mask;
+      while (outs.keys[s] != unique[o]) s = (s + 1) & mask;
+      outs.values[s] = (int32_t)o;  // rank the keys: one writer per slot
+    }
+  });
+  at::Tensor nbr = at::full({M, K}, -1, coords.options());
+  int32_t* m = nbr.data_ptr<int32_t>();
+  // Input i reaches output o through tap k for at most one o, and only input i reaches o
+  // through k, unless two inputs share a site: the exchange detects that case.
+  std::atomic<int64_t> duplicate{-1};
+  at::parallel_for(0, N, kRowGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i)
+      for (int64_t k = 0; k < K; ++k) {
+        const int32_t o = outs.find(cand[i * K + k]);
+        if (o >= 0 && __atomic_exchange_n(m + (int64_t)o * K + k, (int32_t)i,
+                                          __ATOMIC_RELAXED) != -1)
+          duplicate.store(i);
+      }
+  });
+  const int64_t d = duplicate.load();
+  TORCH_CHECK(d < 0, "sparse3d.conv_map: duplicate input site (", c[4 * d], ", ",
+              c[4 * d + 1], ", ", c[4 * d + 2], ", ", c[4 * d + 3],
+              "); input coordinates must be unique");
+  return {out, nbr};
+}
+
+// Transposed map: inv[i, k] = o where nbr[o, k] = i. A conv map sends each (input, tap)
+// to at most one output, so every inv entry has at most one writer.
+at::Tensor invert_kernel_map_cpu(const at::Tensor& nbr, int64_t n_in) {
+  check_nbr(nbr, "invert_kernel_map");
+  const int64_t M = nbr.size(0), K = nbr.size(1);
+  TORCH_CHECK(M < INT32_MAX, "sparse3d.invert_kernel_map: at most 2^31 - 1 rows, got ", M);
+  at::Tensor inv = at::full({n_in, K}, -1, nbr.options());
+  const int32_t* m = nbr.data_ptr<int32_t>();
+  int32_t* v = inv.data_ptr<int32_t>();
+  std::atomic<int64_t> bad{-1};
+  at::parallel_for(0, M, kRowGrain, [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; ++o)
+      for (int64_t k = 0; k < K; ++k) {
+        const int32_t i = m[o * K + k];
+        if (i >= n_in) bad.store(o * K + k);
+        else if (i >= 0) v[(int64_t)i * K + k] = (int32_t)o;
+      }
+  });
+  TORCH_CHECK(bad.load() < 0, "sparse3d.invert_kernel_map: nbr refers to row ",
+              bad.load() < 0 ? 0 : m[bad.load()], " but n_in is ", n_in);
+  return inv;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(sparse3d, CPU, m) {
+  m.impl("kernel_map", &kernel_map_cpu);
+  m.impl("conv_map", &conv_map_cpu);
+  m.impl("invert_kernel_map", &invert_kernel_map_cpu);
+}
+
+}  // namespace sparse3d

@@ -1,0 +1,431 @@
+// CPU kernels for output-stationary sparse convolution (see sparse3d/conv.h).
+//   forward: each task owns a block of output rows; inside the block the loop runs tap by
+//     tap so that one tap's weight slice [Cin, Cout] stays in L1 while it meets every row.
+//   weight gradient: one task per fixed chunk of output rows writes a private partial sum
+//     per tap; the partials are then added in chunk order.
+// No output element has two writers and no sum order depends on the thread count.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <type_traits>
+#include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "conv_args.h"
+#include "sparse3d/conv.h"
+
+namespace sparse3d {
+namespace {
+
+// Output rows per forward block: their accumulators ([32, Cout]) stay in L1.
+constexpr int64_t kRowBlock = 32;
+
+#if defined(__x86_64__)
+// AVX2 + FMA kernels, picked at run time (the build targets baseline x86-64). They keep
+// each output element's summation order, so results still do not depend on the thread
+// count; they differ from the portable path only by FMA rounding.
+#define SP3D_AVX2 __attribute__((target("avx2,fma")))
+
+bool cpu_has_avx2() {
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return has;
+}
+
+// y[0:8 NV] += x[0:Cin] @ w[Cin, 0:8 NV] (w rows Cout apart), NV accumulators in registers.
+template <int NV>
+SP3D_AVX2 inline void row_times_matrix_block_avx2(const float* x, const float* w, int64_t Cin,
+                                                   int64_t Cout, float* y) {
+  __m256 acc[NV];
+  for (int j = 0; j < NV; ++j) acc[j] = _mm256_loadu_ps(y + 8 * j);
+  for (int64_t ci = 0; ci < Cin; ++ci) {
+    const __m256 b = _mm256_broadcast_ss(x + ci);
+    const float* wr = w + ci * Cout;
+    for (int j = 0; j < NV; ++j) acc[j] = _mm256_fmadd_ps(b, _mm256_loadu_ps(wr + 8 * j), acc[j]);
+  }
+  for (int j = 0; j < NV; ++j) _mm256_storeu_ps(y + 8 * j, acc[j]);
+}
+
+// y[0:Cout] += x[0:Cin] @ w[Cin, Cout]; Cout % 8 == 0.
+SP3D_AVX2 void add_row_times_matrix_avx2(const float* x, const float* w, int64_t Cin,
+                                         int64_t Cout, float* y) {
+  int64_t c = 0;
+  for (; c + 64 <= Cout; c += 64) row_times_matrix_block_avx2<8>(x, w + c, Cin, Cout, y + c);
+  if (c + 32 <= Cout) {
+    row_times_matrix_block_avx2<4>(x, w + c, Cin, Cout, y + c);
+    c += 32;
+  }
+  if (c + 16 <= Cout) {
+    row_times_matrix_block_avx2<2>(x, w + c, Cin, Cout, y + c);
+    c += 16;
+  }
+  if (c + 8 <= Cout) row_times_matrix_block_avx2<1>(x, w + c, Cin, Cout, y + c);
+}
+
+SP3D_AVX2 void conv_forward_rows_avx2(const float* feats, const float* weight,
+                                      const int32_t* nbr, int64_t K, int64_t Cin, int64_t Cout,
+                                      int64_t o0, int64_t o1, float* out) {
+  for (int64_t b0 = o0; b0 < o1; b0 += kRowBlock) {
+    const int64_t b1 = std::min(b0 + kRowBlock, o1);
+    std::fill(out + b0 * Cout, out + b1 * Cout, 0.f);
+    for (int64_t k = 0; k < K; ++k) {
+      const float* w = weight + k * Cin * Cout;
+      for (int64_t o = b0; o < b1; ++o) {
+        const int32_t n = nbr[o * K + k];
+        if (n >= 0) add_row_times_matrix_avx2(feats + (int64_t)n * Cin, w, Cin, Cout, out + o * Cout);
+      }
+    }
+  }
+}
+
+// acc[Cin, Cout] = sum_p feats[rows_in[p]]^T v_out[rows_out[p]] over the P pairs in order;
+// Cin % 4 == 0 and Cout % 16 == 0. A 4 x 16 tile of acc stays in registers per pass.
+SP3D_AVX2 void weight_grad_pairs_avx2(const float* feats, const float* v_out,
+                                      const int32_t* rows_in, const int32_t* rows_out,
+                                      int64_t P, int64_t Cin, int64_t Cout, float* acc) {
+  for (int64_t ci0 = 0; ci0 < Cin; ci0 += 4)
+    for (int64_t co0 = 0; co0 < Cout; co0 += 16) {
+      __m256 a[4][2];
+      for (int r = 0; r < 4; ++r) a[r][0] = a[r][1] = _mm256_setzero_ps();
+      for (int64_t p = 0; p < P; ++p) {
+        const float* xr = feats + (int64_t)rows_in[p] * Cin + ci0;
+        const float* gr = v_out + (int64_t)rows_out[p] * Cout + co0;
+        const __m256 g0 = _mm256_loadu_ps(gr), g1 = _mm256_loadu_ps(gr + 8);
+        for (int r = 0; r < 4; ++r) {
+          const __m256 b = _mm256_broadcast_ss(xr + r);
+          a[r][0] = _mm256_fmadd_ps(b, g0, a[r][0]);
+          a[r][1] = _mm256_fmadd_ps(b, g1, a[r][1]);
+        }
+      }
+      for (int r = 0; r < 4; ++r) {
+        _mm256_storeu_ps(acc + (ci0 + r) * Cout + co0, a[r][0]);
+        _mm256_storeu_ps(acc + (ci0 + r) * Cout + co0 + 8, a[r][1]);
+      }
+    }
+}
+
+// AVX-512 kernels: register tiles of R rows x 16 NJ columns (up to 24 accumulators of
+// 16 floats), so each weight vector loaded serves R rows. Same per-element summation
+// order as the other paths.
+#define SP3D_AVX512 __attribute__((target("avx512f")))
+
+bool cpu_has_avx512() {
+  static const bool has = __builtin_cpu_supports("avx512f");
+  return has;
+}
+
+// Output rows per forward block on the tiled path: enough rows share each tap to fill tiles.
+constexpr int64_t kTileRowBlock = 128;
+
+// y_r[cb : cb + 16 NJ] += x_r[0:Cin] @ w[Cin, cb : cb + 16 NJ] for the R rows r.
+template <int R, int NJ>
+SP3D_AVX512 inline void forward_tile_avx512(const float* const* xr, float* const* yr, int64_t cb,
+                                            const float* w, int64_t Cin, int64_t Cout) {
+  __m512 acc[R][NJ];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < NJ; ++j) acc[r][j] = _mm512_loadu_ps(yr[r] + cb + 16 * j);
+  for (int64_t ci = 0; ci < Cin; ++ci) {
+    __m512 wv[NJ];
+    for (int j = 0; j < NJ; ++j) wv[j] = _mm512_loadu_ps(w + ci * Cout + cb + 16 * j);
+    for (int r = 0; r < R; ++r) {
+      const __m512 b = _mm512_set1_ps(xr[r][ci]);
+      for (int j = 0; j < NJ; ++j) acc[r][j] = _mm512_fmadd_ps(b, wv[j], acc[r][j]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < NJ; ++j) _mm512_storeu_ps(yr[r] + cb + 16 * j, acc[r][j]);
+}
+
+template <int NJ>
+SP3D_AVX512 inline void forward_rows_avx512(const float* const* xr, float* const* yr, int64_t P,
+                                            int64_t cb, const float* w, int64_t Cin,
+                                            int64_t Cout) {
+  int64_t p = 0;
+  for (; p + 12 <= P; p += 12) forward_tile_avx512<12, NJ>(xr + p, yr + p, cb, w, Cin, Cout);
+  for (; p + 4 <= P; p += 4) forward_tile_avx512<4, NJ>(xr + p, yr + p, cb, w, Cin, Cout);
+  for (; p < P; ++p) forward_tile_avx512<1, NJ>(xr + p, yr + p, cb, w, Cin, Cout);
+}
+
+// Forward over output rows [o0, o1); Cout % 16 == 0.
+SP3D_AVX512 void conv_forward_rows_avx512(const float* feats, const float* weight,
+                                          const int32_t* nbr, int64_t K, int64_t Cin,
+                                          int64_t Cout, int64_t o0, int64_t o1, float* out) {
+  const float* xr[kTileRowBlock];
+  float* yr[kTileRowBlock];
+  for (int64_t b0 = o0; b0 < o1; b0 += kTileRowBlock) {
+    const int64_t b1 = std::min(b0 + kTileRowBlock, o1);
+    std::fill(out + b0 * Cout, out + b1 * Cout, 0.f);
+    for (int64_t k = 0; k < K; ++k) {
+      int64_t P = 0;
+      for (int64_t o = b0; o < b1; ++o) {
+        const int32_t n = nbr[o * K + k];
+        if (n < 0) continue;
+        xr[P] = feats + (int64_t)n * Cin;
+        yr[P++] = out + o * Cout;
+      }
+      const float* w = weight + k * Cin * Cout;
+      int64_t cb = 0;
+      for (; cb + 32 <= Cout; cb += 32) forward_rows_avx512<2>(xr, yr, P, cb, w, Cin, Cout);
+      if (cb < Cout) forward_rows_avx512<1>(xr, yr, P, cb, w, Cin, Cout);
+    }
+  }
+}
+
+// acc[ci0 : ci0 + R, cb : cb + 16 NJ] = sum_p x_p[ci0 : ci0 + R]^T g_p[cb : cb + 16 NJ].
+template <int R, int NJ>
+SP3D_AVX512 inline void weight_grad_tile_avx512(const float* const* xr, const float* const* gr,
+                                                int64_t P, int64_t ci0, int64_t cb,
+                                                int64_t Cout, float* acc) {
+  __m512 a[R][NJ];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < NJ; ++j) a[r][j] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < P; ++p) {
+    __m512 gv[NJ];
+    for (int j = 0; j < NJ; ++j) gv[j] = _mm512_loadu_ps(gr[p] + cb + 16 * j);
+    for (int r = 0; r < R; ++r) {
+      const __m512 b = _mm512_set1_ps(xr[p][ci0 + r]);
+      for (int j = 0; j < NJ; ++j) a[r][j] = _mm512_fmadd_ps(b, gv[j], a[r][j]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < NJ; ++j) _mm512_storeu_ps(acc + (ci0 + r) * Cout + cb + 16 * j, a[r][j]);
+}
+
+// acc[Cin, Cout] = sum_p feats[rows_in[p]]^T v_out[rows_out[p]]; Cin % 4 == 0, Cout % 16 == 0.
+SP3D_AVX512 void weight_grad_pairs_avx512(const float* feats, const float* v_out,
+                                          const int32_t* rows_in, const int32_t* rows_out,
+                                          int64_t P, int64_t Cin, int64_t Cout, float* acc,
+                                          std::vector<const float*>& xr,
+                                          std::vector<const float*>& gr) {
+  xr.resize(P);
+  gr.resize(P);
+  for (int64_t p = 0; p < P; ++p) {
+    xr[p] = feats + (int64_t)rows_in[p] * Cin;
+    gr[p] = v_out + (int64_t)rows_out[p] * Cout;
+  }
+  for (int64_t cb = 0; cb < Cout;) {
+    const bool wide = cb + 32 <= Cout;
+    int64_t ci0 = 0;
+    for (; ci0 + 8 <= Cin; ci0 += 8) {
+      if (wide) weight_grad_tile_avx512<8, 2>(xr.data(), gr.data(), P, ci0, cb, Cout, acc);
+      else weight_grad_tile_avx512<8, 1>(xr.data(), gr.data(), P, ci0, cb, Cout, acc);
+    }
+    for (; ci0 < Cin; ci0 += 4) {
+      if (wide) weight_grad_tile_avx512<4, 2>(xr.data(), gr.data(), P, ci0, cb, Cout, acc);
+      else weight_grad_tile_avx512<4, 1>(xr.data(), gr.data(), P, ci0, cb, Cout, acc);
+    }
+    cb += wide ? 32 : 16;
+  }
+}
+#endif  // __x86_64__
+
+// Adds x[0:Cin] @ w[Cin, Cout] to y[0:Cout]. COUT > 0 fixes Cout at compile time so the
+// accumulator lives in vector registers across the Cin loop.
+template <typename T, int COUT>
+inline void add_row_times_matrix(const T* __restrict x, const T* __restrict w, int64_t Cin,
+                                 int64_t Cout_rt, T* __restrict y) {
+  if constexpr (COUT > 0) {
+    T acc[COUT];
+    for (int co = 0; co < COUT; ++co) acc[co] = y[co];
+    for (int64_t ci = 0; ci < Cin; ++ci) {
+      const T xv = x[ci];
+      const T* wr = w + ci * COUT;
+      for (int co = 0; co < COUT; ++co) acc[co] += xv * wr[co];
+    }
+    for (int co = 0; co < COUT; ++co) y[co] = acc[co];
+  } else {
+    for (int64_t ci = 0; ci < Cin; ++ci) {
+      const T xv = x[ci];
+      const T* wr = w + ci * Cout_rt;
+      for (int64_t co = 0; co < Cout_rt; ++co) y[co] += xv * wr[co];
+    }
+  }
+}
+
+template <typename T, int COUT>
+void conv_forward_rows(const T* feats, const T* weight, const int32_t* nbr, int64_t K,
+                       int64_t Cin, int64_t Cout, int64_t o0, int64_t o1, T* out) {
+  for (int64_t b0 = o0; b0 < o1; b0 += kRowBlock) {
+    const int64_t b1 = std::min(b0 + kRowBlock, o1);
+    std::fill(out + b0 * Cout, out + b1 * Cout, T(0));
+    for (int64_t k = 0; k < K; ++k) {
+      const T* w = weight + k * Cin * Cout;
+      for (int64_t o = b0; o < b1; ++o) {
+        const int32_t n = nbr[o * K + k];
+        if (n >= 0) add_row_times_matrix<T, COUT>(feats + (int64_t)n * Cin, w, Cin, Cout,
+                                                   out + o * Cout);
+      }
+    }
+  }
+}
+
+// Picks the compile-time Cout specialisation; F(std::integral_constant<int, C>) is called.
+template <typename F>
+void with_cout(int64_t Cout, F&& f) {
+  switch (Cout) {
+    case 16: return f(std::integral_constant<int, 16>());
+    case 32: return f(std::integral_constant<int, 32>());
+    case 64: return f(std::integral_constant<int, 64>());
+    case 128: return f(std::integral_constant<int, 128>());
+    default: return f(std::integral_constant<int, 0>());
+  }
+}
+
+void check_conv_args(const at::Tensor& feats, const at::Tensor& nbr, const char* op) {
+  TORCH_CHECK(feats.dim() == 2, "sparse3d.", op, ": feats must be [N, C], got shape ",
+              feats.sizes());
+  check_nbr(nbr, op);
+}
+
+// True when the float AVX2 kernels apply (x86-64 CPU with AVX2 + FMA).
+template <typename scalar_t>
+bool use_avx2() {
+#if defined(__x86_64__)
+  return std::is_same_v<scalar_t, float> && cpu_has_avx2();
+#else
+  return false;
+#endif
+}
+
+at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight,
+                           const at::Tensor& nbr,
+                           const std::optional<at::Tensor>& /*inv: backward only*/) {
+  check_conv_args(feats, nbr, "sparse_conv");
+  TORCH_CHECK(weight.dim() == 3 && weight.size(0) == nbr.size(1) &&
+                  weight.size(1) == feats.size(1),
+              "sparse3d.sparse_conv: weight must be [K, Cin, Cout] = [", nbr.size(1), ", ",
+              feats.size(1), ", Cout], got ", weight.sizes());
+  TORCH_CHECK(weight.scalar_type() == feats.scalar_type(),
+              "sparse3d.sparse_conv: weight dtype ", weight.scalar_type(),
+              " differs from feats dtype ", feats.scalar_type());
+  const at::Tensor x = feats.contiguous(), w = weight.contiguous();
+  const int64_t M = nbr.size(0), K = nbr.size(1), Cin = x.size(1), Cout = w.size(2);
+  at::Tensor out = at::empty({M, Cout}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sparse_conv_cpu", [&] {
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    const scalar_t* wp = w.data_ptr<scalar_t>();
+    const int32_t* mp = nbr.data_ptr<int32_t>();
+    scalar_t* yp = out.data_ptr<scalar_t>();
+#if defined(__x86_64__)
+    if (use_avx2<scalar_t>() && cpu_has_avx512() && Cout % 16 == 0) {
+      at::parallel_for(0, M, kTileRowBlock, [&](int64_t o0, int64_t o1) {
+        conv_forward_rows_avx512((const float*)xp, (const float*)wp, mp, K, Cin, Cout, o0, o1,
+                                 (float*)yp);
+      });
+      return;
+    }
+    if (use_avx2<scalar_t>() && Cout % 8 == 0) {
+      at::parallel_for(0, M, 8 * kRowBlock, [&](int64_t o0, int64_t o1) {
+        conv_forward_rows_avx2((const float*)xp, (const float*)wp, mp, K, Cin, Cout, o0, o1,
+                               (float*)yp);
+      });
+      return;
+    }
+#endif
+    with_cout(Cout, [&](auto c) {
+      at::parallel_for(0, M, 8 * kRowBlock, [&](int64_t o0, int64_t o1) {
+        conv_forward_rows<scalar_t, decltype(c)::value>(xp, wp, mp, K, Cin, Cout, o0, o1, yp);
+      });
+    });
+  });
+  return out;
+}
+
+// acc[Cin, Cout] = sum_p feats[rows_in[p]]^T v_out[rows_out[p]], pairs in order.
+template <typename T, int COUT>
+void weight_grad_pairs(const T* feats, const T* v_out, const int32_t* rows_in,
+                       const int32_t* rows_out, int64_t P, int64_t Cin, int64_t Cout, T* acc) {
+  std::fill(acc, acc + Cin * Cout, T(0));
+  for (int64_t p = 0; p < P; ++p) {
+    const T* xr = feats + (int64_t)rows_in[p] * Cin;
+    const T* gr = v_out + (int64_t)rows_out[p] * Cout;
+    // A rank-1 update, row by row: the row kernel with a 1-element "x" (one feats value).
+    for (int64_t ci = 0; ci < Cin; ++ci)
+      add_row_times_matrix<T, COUT>(xr + ci, gr, 1, Cout, acc + ci * Cout);
+  }
+}
+
+at::Tensor sparse_conv_bwd_weight_cpu(const at::Tensor& feats, const at::Tensor& v_out,
+                                      const at::Tensor& nbr) {
+  check_conv_args(feats, nbr, "sparse_conv_bwd_weight");
+  TORCH_CHECK(v_out.dim() == 2 && v_out.size(0) == nbr.size(0),
+              "sparse3d.sparse_conv_bwd_weight: v_out must be [M, Cout] with M = ",
+              nbr.size(0), ", got ", v_out.sizes());
+  const at::Tensor x = feats.contiguous(), g = v_out.contiguous();
+  const int64_t M = nbr.size(0), K = nbr.size(1), Cin = x.size(1), Cout = g.size(1);
+  const int64_t chunks = weight_grad_chunks(M), slice = Cin * Cout;
+  at::Tensor v_weight = at::empty({K, Cin, Cout}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sparse_conv_bwd_weight_cpu", [&] {
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    const scalar_t* gp = g.data_ptr<scalar_t>();
+    const int32_t* mp = nbr.data_ptr<int32_t>();
+    scalar_t* vp = v_weight.data_ptr<scalar_t>();
+    std::vector<scalar_t> partial(K * chunks * slice);
+    const bool avx2 = use_avx2<scalar_t>() && Cin % 4 == 0 && Cout % 16 == 0;
+#if defined(__x86_64__)
+    const bool avx512 = avx2 && cpu_has_avx512();
+#endif
+    with_cout(Cout, [&](auto c) {
+      // One task per chunk of output rows: it reads the chunk's nbr rows once, buckets the
+      // pairs by tap, then writes the chunk's partial sum of every tap.
+      at::parallel_for(0, chunks, 1, [&](int64_t ch0, int64_t ch1) {
+        std::vector<std::vector<int32_t>> rows_in(K), rows_out(K);
+        std::vector<const float*> xr, gr;  // row pointers of the AVX-512 tiles
+        for (int64_t ch = ch0; ch < ch1; ++ch) {
+          for (int64_t k = 0; k < K; ++k) {
+            rows_in[k].clear();
+            rows_out[k].clear();
+          }
+          const int64_t o1 = std::min(M, (ch + 1) * kWeightGradChunk);
+          for (int64_t o = ch * kWeightGradChunk; o < o1; ++o)
+            for (int64_t k = 0; k < K; ++k)
+              if (mp[o * K + k] >= 0) {
+                rows_in[k].push_back(mp[o * K + k]);
+                rows_out[k].push_back((int32_t)o);
+              }
+          for (int64_t k = 0; k < K; ++k) {
+            scalar_t* acc = partial.data() + (k * chunks + ch) * slice;
+            const int32_t* ri = rows_in[k].data();
+            const int32_t* ro = rows_out[k].data();
+            const int64_t P = (int64_t)rows_in[k].size();
+#if defined(__x86_64__)
+            if (avx512) {
+              weight_grad_pairs_avx512((const float*)xp, (const float*)gp, ri, ro, P, Cin, Cout,
+                                       (float*)acc, xr, gr);
+              continue;
+            }
+            if (avx2) {
+              weight_grad_pairs_avx2((const float*)xp, (const float*)gp, ri, ro, P, Cin, Cout,
+                                     (float*)acc);
+              continue;
+            }
+#endif
+            weight_grad_pairs<scalar_t, decltype(c)::value>(xp, gp, ri, ro, P, Cin, Cout, acc);
+          }
+        }
+      });
+    });
+    at::parallel_for(0, K * slice, 4096, [&](int64_t e0, int64_t e1) {
+      for (int64_t e = e0; e < e1; ++e) {
+        const int64_t k = e / slice, j = e % slice;
+        scalar_t s = scalar_t(0);
+        for (int64_t ch = 0; ch < chunks; ++ch) s += partial[(k * chunks + ch) * slice + j];
+        vp[e] = s;
+      }
+    });
+  });
+  return v_weight;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(sparse3d, CPU, m) {
+  m.impl("sparse_conv", &sparse_conv_cpu);
+  m.impl("sparse_conv_bwd_weight", &sparse_conv_bwd_weight_cpu);
+}
+
+}  // namespace sparse3d

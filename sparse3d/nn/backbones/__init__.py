@@ -1,0 +1,1 @@
+"""Sparse voxel encoders (3-D backbones)."""

@@ -1,0 +1,97 @@
+"""Interop with spconv 2.x (optional): SparseConvTensor converters and the CPU-backward shim.
+
+spconv's CPU build calls ``torch.cuda.current_stream()`` unconditionally in its backward
+(and in its hash table), which raises under a CPU-only torch before the CPU branch is
+reached. :func:`patch_spconv_cpu_stream` replaces spconv's ``get_current_stream`` with one
+that returns stream 0 when CUDA is unavailable, which is what the CPU branch expects. It
+is used by the parity tests and by ``tools/bench_sparse_conv.py``; it changes nothing
+when CUDA is available.
+"""
+
+import importlib
+
+import torch
+
+from sparse3d.core.sparse_voxels import SparseVoxels
+
+_STREAM_MODULES = ("spconv.pytorch.cppcore", "spconv.pytorch.ops", "spconv.pytorch.hash")
+
+
+def patch_spconv_cpu_stream() -> None:
+    """Makes spconv's backward runnable under a CPU-only torch (idempotent; no-op with CUDA)."""
+    if torch.cuda.is_available():
+        return
+    for name in _STREAM_MODULES:
+        module = importlib.import_module(name)
+        module.get_current_stream = _cpu_stream
+
+
+def _cpu_stream() -> int:
+    return 0
+
+
+def to_spconv(x: SparseVoxels):
+    """``spconv.pytorch.SparseConvTensor`` with the same features, indices and shape.
+
+    The indices are shared (int32 [N, 4]); spconv reads them in the axis order of
+    ``x.spatial_shape``, as sparse3d does.
+    """
+    import spconv.pytorch as spconv
+
+    return spconv.SparseConvTensor(x.feats, x.coords, list(x.spatial_shape), x.batch_size)
+
+
+def from_spconv(tensor, check: bool = True) -> SparseVoxels:
+    """SparseVoxels from a ``SparseConvTensor`` (features, indices, spatial shape, batch size)."""
+    return SparseVoxels(
+        tensor.indices.int().contiguous(), tensor.features, tuple(tensor.spatial_shape), tensor.batch_size, check=check
+    )
+
+
+def spconv_voxel_res_backbone(in_channels: int = 5):
+    """OpenPCDet's VoxelResBackBone8x built from spconv layers, with the same parameter
+    names as :class:`sparse3d.nn.backbones.voxel_resnet.VoxelResBackBone8x` (the reference
+    of the parity tests and the benchmark). ``forward`` takes a (b, z, y, x)
+    ``SparseConvTensor`` and returns the ``conv_out`` tensor."""
+    import spconv.pytorch as spconv
+    from torch import nn
+
+    def norm(c):
+        return nn.BatchNorm1d(c, eps=1e-3, momentum=0.01)
+
+    class Block(spconv.SparseModule):
+        def __init__(self, c, key):
+            super().__init__()
+            self.conv1 = spconv.SubMConv3d(c, c, 3, padding=1, bias=True, indice_key=key)
+            self.bn1, self.relu = norm(c), nn.ReLU()
+            self.conv2 = spconv.SubMConv3d(c, c, 3, padding=1, bias=True, indice_key=key)
+            self.bn2 = norm(c)
+
+        def forward(self, x):
+            out = self.conv1(x)
+            out = out.replace_feature(self.relu(self.bn1(out.features)))
+            out = self.conv2(out)
+            return out.replace_feature(self.relu(self.bn2(out.features) + x.features))
+
+    def down(cin, cout, pad, key):
+        conv = spconv.SparseConv3d(cin, cout, 3, 2, pad, bias=False, indice_key=key)
+        return spconv.SparseSequential(conv, norm(cout), nn.ReLU())
+
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv_input = spconv.SparseSequential(
+                spconv.SubMConv3d(in_channels, 16, 3, padding=1, bias=False, indice_key="subm1"), norm(16), nn.ReLU()
+            )
+            self.conv1 = spconv.SparseSequential(Block(16, "res1"), Block(16, "res1"))
+            self.conv2 = spconv.SparseSequential(down(16, 32, 1, "spconv2"), Block(32, "res2"), Block(32, "res2"))
+            self.conv3 = spconv.SparseSequential(down(32, 64, 1, "spconv3"), Block(64, "res3"), Block(64, "res3"))
+            self.conv4 = spconv.SparseSequential(down(64, 128, (0, 1, 1), "spconv4"), Block(128, "res4"), Block(128, "res4"))
+            self.conv_out = spconv.SparseSequential(
+                spconv.SparseConv3d(128, 128, (3, 1, 1), (2, 1, 1), 0, bias=False, indice_key="spconv_down2"), norm(128), nn.ReLU()
+            )
+
+        def forward(self, x):
+            return self.conv_out(self.conv4(self.conv3(self.conv2(self.conv1(self.conv_input(x))))))
+
+    return Encoder()

@@ -1,0 +1,64 @@
+"""SparseBatchNorm1d and column_sum: parity with torch, bitwise independence of the
+thread count."""
+
+import pytest
+import torch
+from torch import nn
+
+from sparse3d.core.column_sum import column_sum
+from sparse3d.nn.norm import SparseBatchNorm1d
+
+
+def _with_threads(threads, fn):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_column_sum_matches_torch_and_ignores_threads():
+    x = torch.randn(50000, 16, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(column_sum(x.double()), x.double().sum(0))
+    assert torch.equal(_with_threads(1, lambda: column_sum(x)), _with_threads(2, lambda: column_sum(x)))
+    assert column_sum(torch.zeros(0, 3)).tolist() == [0.0, 0.0, 0.0]
+
+
+def _run(bn, x, v):
+    x = x.clone().requires_grad_(True)
+    out = bn(x)
+    out.backward(v)
+    return [out.detach(), x.grad, bn.weight.grad.clone(), bn.bias.grad.clone(), bn.running_mean.clone(), bn.running_var.clone()]
+
+
+def test_sparse_batch_norm_matches_torch_in_training_and_eval():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(3000, 8, generator=gen, dtype=torch.float64) * 2 + 0.5
+    v = torch.randn(3000, 8, generator=gen, dtype=torch.float64)
+    ours, ref = SparseBatchNorm1d(8, eps=1e-3, momentum=0.01).double(), nn.BatchNorm1d(8, eps=1e-3, momentum=0.01).double()
+    with torch.no_grad():
+        ours.weight.uniform_(0.5, 1.5, generator=gen)
+        ours.bias.normal_(generator=gen)
+    ref.load_state_dict(ours.state_dict())
+    for a, b in zip(_run(ours, x, v), _run(ref, x, v)):
+        torch.testing.assert_close(a, b)
+    ours.eval(), ref.eval()
+    torch.testing.assert_close(ours(x), ref(x))
+    assert list(ours.state_dict()) == list(ref.state_dict())
+
+
+def test_sparse_batch_norm_is_bitwise_identical_across_thread_counts():
+    gen = torch.Generator().manual_seed(2)
+    x, v = torch.randn(40000, 16, generator=gen), torch.randn(40000, 16, generator=gen)
+    runs = [_with_threads(t, lambda: _run(SparseBatchNorm1d(16), x, v)) for t in (1, 2, 2)]
+    for run in runs[1:]:
+        for a, b in zip(runs[0], run):
+            assert torch.equal(a, b)
+
+
+def test_sparse_batch_norm_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"feats must be \[N, 4\]"):
+        SparseBatchNorm1d(4)(torch.randn(10, 3))
+    with pytest.raises(ValueError, match="at least 2 voxels"):
+        SparseBatchNorm1d(4)(torch.randn(1, 4))

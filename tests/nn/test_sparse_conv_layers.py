@@ -1,0 +1,142 @@
+"""Sparse conv layers against dense torch convolutions: outputs at the active sites and
+all gradients (features, weight, bias), in float64 on small grids."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparse3d.core.sparse_voxels import SparseVoxels
+from sparse3d.nn.conv import SparseConv3d, SparseInverseConv3d, SubMConv3d
+from sparse3d.nn.sequential import SparseSequential
+from sparse_cases import random_voxels
+
+
+def _active(x: SparseVoxels) -> torch.Tensor:
+    """bool [B, 1, S0, S1, S2] mask of the active sites."""
+    mask = torch.zeros(x.batch_size, 1, *x.spatial_shape, dtype=torch.bool)
+    c = x.coords.long()
+    mask[c[:, 0], 0, c[:, 1], c[:, 2], c[:, 3]] = True
+    return mask
+
+
+def _krsc_to_oidhw(weight: torch.Tensor) -> torch.Tensor:
+    return weight.permute(0, 4, 1, 2, 3)
+
+
+def _check_against_dense(x: SparseVoxels, layer, sparse_forward, dense_forward):
+    feats = x.feats.detach().requires_grad_(True)
+    x = x.replace_feats(feats)
+    y = sparse_forward(x)
+    dense_in = x.dense()
+    ref = dense_forward(dense_in) * _active(y)  # the dense conv evaluated at y's sites only
+    torch.testing.assert_close(y.dense(), ref)
+    v = torch.randn_like(y.feats)
+    params = [feats, layer.weight] + ([layer.bias] if layer.bias is not None else [])
+    grads = torch.autograd.grad(y.feats, params, v)
+    v_dense = y.replace_feats(v).dense()
+    grads_ref = list(torch.autograd.grad(ref, [dense_in, layer.weight] + params[2:], v_dense))
+    c = x.coords.long()
+    grads_ref[0] = grads_ref[0][c[:, 0], :, c[:, 1], c[:, 2], c[:, 3]]
+    for g, g_ref in zip(grads, grads_ref):
+        torch.testing.assert_close(g, g_ref)
+    return y
+
+
+@pytest.mark.parametrize("kernel,dilation", [(3, 1), ((3, 1, 5), 1), (3, 2), (1, 1)])
+def test_subm_conv3d_matches_dense(kernel, dilation):
+    x = random_voxels(0)
+    layer = SubMConv3d(3, 4, kernel, dilation=dilation).double()
+    pad = tuple(k // 2 * layer.dilation[i] for i, k in enumerate(layer.kernel_size))
+    y = _check_against_dense(
+        x, layer, layer, lambda d: F.conv3d(d, _krsc_to_oidhw(layer.weight), layer.bias, padding=pad, dilation=dilation)
+    )
+    assert torch.equal(y.coords, x.coords)
+
+
+@pytest.mark.parametrize(
+    "kernel,stride,padding,dilation",
+    [(3, 2, 1, 1), (2, 2, 0, 1), ((3, 1, 1), (2, 1, 1), 0, 1), ((3, 3, 2), (1, 2, 2), (0, 1, 1), (2, 1, 1)), (3, 1, 0, 1)],
+)
+def test_sparse_conv3d_matches_dense(kernel, stride, padding, dilation):
+    x = random_voxels(1)
+    layer = SparseConv3d(3, 5, kernel, stride, padding, dilation, bias=True).double()
+    y = _check_against_dense(
+        x,
+        layer,
+        layer,
+        lambda d: F.conv3d(d, _krsc_to_oidhw(layer.weight), layer.bias, stride=stride, padding=padding, dilation=dilation),
+    )
+    # Output-site rule: exactly the sites that some input reaches (dense conv of the mask).
+    reach = F.conv3d(_active(x).double(), torch.ones(1, 1, *layer.kernel_size, dtype=torch.float64),
+                     stride=stride, padding=padding, dilation=dilation) > 0
+    assert torch.equal(_active(y), reach)
+    assert y.spatial_shape == tuple(reach.shape[2:])
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(3, 2, 1), ((3, 1, 1), (2, 1, 1), 0), (2, 2, 0)])
+def test_inverse_conv3d_matches_dense_transposed_conv(kernel, stride, padding):
+    x = random_voxels(2)
+    down = SparseConv3d(3, 4, kernel, stride, padding, indice_key="down").double()
+    up = SparseInverseConv3d(4, 3, kernel, indice_key="down").double()
+    mid = down(x)
+    mid = mid.replace_feats(torch.randn_like(mid.feats))
+    geometry = dict(stride=down.stride, padding=down.padding)
+    size = [(m - 1) * s - 2 * p + k for m, s, p, k in zip(mid.spatial_shape, down.stride, down.padding, down.kernel_size)]
+    out_pad = tuple(t - s for t, s in zip(x.spatial_shape, size))
+    y = _check_against_dense(
+        mid,
+        up,
+        up,
+        lambda d: F.conv_transpose3d(d, up.weight.permute(4, 0, 1, 2, 3), up.bias, output_padding=out_pad, **geometry),
+    )
+    assert torch.equal(y.coords, x.coords) and y.spatial_shape == x.spatial_shape
+
+
+def test_inverse_conv_needs_a_registered_strided_conv():
+    x = random_voxels(3)
+    with pytest.raises(ValueError, match="no strided conv registered under indice_key 'nope'"):
+        SparseInverseConv3d(3, 3, 3, indice_key="nope").double()(x)
+    SparseConv3d(3, 4, 3, 2, 1, indice_key="k").double()(x)
+    with pytest.raises(ValueError, match="not the output sites"):
+        SparseInverseConv3d(3, 3, 3, indice_key="k").double()(x)
+    other = SparseConv3d(3, 4, 3, 2, 0).double()(x)
+    with pytest.raises(ValueError, match="already used"):
+        SparseConv3d(3, 4, 3, 2, 0, indice_key="k").double()(x)
+    with pytest.raises(ValueError, match="kernel"):
+        SparseInverseConv3d(4, 3, 2, indice_key="k").double()(SparseConv3d(3, 4, 3, 2, 1, indice_key="k").double()(x))
+    assert other.num_voxels > 0
+
+
+def test_kernel_maps_are_cached_per_coordinate_set_and_geometry():
+    x = random_voxels(4)
+    a, b = SubMConv3d(3, 3, 3).double(), SubMConv3d(3, 3, 3).double()
+    y = b(a(x))
+    assert len(x.cache.kernel_maps) == 1 and y.coord_set == x.coord_set
+    SubMConv3d(3, 3, 5).double()(y)
+    assert len(x.cache.kernel_maps) == 2
+    down = SparseConv3d(3, 3, 3, 2, 1).double()
+    z1, z2 = down(x), down(y)
+    assert z1.coord_set == z2.coord_set and len(x.cache.kernel_maps) == 3
+
+
+def test_sparse_sequential_applies_plain_modules_to_features():
+    x = random_voxels(5, dtype=torch.float32)
+    net = SparseSequential(SubMConv3d(3, 8, 3, bias=False), nn.BatchNorm1d(8), nn.ReLU())
+    y = net(x)
+    ref = torch.relu(net[1](net[0](x).feats))
+    torch.testing.assert_close(y.feats, ref)
+    assert list(dict(net.named_parameters())) == ["0.weight", "1.weight", "1.bias"]
+    assert net[0].weight.shape == (8, 3, 3, 3, 3)  # KRSC
+
+
+def test_conv_with_empty_output_and_empty_input():
+    coords = torch.tensor([[0, 1, 1, 1]], dtype=torch.int32)
+    x = SparseVoxels(coords, torch.ones(1, 2), (4, 4, 4), 1)
+    y = SparseConv3d(2, 3, 1, stride=2, padding=0)(x)  # an odd site reaches no output
+    assert y.num_voxels == 0 and y.feats.shape == (0, 3) and y.spatial_shape == (2, 2, 2)
+    z = SubMConv3d(3, 4, 3)(y)
+    assert z.feats.shape == (0, 4)
+    z.feats.sum().backward()
+    with pytest.raises(ValueError, match="empty axis"):
+        SparseConv3d(2, 3, 5, stride=1, padding=0)(x)

@@ -1,0 +1,134 @@
+"""VoxelResBackBone8x: OpenPCDet state-dict names, output geometry, parity with the same
+encoder built from spconv layers (1 thread), and training gradients."""
+
+import pytest
+import torch
+from torch import nn
+
+from sparse3d.core.sparse_voxels import SparseVoxels
+from sparse3d.nn.backbones.voxel_resnet import VoxelResBackBone8x, load_openpcdet_state_dict
+from sparse3d.nn.spconv_compat import patch_spconv_cpu_stream, spconv_voxel_res_backbone
+from sparse_cases import random_coords, sort_by_coords
+
+GRID = (64, 48, 40)  # (x, y, z); z = 40 as nuScenes, so every stage keeps its depth
+
+
+def _scene(seed=0, batch_size=2) -> SparseVoxels:
+    """(batch, x, y, z) voxels: a dense-ish ground slab plus random clutter."""
+    coords = random_coords(seed, GRID, batch_size, 0.004)
+    ground = random_coords(seed + 1, (GRID[0], GRID[1], 2), batch_size, 0.3)
+    ground[:, 3] += 10
+    keys = torch.cat([coords, ground])
+    keys = torch.unique(keys, dim=0)
+    feats = torch.randn(keys.shape[0], 5, generator=torch.Generator().manual_seed(seed))
+    return SparseVoxels(keys.contiguous(), feats, GRID, batch_size)
+
+
+def _randomise_bn(module: nn.Module, seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    for bn in module.modules():
+        if isinstance(bn, nn.BatchNorm1d):
+            bn.running_mean.copy_(torch.randn(bn.num_features, generator=gen) * 0.1)
+            bn.running_var.copy_(torch.rand(bn.num_features, generator=gen) + 0.5)
+            bn.weight.data.copy_(torch.rand(bn.num_features, generator=gen) + 0.5)
+            bn.bias.data.copy_(torch.randn(bn.num_features, generator=gen) * 0.1)
+
+
+def test_encoder_geometry_on_nuscenes_grid():
+    enc = VoxelResBackBone8x(5, (1440, 1440, 40))
+    assert enc.sparse_shape == (41, 1440, 1440)
+    coords = torch.tensor([[0, 700, 700, 20], [0, 701, 700, 20], [0, 10, 1400, 3]], dtype=torch.int32)
+    out = enc(SparseVoxels(coords, torch.randn(3, 5), (1440, 1440, 40), 1))
+    assert out.encoded.spatial_shape == (2, 180, 180) and out.encoded.feats.shape[1] == 128
+    assert out.multi_scale["x_conv4"].spatial_shape == (5, 180, 180)
+    assert out.bev().shape == (1, 256, 180, 180)
+    with pytest.raises(ValueError, match=r"must be on the grid \(1440, 1440, 40\)"):
+        enc(SparseVoxels(coords, torch.randn(3, 5), (1440, 1440, 41), 1))
+
+
+def test_encoder_matches_spconv_openpcdet_encoder():
+    spconv = pytest.importorskip("spconv.pytorch")
+    patch_spconv_cpu_stream()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # spconv's CPU build races at 2 threads
+    try:
+        reference = spconv_voxel_res_backbone(5)
+        _randomise_bn(reference, 0)
+        ours = VoxelResBackBone8x(5, GRID)
+        ref_state = reference.state_dict()
+        assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == {k: tuple(v.shape) for k, v in ref_state.items()}
+        load_openpcdet_state_dict(ours, {"backbone_3d." + k: v for k, v in ref_state.items()} | {"dense_head.x": torch.ones(1)})
+        # float64, so that gradients through 21 train-mode BatchNorms compare tightly. Both
+        # in training mode (BN on batch statistics): spconv's CPU build asserts in eval
+        # mode on convs with bias ("cpu don't support act and bias").
+        reference.double(), ours.double()
+        x = _scene(0)
+        x = x.replace_feats(x.feats.double())
+        zyx = ours.to_zyx(x)
+        out = ours(x).encoded
+        t = reference(spconv.SparseConvTensor(zyx.feats, zyx.coords, list(zyx.spatial_shape), zyx.batch_size))
+        assert list(t.spatial_shape) == list(out.spatial_shape)
+        c_ours, f_ours = sort_by_coords(out.coords, out.feats, out.spatial_shape)
+        c_sp, f_sp = sort_by_coords(t.indices, t.features, out.spatial_shape)
+        assert c_ours.shape[0] > 0 and torch.equal(c_ours, c_sp)
+        torch.testing.assert_close(f_ours, f_sp)
+        # Backward: the same loss of the sorted output rows; every parameter's gradient.
+        weights = torch.randn(f_ours.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+        (f_ours * weights).sum().backward()
+        (f_sp * weights).sum().backward()
+        ref_params = dict(reference.named_parameters())
+        # Conv biases right before a train-mode BN have zero gradient up to rounding, so
+        # the tolerance is absolute, relative to the largest gradient of the network.
+        scale = max(p.grad.abs().max().item() for p in ref_params.values())
+        for name, p in ours.named_parameters():
+            torch.testing.assert_close(p.grad, ref_params[name].grad, rtol=1e-7, atol=1e-10 * scale, msg=name)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_load_openpcdet_state_dict_names_missing_keys():
+    enc = VoxelResBackBone8x(5, GRID)
+    state = {"backbone_3d." + k: v for k, v in enc.state_dict().items() if "conv_out" not in k}
+    with pytest.raises(KeyError, match="conv_out.0.weight"):
+        load_openpcdet_state_dict(enc, state)
+
+
+def test_encoder_trains():
+    torch.manual_seed(0)
+    enc = VoxelResBackBone8x(5, GRID)
+    x = _scene(1, batch_size=1)
+    target = torch.randn(enc(x).bev().shape)
+    opt = torch.optim.Adam(enc.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(3):
+        loss = (enc(x).bev() - target).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in enc.parameters())
+
+
+def test_encoder_forward_backward_is_bitwise_identical_across_thread_counts():
+    torch.manual_seed(1)
+    enc = VoxelResBackBone8x(5, GRID)
+    snapshot = {k: v.clone() for k, v in enc.state_dict().items()}
+    x = _scene(2, batch_size=1)
+    previous = torch.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2, 2):
+            torch.set_num_threads(threads)
+            enc.load_state_dict(snapshot)
+            enc.zero_grad()
+            feats = x.feats.clone().requires_grad_(True)
+            out = enc(x.replace_feats(feats))
+            grad_out = torch.sin(torch.arange(out.encoded.feats.numel(), dtype=torch.float32)).view_as(out.encoded.feats)
+            out.encoded.feats.backward(grad_out)
+            runs.append([out.encoded.feats.detach(), feats.grad] + [p.grad for p in enc.parameters()] + [enc.conv1[0].bn1.running_var.clone()])
+    finally:
+        torch.set_num_threads(previous)
+    for run in runs[1:]:
+        for a, b in zip(runs[0], run):
+            assert torch.equal(a, b)
