@@ -1,27 +1,16 @@
 // CUDA kernels for deterministic batch-norm statistics: one thread per fixed chunk of rows
 // writes that chunk's partial statistics, one thread per channel combines the chunks in
 // order; the same header code and summation tree as the CPU (sparse3d/batch_norm.h).
-#include <cuda_runtime.h>
 
-#include <stdexcept>
-#include <string>
-
-#include "../gpu/launch.h"
+#include "cuda_utils.cuh"
+#include "launch.h"
 #include "sparse3d/batch_norm.h"
 
 namespace sparse3d {
 namespace {
 
-constexpr int kThreads = 128;
-
-inline unsigned blocks_for(int64_t n) { return (unsigned)((n + kThreads - 1) / kThreads); }
-
-inline void check_launch(const char* name) {
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string("sparse3d: ") + name + " failed: " +
-                             cudaGetErrorString(err));
-}
+// Few threads per block: each thread reduces a whole chunk of rows.
+constexpr int kStatThreads = 128;
 
 template <typename scalar_t>
 __global__ void chunk_stats_kernel(const scalar_t* x, int64_t N, int64_t C, double* means,
@@ -77,10 +66,10 @@ void launch_batch_norm_stats_kernel(const scalar_t* x, int64_t N, int64_t C, dou
   double* means = scratch;
   double* m2s = scratch + chunks * C;
   if (chunks > 0) {
-    chunk_stats_kernel<<<blocks_for(chunks), kThreads, 0, stream>>>(x, N, C, means, m2s);
+    chunk_stats_kernel<<<blocks_for(chunks, kStatThreads), kStatThreads, 0, stream>>>(x, N, C, means, m2s);
     check_launch("chunk_stats_kernel");
   }
-  combine_stats_kernel<<<blocks_for(C), kThreads, 0, stream>>>(means, m2s, N, C, mean, var);
+  combine_stats_kernel<<<blocks_for(C, kStatThreads), kStatThreads, 0, stream>>>(means, m2s, N, C, mean, var);
   check_launch("combine_stats_kernel");
 }
 
@@ -92,11 +81,11 @@ void launch_batch_norm_bwd_reduce_kernel(const scalar_t* v, const scalar_t* x,
   if (C == 0) return;
   const int64_t chunks = stat_chunks(N);
   if (chunks > 0) {
-    chunk_grad_sums_kernel<<<blocks_for(chunks), kThreads, 0, stream>>>(
+    chunk_grad_sums_kernel<<<blocks_for(chunks, kStatThreads), kStatThreads, 0, stream>>>(
         v, x, mean, N, C, scratch, scratch + chunks * C);
     check_launch("chunk_grad_sums_kernel");
   }
-  combine_sums_kernel<<<blocks_for(C), kThreads, 0, stream>>>(scratch, scratch + chunks * C,
+  combine_sums_kernel<<<blocks_for(C, kStatThreads), kStatThreads, 0, stream>>>(scratch, scratch + chunks * C,
                                                               chunks, C, sum_v, sum_vx);
   check_launch("combine_sums_kernel");
 }

@@ -1,27 +1,13 @@
 // CUDA kernels for kernel maps: hash build (atomicCAS on unique keys), one thread per
 // output row for the lookups, candidate output keys of regular convs, and the transposed
 // map. Every nbr / inv entry has one writer, so maps are deterministic.
-#include <cuda_runtime.h>
 
-#include <stdexcept>
-#include <string>
-
-#include "../gpu/launch.h"
+#include "cuda_utils.cuh"
+#include "launch.h"
 #include "sparse3d/kernel_map.h"
 
 namespace sparse3d {
 namespace {
-
-constexpr int kThreads = 256;
-
-inline unsigned blocks_for(int64_t n) { return (unsigned)((n + kThreads - 1) / kThreads); }
-
-inline void check_launch(const char* name) {
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string("sparse3d: ") + name + " failed: " +
-                             cudaGetErrorString(err));
-}
 
 __global__ void hash_build_kernel(const int32_t* coords, int64_t N, ConvGeom g, int64_t* keys,
                                   int32_t* values, int64_t capacity) {

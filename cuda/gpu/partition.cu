@@ -1,26 +1,12 @@
 // CUDA kernels of the DSVT set partition: one thread per voxel for the window keys, one
 // thread per (ordering, set) for the fill. The sort between them runs in the ATen glue.
-#include <cuda_runtime.h>
 
-#include <stdexcept>
-#include <string>
-
-#include "../gpu/launch.h"
+#include "cuda_utils.cuh"
+#include "launch.h"
 #include "sparse3d/partition.h"
 
 namespace sparse3d {
 namespace {
-
-constexpr int kThreads = 256;
-
-inline void check_launch(const char* name) {
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string("sparse3d: ") + name + " failed: " +
-                             cudaGetErrorString(err));
-}
-
-inline unsigned blocks_for(int64_t n) { return (unsigned)((n + kThreads - 1) / kThreads); }
 
 __global__ void window_keys_kernel(const int32_t* coords, int64_t N, WindowGeom g,
                                    int32_t* in_win, int64_t* keys) {

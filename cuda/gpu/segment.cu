@@ -1,23 +1,11 @@
 // CUDA kernels for segment reductions: one thread per (segment, channel) output.
-#include <cuda_runtime.h>
 
-#include <stdexcept>
-#include <string>
-
-#include "../gpu/launch.h"
+#include "cuda_utils.cuh"
+#include "launch.h"
 #include "sparse3d/segment.h"
 
 namespace sparse3d {
 namespace {
-
-constexpr int kThreads = 256;
-
-inline void check_launch(const char* name) {
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string("sparse3d: ") + name + " failed: " +
-                             cudaGetErrorString(err));
-}
 
 template <typename scalar_t>
 __global__ void segment_reduce_kernel(const scalar_t* values, const int64_t* offsets,
@@ -41,8 +29,6 @@ __global__ void segment_reduce_bwd_kernel(const scalar_t* v_out, const int64_t* 
   segment_reduce_channel_bwd(v_out[idx], arg ? arg[idx] : -1, offsets[s], offsets[s + 1], C,
                              c, reduce, v_values);
 }
-
-inline unsigned blocks_for(int64_t n) { return (unsigned)((n + kThreads - 1) / kThreads); }
 
 }  // namespace
 

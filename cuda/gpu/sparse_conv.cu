@@ -2,27 +2,13 @@
 // (forward), one per (tap, row chunk, Cin, Cout) partial then one per weight element for
 // the chunk-ordered reduction (weight gradient). No atomics: the sums run in the same
 // order as on the CPU (sparse3d/conv.h).
-#include <cuda_runtime.h>
 
-#include <stdexcept>
-#include <string>
-
-#include "../gpu/launch.h"
+#include "cuda_utils.cuh"
+#include "launch.h"
 #include "sparse3d/conv.h"
 
 namespace sparse3d {
 namespace {
-
-constexpr int kThreads = 256;
-
-inline unsigned blocks_for(int64_t n) { return (unsigned)((n + kThreads - 1) / kThreads); }
-
-inline void check_launch(const char* name) {
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string("sparse3d: ") + name + " failed: " +
-                             cudaGetErrorString(err));
-}
 
 template <typename scalar_t>
 __global__ void sparse_conv_kernel(const scalar_t* feats, const scalar_t* weight,

@@ -1,27 +1,13 @@
 // CUDA kernels for voxelization: one thread per point computes its voxel key (the same
 // header code as the CPU), one thread per voxel decodes its key. Grouping and the stable
 // placement of points use sort-based ATen ops in the glue (ops_cuda.cpp).
-#include <cuda_runtime.h>
 
-#include <stdexcept>
-#include <string>
-
-#include "../gpu/launch.h"
+#include "cuda_utils.cuh"
+#include "launch.h"
 #include "sparse3d/voxelize.h"
 
 namespace sparse3d {
 namespace {
-
-constexpr int kThreads = 256;
-
-inline unsigned blocks_for(int64_t n) { return (unsigned)((n + kThreads - 1) / kThreads); }
-
-inline void check_launch(const char* name) {
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string("sparse3d: ") + name + " failed: " +
-                             cudaGetErrorString(err));
-}
 
 template <typename scalar_t>
 __global__ void point_keys_kernel(const scalar_t* points, const int32_t* batch, int64_t P,
