@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include "../cpu/checks.h"
+#include "../cpu/segment_args.h"
 #include "launch.h"
 
 namespace sparse3d {
@@ -14,38 +15,27 @@ namespace {
 std::tuple<at::Tensor, at::Tensor> segment_reduce_cuda(const at::Tensor& values,
                                                        const at::Tensor& offsets,
                                                        c10::string_view reduce_name) {
-  TORCH_CHECK(values.dim() == 2, "sparse3d.segment_reduce: values must be [N, C], got shape ",
-              values.sizes());
-  check_offsets(offsets, values.size(0));
-  const Reduce reduce = parse_reduce(reduce_name);
-  const at::Tensor x = values.contiguous();
-  const int64_t S = offsets.size(0) - 1, C = x.size(1);
-  at::Tensor out = at::empty({S, C}, x.options());
-  at::Tensor arg = at::empty({reduce == Reduce::Max ? S : 0, C}, offsets.options());
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "segment_reduce_cuda", [&] {
+  SegmentReduceCall call = prepare_segment_reduce(values, offsets, reduce_name);
+  AT_DISPATCH_FLOATING_TYPES(call.values.scalar_type(), "segment_reduce_cuda", [&] {
     launch_segment_reduce_kernel<scalar_t>(
-        x.data_ptr<scalar_t>(), offsets.data_ptr<int64_t>(), S, C, reduce,
-        out.data_ptr<scalar_t>(), reduce == Reduce::Max ? arg.data_ptr<int64_t>() : nullptr,
+        call.values.data_ptr<scalar_t>(), offsets.data_ptr<int64_t>(), call.S, call.C, call.reduce,
+        call.out.data_ptr<scalar_t>(), call.reduce == Reduce::Max ? call.arg.data_ptr<int64_t>() : nullptr,
         at::cuda::getCurrentCUDAStream());
   });
-  return {out, arg};
+  return {call.out, call.arg};
 }
 
 at::Tensor segment_reduce_bwd_cuda(const at::Tensor& v_out, const at::Tensor& offsets,
                                    const at::Tensor& arg, c10::string_view reduce_name,
                                    int64_t n) {
-  check_offsets(offsets, n);
-  const Reduce reduce = parse_reduce(reduce_name);
-  const at::Tensor g = v_out.contiguous();
-  const int64_t S = offsets.size(0) - 1, C = g.size(1);
-  at::Tensor v_values = at::empty({n, C}, g.options());
-  AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "segment_reduce_bwd_cuda", [&] {
+  SegmentReduceBwdCall call = prepare_segment_reduce_bwd(v_out, offsets, reduce_name, n);
+  AT_DISPATCH_FLOATING_TYPES(call.v_out.scalar_type(), "segment_reduce_bwd_cuda", [&] {
     launch_segment_reduce_bwd_kernel<scalar_t>(
-        g.data_ptr<scalar_t>(), offsets.data_ptr<int64_t>(),
-        reduce == Reduce::Max ? arg.data_ptr<int64_t>() : nullptr, S, C, reduce,
-        v_values.data_ptr<scalar_t>(), at::cuda::getCurrentCUDAStream());
+        call.v_out.data_ptr<scalar_t>(), offsets.data_ptr<int64_t>(),
+        call.reduce == Reduce::Max ? arg.data_ptr<int64_t>() : nullptr, call.S, call.C, call.reduce,
+        call.v_values.data_ptr<scalar_t>(), at::cuda::getCurrentCUDAStream());
   });
-  return v_values;
+  return call.v_values;
 }
 
 }  // namespace
