@@ -6,6 +6,7 @@ checkpoint and ends exactly where an uninterrupted run would have.
 """
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,7 @@ class Trainer:
             disable=not (trainer.progress and self.world.is_main),
             desc=f"{self.method_name} {self.run_dir}",
             dynamic_ncols=True,
+            mininterval=0.1 if sys.stderr.isatty() else 30.0,  # keep logs short when not a terminal
         )
         for step in range(self.start_step, trainer.max_steps):
             losses = self._train_step(step)

@@ -1,0 +1,1 @@
+"""Trainable methods (config + model each), registered as `sparse3d.methods` entry points."""

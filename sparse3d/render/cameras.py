@@ -80,8 +80,7 @@ class Cameras:
     @property
     def centers(self) -> Tensor:
         """float32 [C, 3] camera centres in the world frame."""
-        rot, trans = self.viewmats[:, :3, :3], self.viewmats[:, :3, 3]
-        return -(rot.transpose(1, 2) @ trans[:, :, None])[:, :, 0]
+        return camera_centers(self.viewmats)
 
     def project(self, points: Tensor) -> Tensor:
         """Projects world points into every camera (no distortion).
@@ -125,6 +124,12 @@ def first_invalid_pose(viewmats: Tensor) -> tuple[int, str] | None:
         i = int(bad.nonzero()[0])
         return i, f"rotation error {float(ortho_err[i]):.3g}, det {float(dets[i]):.4f}, last row {mats[i, 3].tolist()}"
     return None
+
+
+def camera_centers(viewmats: Tensor) -> Tensor:
+    """World positions of the camera centres, -R^T t: float [C, 3] from viewmats [C, 4, 4]."""
+    rot, trans = viewmats[:, :3, :3], viewmats[:, :3, 3]
+    return -(rot.transpose(-1, -2) @ trans[..., None])[..., 0]
 
 
 def invert_rigid(mats: Tensor) -> Tensor:

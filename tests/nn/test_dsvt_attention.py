@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from nn.test_dsvt_cases import random_voxels, tiny_voxel_config
+from nn.dsvt_cases import random_voxels, tiny_voxel_config
 from torch import nn
 
 from sparse3d.core.partition import set_partition

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from nn.test_dsvt_cases import random_voxels
+from nn.dsvt_cases import random_voxels
 from torch import nn
 
 from sparse3d.core.sparse_voxels import SparseVoxels
@@ -125,7 +125,7 @@ def test_scatter_to_bev_hand_case():
 def test_training_a_tiny_dsvt_lowers_the_loss():
     """VFE + DSVT + linear head regress a per-pillar target; the loss must fall."""
     torch.manual_seed(4)
-    from nn.test_dsvt_cases import tiny_voxel_config
+    from nn.dsvt_cases import tiny_voxel_config
 
     config = tiny_voxel_config()
     vfe = DynamicVFE(4, config.vfe_filters, config.pc_range, config.voxel_size)
