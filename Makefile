@@ -23,11 +23,19 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 	# its VTK dependency is not installed.
 	$(PIP) install -q --no-deps pyvista==0.49.1
 	$(PY) -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	mkdir -p build && touch $(NATIVE_STAMP)  # the editable install has just built sparse3d._C
 	touch $(STAMP)
 
-# The lock serialises concurrent builds that share build/.
-build: setup
+# Rebuilds sparse3d._C (incrementally, with ninja) when a native source changed; the lock
+# serialises concurrent builds that share build/.
+NATIVE_SOURCES := $(wildcard cuda/include/sparse3d/* cuda/cpu/* cuda/gpu/*)
+NATIVE_STAMP := build/.native-built
+
+build: setup $(NATIVE_STAMP)
+
+$(NATIVE_STAMP): $(NATIVE_SOURCES) setup.py
 	flock /tmp/sparse3d-build.lock $(PY) setup.py -q build_ext --inplace
+	touch $(NATIVE_STAMP)
 
 test: build
 	$(PY) -m pytest -q
