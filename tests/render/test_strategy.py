@@ -203,3 +203,23 @@ def test_check_sanity_names_the_problem():
     params["colors"] = torch.nn.Parameter(torch.zeros(3, 3))
     with pytest.raises(ValueError, match="colors.*3 rows"):
         MCMCStrategy().check_sanity(params, optimizers)
+
+
+def test_split_samples_children_inside_flat_gaussians():
+    # A Gaussian flat along its local z (scale 1e-9, float32) has a covariance that is not
+    # numerically positive-definite; its children must still be sampled, in its plane.
+    from sparse3d.render.cameras import rotmats_from_quats
+    from sparse3d.render.strategy.ops import split
+
+    params, optimizers = make_params(4)
+    with torch.no_grad():
+        params["scales"][:, 2] = math.log(1e-9)
+    parents_means = params["means"].detach().clone()
+    normals = rotmats_from_quats(params["quats"].detach())[:, :, 2]  # [4, 3] local z in world
+    torch.manual_seed(0)
+    split(params, optimizers, torch.tensor([True, False, True, True]))
+    children = params["means"].detach()[1:].reshape(2, 3, 3)  # the kept one first, then 2 x 3 children
+    offsets = children - parents_means[[0, 2, 3]][None]
+    assert torch.isfinite(children).all()
+    assert (offsets * normals[[0, 2, 3]][None]).sum(-1).abs().max() < 1e-6  # no offset along the flat axis
+    assert offsets.norm(dim=-1).min() > 1e-4  # but real offsets within the plane (scale 0.05)

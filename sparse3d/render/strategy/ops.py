@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 import torch
 from torch import Tensor
 
+from sparse3d.render.cameras import rotmats_from_quats
 from sparse3d.render.gaussians.projection import quat_scale_to_covar
 
 Params = MutableMapping[str, torch.nn.Parameter]
@@ -77,9 +78,11 @@ def split(params: Params, optimizers: Optimizers, mask: Tensor, revised_opacity:
     sel = mask.nonzero().squeeze(1)
     rest = (~mask).nonzero().squeeze(1)
     scales = torch.exp(params["scales"][sel].detach())  # [S, 3]
-    covars = quat_scale_to_covar(params["quats"][sel].detach(), scales)  # [S, 3, 3]
-    chol = torch.linalg.cholesky(covars + 1e-12 * torch.eye(3, dtype=covars.dtype, device=covars.device))
-    offsets = (chol[None] @ torch.randn(2, sel.numel(), 3, 1, dtype=scales.dtype, device=scales.device))[..., 0]
+    # x = R (s * z) with z ~ N(0, I) samples N(0, R S^2 R^T) without factorising the
+    # covariance, which fails in float32 for very flat Gaussians.
+    rotmats = rotmats_from_quats(params["quats"][sel].detach())  # [S, 3, 3]
+    noise = torch.randn(2, sel.numel(), 3, dtype=scales.dtype, device=scales.device)
+    offsets = (rotmats[None] @ (scales[None] * noise)[..., None])[..., 0]  # [2, S, 3]
 
     def children(name: str, p: Tensor) -> Tensor:
         if name == "means":
