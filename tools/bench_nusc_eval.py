@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import io
 import json
-import math
 import sys
 import tempfile
 import time
@@ -25,40 +24,12 @@ from pathlib import Path
 
 from sparse3d.data.lidar import SpinningLidarConfig
 from sparse3d.detection.nuscenes.eval import evaluate_nuscenes
+from sparse3d.detection.nuscenes.eval.compare import max_abs_diff
 from sparse3d.core.io import write_json_atomic
 from sparse3d.detection.nuscenes.mock_results import mock_submission
 from sparse3d.detection.nuscenes.splits import scenes_of_split
 from sparse3d.detection.nuscenes.synth import NuScenesSynthConfig, write_synthetic_nuscenes
 from sparse3d.detection.nuscenes.tables import NuScenesTables
-
-
-def _numbers(obj, path=""):
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from _numbers(v, f"{path}/{k}")
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            yield from _numbers(v, f"{path}[{i}]")
-    elif isinstance(obj, int | float) and not isinstance(obj, bool):
-        yield path, float(obj)
-
-
-def max_abs_diff(reference: dict, ours: dict) -> float:
-    """Largest |difference| over every number of two metrics summaries (eval_time excluded);
-    inf if their structure or NaN pattern differs."""
-    ref = dict(_numbers({k: v for k, v in reference.items() if k != "eval_time"}))
-    mine = dict(_numbers({k: v for k, v in ours.items() if k != "eval_time"}))
-    if ref.keys() != mine.keys():
-        return math.inf
-    worst = 0.0
-    for key, a in ref.items():
-        b = mine[key]
-        if math.isnan(a) or math.isnan(b):
-            if not (math.isnan(a) and math.isnan(b)):
-                return math.inf
-            continue
-        worst = max(worst, abs(a - b))
-    return worst
 
 
 def _run_devkit(root: Path, version: str, split: str, results: Path, out: Path) -> dict:

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from detection.nuscenes.nusc_testing import max_abs_diff
+from sparse3d.detection.nuscenes.eval.compare import max_abs_diff
 
 from sparse3d.detection.nuscenes.eval import DetectionConfig, evaluate_nuscenes
 from sparse3d.detection.nuscenes.eval.filters import filter_boxes

@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from detection.nuscenes.nusc_testing import max_abs_diff
+from sparse3d.detection.nuscenes.eval.compare import max_abs_diff
 
 from sparse3d.detection.nuscenes import NuScenesFormatError
 from sparse3d.detection.nuscenes.eval import evaluate_nuscenes
