@@ -20,8 +20,16 @@ from sparse3d.engine.distributed import World, all_reduce_mean_
 from sparse3d.core.io import write_json_atomic, write_text_atomic
 from sparse3d.engine.method import Method
 
-# Keys that may change between a run and its resumption.
-RESUMABLE_KEYS = {"trainer.max_steps", "trainer.progress", "trainer.eval_every", "trainer.keep_ckpts"}
+# Keys that may change between a run and its resumption: where the run lives and how it is
+# watched, but nothing that changes what is computed.
+RESUMABLE_KEYS = {
+    "output",
+    "trainer.max_steps",
+    "trainer.progress",
+    "trainer.eval_every",
+    "trainer.keep_ckpts",
+    "trainer.device",
+}
 
 
 class RunDirError(RuntimeError):

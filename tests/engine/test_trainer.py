@@ -57,8 +57,9 @@ def test_changed_config_is_refused(plugin_path, tmp_path):
 def test_more_steps_resume_a_finished_run(plugin_path, tmp_path):
     config = fitcheck_config(plugin_path, tmp_path, max_steps=10, ckpt_every=5)
     Trainer(config, "fitcheck", config.output, World()).train()
+    run_dir, config.output = config.output, None  # the same run directory, reached without output=
     config.trainer.max_steps = 20
-    trainer = Trainer(config, "fitcheck", config.output, World())
+    trainer = Trainer(config, "fitcheck", run_dir, World())
     assert trainer.start_step == 10
     assert trainer.train()["step"] == 20
 
