@@ -5,6 +5,7 @@ writes PNG at a fixed zlib level, so the same array always gives the same bytes.
 """
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,12 @@ class LoadedViews:
     """bool [N, H, W], or None when no view has a mask (from a file or from alpha)."""
     depths: Tensor | None
     """float32 [N, H, W], or None when no view has a depth file."""
+
+
+# np.load parses the .npy header with ast.literal_eval, and CPython 3.11's AST constructor
+# is not thread-safe (it raises "AST constructor recursion depth mismatch" when two threads
+# parse at once; python/cpython#106905), so the depth files are read one at a time.
+_NPY_LOCK = threading.Lock()
 
 
 def load_views(views: list[ViewFiles], width: int, height: int) -> LoadedViews:
@@ -206,7 +213,8 @@ def _read_depth(view: ViewFiles, width: int, height: int) -> np.ndarray:
     if not view.depth.is_file():
         raise FileNotFoundError(f"{view.named_in}: depth file not found: {view.depth}")
     if view.depth.suffix == ".npy":
-        depth = np.load(view.depth, allow_pickle=False)
+        with _NPY_LOCK:
+            depth = np.load(view.depth, allow_pickle=False)
     else:
         raw = read_image(view.depth)
         if raw.dtype != np.uint16 or raw.shape[2] != 1:
