@@ -67,15 +67,7 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_bwd_reduce_cpu(const at::Tensor& v
     });
     scalar_t* sv = sum_v.data_ptr<scalar_t>();
     scalar_t* svx = sum_vx.data_ptr<scalar_t>();
-    for (int64_t c = 0; c < C; ++c) {
-      double s = 0.0, t = 0.0;
-      for (int64_t k = 0; k < chunks; ++k) {
-        s += a[k * C + c];
-        t += b[k * C + c];
-      }
-      sv[c] = (scalar_t)s;
-      svx[c] = (scalar_t)t;
-    }
+    for (int64_t c = 0; c < C; ++c) combine_grad_sums(a.data(), b.data(), chunks, C, c, sv, svx);
   });
   return {sum_v, sum_vx};
 }

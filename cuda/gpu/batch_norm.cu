@@ -47,13 +47,7 @@ __global__ void combine_sums_kernel(const double* a, const double* b, int64_t ch
                                     int64_t C, scalar_t* sum_v, scalar_t* sum_vx) {
   const int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (c >= C) return;
-  double s = 0.0, t = 0.0;
-  for (int64_t k = 0; k < chunks; ++k) {
-    s += a[k * C + c];
-    t += b[k * C + c];
-  }
-  sum_v[c] = (scalar_t)s;
-  sum_vx[c] = (scalar_t)t;
+  combine_grad_sums(a, b, chunks, C, c, sum_v, sum_vx);
 }
 
 }  // namespace

@@ -69,4 +69,18 @@ SP3D_HD inline void chunk_grad_sums(
     }
 }
 
+// Adds the per-chunk sums of chunk_grad_sums for channel c in chunk order (a fixed order,
+// so the result does not depend on how chunks were scheduled).
+template <typename scalar_t>
+SP3D_HD inline void combine_grad_sums(const double* a, const double* b, int64_t chunks, int64_t C,
+                                      int64_t c, scalar_t* sum_v, scalar_t* sum_vx) {
+  double s = 0.0, t = 0.0;
+  for (int64_t k = 0; k < chunks; ++k) {
+    s += a[k * C + c];
+    t += b[k * C + c];
+  }
+  sum_v[c] = (scalar_t)s;
+  sum_vx[c] = (scalar_t)t;
+}
+
 }  // namespace sparse3d
