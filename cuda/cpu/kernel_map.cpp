@@ -5,7 +5,7 @@
 //   kernel_map: nbr of given output sites (submanifold maps query half the taps and fill
 //     the mirrored half, since tap k from o to i is tap K-1-k from i to o);
 //   conv_map: output sites of a regular conv (unique candidate keys, sorted) and their
-//     nbr, filled straight from the candidates, without a second table.
+//     nbr, both from one radix sort of the (output key, input, tap) candidates.
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "conv_args.h"
+#include "radix_sort.h"
 #include "sparse3d/kernel_map.h"
 
 namespace sparse3d {
@@ -160,6 +161,11 @@ at::Tensor kernel_map_cpu(const at::Tensor& in_coords, const at::Tensor& out_coo
 }
 
 // Output sites of a regular (dilating) sparse conv, sorted by key, and its kernel map.
+// Every (input, tap) that reaches an output site becomes a candidate (output key, input
+// row * K + tap); a stable radix sort by key groups the candidates of each output site,
+// in ascending key order, so the groups are the output rows and each group fills its own
+// nbr row. No hash table: the candidates (a few per input) are sorted in a few linear
+// passes.
 std::tuple<at::Tensor, at::Tensor> conv_map_cpu(const at::Tensor& coords,
                                                 c10::IntArrayRef in_shape,
                                                 c10::IntArrayRef out_shape,
@@ -173,62 +179,67 @@ std::tuple<at::Tensor, at::Tensor> conv_map_cpu(const at::Tensor& coords,
   const int64_t N = coords.size(0), K = conv_taps(g);
   TORCH_CHECK(N < INT32_MAX, "sparse3d.conv_map: at most 2^31 - 1 input rows, got ", N);
   const int32_t* c = coords.data_ptr<int32_t>();
-  // Candidate output key per (input, tap); every entry is written below, so no zero-fill.
-  std::unique_ptr<int64_t[]> cand(new int64_t[N * K]);
-  std::atomic<int64_t> n_cand{0};
-  at::parallel_for(0, N, kRowGrain, [&](int64_t i0, int64_t i1) {
-    int64_t local = 0;
-    for (int64_t i = i0; i < i1; ++i) {
-      conv_candidate_row(c + 4 * i, g, cand.get() + i * K);
-      for (int64_t k = 0; k < K; ++k) local += cand[i * K + k] != kNoKey;
+  const int64_t chunks = (N + kRowGrain - 1) / kRowGrain;
+  // Candidates of each chunk of input rows, in row then tap order, then concatenated.
+  std::vector<std::vector<uint64_t>> chunk_keys(chunks);
+  std::vector<std::vector<int64_t>> chunk_sources(chunks);
+  std::vector<int64_t> chunk_min(chunks, 0), chunk_max(chunks, 0);
+  at::parallel_for(0, chunks, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<int64_t> keys(K), taps(K);
+    for (int64_t t = t0; t < t1; ++t) {
+      int64_t lo = 0, hi = 0;
+      for (int64_t i = t * kRowGrain; i < std::min(N, (t + 1) * kRowGrain); ++i) {
+        const int64_t n = conv_output_sites(c + 4 * i, g, keys.data(), taps.data());
+        for (int64_t j = 0; j < n; ++j) {
+          lo = std::min(lo, keys[j]);
+          hi = std::max(hi, keys[j]);
+          chunk_keys[t].push_back((uint64_t)keys[j]);
+          chunk_sources[t].push_back(i * K + taps[j]);
+        }
+      }
+      chunk_min[t] = lo;
+      chunk_max[t] = hi;
     }
-    n_cand += local;
   });
-  // The set of candidate keys (values unused until the keys are ranked).
-  HostHash outs(n_cand.load());
-  at::parallel_for(0, N * K, 4 * kRowGrain, [&](int64_t j0, int64_t j1) {
-    for (int64_t j = j0; j < j1; ++j)
-      if (cand[j] != kNoKey)
-        hash_insert_atomic(outs.keys.data(), outs.values.data(), outs.capacity, cand[j], 0);
+  std::vector<int64_t> offset(chunks + 1, 0);
+  for (int64_t t = 0; t < chunks; ++t) offset[t + 1] = offset[t] + (int64_t)chunk_keys[t].size();
+  const int64_t P = offset[chunks];
+  std::vector<uint64_t> keys(P);
+  std::vector<int64_t> sources(P);  // input row * K + tap
+  at::parallel_for(0, chunks, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      std::copy(chunk_keys[t].begin(), chunk_keys[t].end(), keys.begin() + offset[t]);
+      std::copy(chunk_sources[t].begin(), chunk_sources[t].end(), sources.begin() + offset[t]);
+    }
   });
-  // Occupied slots, gathered per fixed slot range; their order varies, sorted order does not.
-  constexpr int64_t kSlotChunk = 1 << 16;
-  const int64_t n_chunks = (outs.capacity + kSlotChunk - 1) / kSlotChunk;
-  std::vector<std::vector<int64_t>> found(n_chunks);
-  at::parallel_for(0, n_chunks, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t)
-      for (int64_t slot = t * kSlotChunk; slot < std::min(outs.capacity, (t + 1) * kSlotChunk); ++slot)
-        if (outs.keys[slot] != kNoKey) found[t].push_back(outs.keys[slot]);
-  });
-  std::vector<int64_t> unique;
-  for (const auto& f : found) unique.insert(unique.end(), f.begin(), f.end());
-  std::sort(unique.begin(), unique.end());  // slot order varies; sorted order does not
-  const int64_t M = (int64_t)unique.size();
+  const int64_t min_key = chunks ? *std::min_element(chunk_min.begin(), chunk_min.end()) : 0;
+  TORCH_CHECK(min_key >= 0, "sparse3d.conv_map: coords have a negative batch index");
+  const int64_t max_key = chunks ? *std::max_element(chunk_max.begin(), chunk_max.end()) : 0;
+  radix_sort_pairs(keys, sources, key_bits((uint64_t)max_key));
+  std::vector<int64_t> group_start;  // first candidate of each output row, then P
+  for (int64_t j = 0; j < P; ++j)
+    if (j == 0 || keys[j] != keys[j - 1]) group_start.push_back(j);
+  const int64_t M = (int64_t)group_start.size();
+  group_start.push_back(P);
   TORCH_CHECK(M < INT32_MAX, "sparse3d.conv_map: at most 2^31 - 1 output rows, got ", M);
   at::Tensor out = at::empty({M, 4}, coords.options());
+  at::Tensor nbr = at::empty({M, K}, coords.options());
   int32_t* oc = out.data_ptr<int32_t>();
-  at::parallel_for(0, M, kRowGrain, [&](int64_t o0, int64_t o1) {
-    const uint64_t mask = (uint64_t)outs.capacity - 1;
-    for (int64_t o = o0; o < o1; ++o) {
-      key_coord(unique[o], g.out_shape, oc + 4 * o);
-      uint64_t s = hash_mix((uint64_t)unique[o]) & mask;
-      while (outs.keys[s] != unique[o]) s = (s + 1) & mask;
-      outs.values[s] = (int32_t)o;  // rank the keys: one writer per slot
-    }
-  });
-  at::Tensor nbr = at::full({M, K}, -1, coords.options());
   int32_t* m = nbr.data_ptr<int32_t>();
-  // Input i reaches output o through tap k for at most one o, and only input i reaches o
-  // through k, unless two inputs share a site: the exchange detects that case.
+  // Each output row is one group, filled by one task. Two inputs reach the same output
+  // through the same tap only when they share a site.
   std::atomic<int64_t> duplicate{-1};
-  at::parallel_for(0, N, kRowGrain, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i)
-      for (int64_t k = 0; k < K; ++k) {
-        const int32_t o = outs.find(cand[i * K + k]);
-        if (o >= 0 && __atomic_exchange_n(m + (int64_t)o * K + k, (int32_t)i,
-                                          __ATOMIC_RELAXED) != -1)
-          duplicate.store(i);
+  at::parallel_for(0, M, kRowGrain, [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; ++o) {
+      key_coord((int64_t)keys[group_start[o]], g.out_shape, oc + 4 * o);
+      int32_t* row = m + o * K;
+      std::fill(row, row + K, -1);
+      for (int64_t j = group_start[o]; j < group_start[o + 1]; ++j) {
+        const int64_t i = sources[j] / K, k = sources[j] % K;
+        if (row[k] != -1) duplicate.store(i);
+        row[k] = (int32_t)i;
       }
+    }
   });
   const int64_t d = duplicate.load();
   TORCH_CHECK(d < 0, "sparse3d.conv_map: duplicate input site (", c[4 * d], ", ",

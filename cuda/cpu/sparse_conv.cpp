@@ -121,13 +121,21 @@ bool cpu_has_avx512() {
 // Output rows per forward block on the tiled path: enough rows share each tap to fill tiles.
 constexpr int64_t kTileRowBlock = 128;
 
-// y_r[cb : cb + 16 NJ] += x_r[0:Cin] @ w[Cin, cb : cb + 16 NJ] for the R rows r.
+// out[o_r, cb : cb + 16 NJ] += feats[i_r, 0:Cin] @ w[Cin, cb : cb + 16 NJ] for the R
+// pairs (i_r, o_r) of one tap.
 template <int R, int NJ>
-SP3D_AVX512 inline void forward_tile_avx512(const float* const* xr, float* const* yr, int64_t cb,
-                                            const float* w, int64_t Cin, int64_t Cout) {
+SP3D_AVX512 inline void forward_tile_avx512(const float* feats, float* out, const int32_t* in_rows,
+                                            const int32_t* out_rows, int64_t cb, const float* w,
+                                            int64_t Cin, int64_t Cout) {
+  const float* xr[R];
+  float* yr[R];
+  for (int r = 0; r < R; ++r) {
+    xr[r] = feats + (int64_t)in_rows[r] * Cin;
+    yr[r] = out + (int64_t)out_rows[r] * Cout + cb;
+  }
   __m512 acc[R][NJ];
   for (int r = 0; r < R; ++r)
-    for (int j = 0; j < NJ; ++j) acc[r][j] = _mm512_loadu_ps(yr[r] + cb + 16 * j);
+    for (int j = 0; j < NJ; ++j) acc[r][j] = _mm512_loadu_ps(yr[r] + 16 * j);
   for (int64_t ci = 0; ci < Cin; ++ci) {
     __m512 wv[NJ];
     for (int j = 0; j < NJ; ++j) wv[j] = _mm512_loadu_ps(w + ci * Cout + cb + 16 * j);
@@ -137,40 +145,63 @@ SP3D_AVX512 inline void forward_tile_avx512(const float* const* xr, float* const
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int j = 0; j < NJ; ++j) _mm512_storeu_ps(yr[r] + cb + 16 * j, acc[r][j]);
+    for (int j = 0; j < NJ; ++j) _mm512_storeu_ps(yr[r] + 16 * j, acc[r][j]);
+}
+
+// Asks for the input rows of the next tap's pairs while this tap computes: they are
+// scattered over the whole feature array (neighbours one z-slice away are far in row
+// order), so without it each tile waits on cache misses.
+inline void prefetch_rows(const float* feats, const int32_t* rows, int64_t P, int64_t Cin) {
+  for (int64_t p = 0; p < P; ++p) {
+    const char* row = (const char*)(feats + (int64_t)rows[p] * Cin);
+    for (int64_t b = 0; b < Cin * (int64_t)sizeof(float); b += 64) _mm_prefetch(row + b, _MM_HINT_T0);
+  }
 }
 
 template <int NJ>
-SP3D_AVX512 inline void forward_rows_avx512(const float* const* xr, float* const* yr, int64_t P,
-                                            int64_t cb, const float* w, int64_t Cin,
-                                            int64_t Cout) {
+SP3D_AVX512 inline void forward_pairs_avx512(const float* feats, float* out,
+                                             const int32_t* in_rows, const int32_t* out_rows,
+                                             int64_t P, int64_t cb, const float* w, int64_t Cin,
+                                             int64_t Cout) {
   int64_t p = 0;
-  for (; p + 12 <= P; p += 12) forward_tile_avx512<12, NJ>(xr + p, yr + p, cb, w, Cin, Cout);
-  for (; p + 4 <= P; p += 4) forward_tile_avx512<4, NJ>(xr + p, yr + p, cb, w, Cin, Cout);
-  for (; p < P; ++p) forward_tile_avx512<1, NJ>(xr + p, yr + p, cb, w, Cin, Cout);
+  for (; p + 12 <= P; p += 12)
+    forward_tile_avx512<12, NJ>(feats, out, in_rows + p, out_rows + p, cb, w, Cin, Cout);
+  for (; p + 4 <= P; p += 4)
+    forward_tile_avx512<4, NJ>(feats, out, in_rows + p, out_rows + p, cb, w, Cin, Cout);
+  for (; p < P; ++p)
+    forward_tile_avx512<1, NJ>(feats, out, in_rows + p, out_rows + p, cb, w, Cin, Cout);
 }
 
-// Forward over output rows [o0, o1); Cout % 16 == 0.
+// Forward over output rows [o0, o1); Cout % 16 == 0. Per block of rows, one sequential
+// sweep of the block's nbr rows sorts the pairs by tap without branches (a branch on
+// n >= 0 mispredicts about once per row and tap at LiDAR occupancy), then each tap's
+// pairs run through register tiles.
 SP3D_AVX512 void conv_forward_rows_avx512(const float* feats, const float* weight,
                                           const int32_t* nbr, int64_t K, int64_t Cin,
                                           int64_t Cout, int64_t o0, int64_t o1, float* out) {
-  const float* xr[kTileRowBlock];
-  float* yr[kTileRowBlock];
+  std::vector<int32_t> in_rows(K * kTileRowBlock), out_rows(K * kTileRowBlock);
+  std::vector<int64_t> count(K);
   for (int64_t b0 = o0; b0 < o1; b0 += kTileRowBlock) {
     const int64_t b1 = std::min(b0 + kTileRowBlock, o1);
     std::fill(out + b0 * Cout, out + b1 * Cout, 0.f);
-    for (int64_t k = 0; k < K; ++k) {
-      int64_t P = 0;
-      for (int64_t o = b0; o < b1; ++o) {
-        const int32_t n = nbr[o * K + k];
-        if (n < 0) continue;
-        xr[P] = feats + (int64_t)n * Cin;
-        yr[P++] = out + o * Cout;
+    std::fill(count.begin(), count.end(), 0);
+    for (int64_t o = b0; o < b1; ++o) {
+      const int32_t* row = nbr + o * K;
+      for (int64_t k = 0; k < K; ++k) {
+        const int64_t slot = k * kTileRowBlock + count[k];
+        in_rows[slot] = row[k];
+        out_rows[slot] = (int32_t)o;
+        count[k] += row[k] >= 0;
       }
+    }
+    for (int64_t k = 0; k < K; ++k) {
+      const int32_t* ri = in_rows.data() + k * kTileRowBlock;
+      const int32_t* ro = out_rows.data() + k * kTileRowBlock;
       const float* w = weight + k * Cin * Cout;
+      if (k + 1 < K && Cin >= 16) prefetch_rows(feats, ri + kTileRowBlock, count[k + 1], Cin);
       int64_t cb = 0;
-      for (; cb + 32 <= Cout; cb += 32) forward_rows_avx512<2>(xr, yr, P, cb, w, Cin, Cout);
-      if (cb < Cout) forward_rows_avx512<1>(xr, yr, P, cb, w, Cin, Cout);
+      for (; cb + 32 <= Cout; cb += 32) forward_pairs_avx512<2>(feats, out, ri, ro, count[k], cb, w, Cin, Cout);
+      if (cb < Cout) forward_pairs_avx512<1>(feats, out, ri, ro, count[k], cb, w, Cin, Cout);
     }
   }
 }

@@ -104,6 +104,9 @@ def test_native_ops_reject_bad_arguments():
         torch.ops.sparse3d.kernel_map(dup, dup, [4] * 3, [4] * 3, [3] * 3, [1] * 3, [1] * 3, [1] * 3)
     with pytest.raises(RuntimeError, match=r"duplicate input site \(0, 1, 1, 1\)"):
         torch.ops.sparse3d.conv_map(dup, [4] * 3, [2] * 3, [3] * 3, [2] * 3, [1] * 3, [1] * 3)
+    negative = torch.tensor([[0, 1, 1, 1], [-1, 2, 2, 2]], dtype=torch.int32)
+    with pytest.raises(RuntimeError, match="negative batch index"):
+        torch.ops.sparse3d.conv_map(negative, [4] * 3, [2] * 3, [3] * 3, [2] * 3, [1] * 3, [1] * 3)
     with pytest.raises(RuntimeError, match="refers to row 7"):
         torch.ops.sparse3d.invert_kernel_map(torch.tensor([[7]], dtype=torch.int32), 3)
 

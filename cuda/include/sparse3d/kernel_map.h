@@ -39,8 +39,46 @@ SP3D_HD inline void kernel_map_row(
   }
 }
 
-// Candidate output keys of one input row (kNoKey where a tap reaches no output site).
-// Each axis is solved once for its own taps (kernel[d] divisions, not K).
+// Output coordinates along axis d that input coordinate c reaches, with their taps
+// (ascending); returns how many (at most kernel[d]).
+SP3D_HD inline int64_t axis_outputs(int32_t c, int d, const ConvGeom& g, int64_t* out,
+                                    int64_t* taps) {
+  int64_t n = 0;
+  for (int64_t kd = 0; kd < g.kernel[d]; ++kd) {
+    // int32 arithmetic: coordinates and padding fit, and 32-bit division is much cheaper.
+    const int32_t num = c + (int32_t)(g.padding[d] - kd * g.dilation[d]);
+    const int32_t s = (int32_t)g.stride[d];
+    if (num < 0 || num % s != 0 || num / s >= g.out_shape[d]) continue;
+    out[n] = num / s;
+    taps[n++] = kd;
+  }
+  return n;
+}
+
+// Output sites one input row reaches: their keys and taps, in ascending tap order; returns
+// how many (at most K). Each axis is solved once for its own taps, so a stride-2 3x3x3
+// conv costs at most 8 sites, not 27 tap tests.
+SP3D_HD inline int64_t conv_output_sites(
+    // inputs
+    const int32_t* in_coord,  // [4]
+    const ConvGeom& g,
+    // outputs
+    int64_t* keys,  // [K]
+    int64_t* taps   // [K]
+) {
+  int64_t out[3][kMaxKernel], tap[3][kMaxKernel], n_axis[3];
+  for (int d = 0; d < 3; ++d) n_axis[d] = axis_outputs(in_coord[d + 1], d, g, out[d], tap[d]);
+  int64_t n = 0;
+  for (int64_t a = 0; a < n_axis[0]; ++a)
+    for (int64_t b = 0; b < n_axis[1]; ++b)
+      for (int64_t e = 0; e < n_axis[2]; ++e, ++n) {
+        keys[n] = coord_key(in_coord[0], out[0][a], out[1][b], out[2][e], g.out_shape);
+        taps[n] = (tap[0][a] * g.kernel[1] + tap[1][b]) * g.kernel[2] + tap[2][e];
+      }
+  return n;
+}
+
+// Candidate output keys of one input row per tap (kNoKey where a tap reaches no site).
 SP3D_HD inline void conv_candidate_row(
     // inputs
     const int32_t* in_coord,  // [4]
@@ -48,22 +86,15 @@ SP3D_HD inline void conv_candidate_row(
     // outputs
     int64_t* keys  // [K]
 ) {
-  int64_t out[3][kMaxKernel];  // output coordinate per axis and tap, -1 if none
-  for (int d = 0; d < 3; ++d)
-    for (int64_t kd = 0; kd < g.kernel[d]; ++kd) {
-      // int32 arithmetic: coordinates and padding fit, and 32-bit division is much cheaper.
-      const int32_t num = in_coord[d + 1] + (int32_t)(g.padding[d] - kd * g.dilation[d]);
-      const int32_t s = (int32_t)g.stride[d];
-      const int64_t q = num >= 0 && num % s == 0 ? num / s : -1;
-      out[d][kd] = q < g.out_shape[d] ? q : -1;
-    }
-  int64_t k = 0;
-  for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0)
-    for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1)
-      for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2, ++k)
-        keys[k] = out[0][k0] >= 0 && out[1][k1] >= 0 && out[2][k2] >= 0
-                      ? coord_key(in_coord[0], out[0][k0], out[1][k1], out[2][k2], g.out_shape)
-                      : kNoKey;
+  int64_t out[3][kMaxKernel], tap[3][kMaxKernel], n_axis[3];
+  for (int d = 0; d < 3; ++d) n_axis[d] = axis_outputs(in_coord[d + 1], d, g, out[d], tap[d]);
+  const int64_t K = g.kernel[0] * g.kernel[1] * g.kernel[2];
+  for (int64_t k = 0; k < K; ++k) keys[k] = kNoKey;
+  for (int64_t a = 0; a < n_axis[0]; ++a)
+    for (int64_t b = 0; b < n_axis[1]; ++b)
+      for (int64_t e = 0; e < n_axis[2]; ++e)
+        keys[(tap[0][a] * g.kernel[1] + tap[1][b]) * g.kernel[2] + tap[2][e]] =
+            coord_key(in_coord[0], out[0][a], out[1][b], out[2][e], g.out_shape);
 }
 
 }  // namespace sparse3d
