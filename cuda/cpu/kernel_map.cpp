@@ -1,9 +1,9 @@
-// CPU kernels for kernel maps. Coordinates go into an open-addressing hash table filled in
-// parallel by compare-and-swap (a lookup's answer does not depend on where a key landed),
-// then rows look their taps up in parallel, with the table slots prefetched. Every nbr
-// entry has exactly one writer, so maps do not depend on the thread count.
-//   kernel_map: nbr of given output sites (submanifold maps query half the taps and fill
-//     the mirrored half, since tap k from o to i is tap K-1-k from i to o);
+// CPU kernels for kernel maps. Every nbr entry has exactly one writer, so maps do not
+// depend on the thread count.
+//   kernel_map: nbr of given output sites. Submanifold maps merge sorted keys (half the
+//     taps, mirroring the other half, since tap k from o to i is tap K-1-k from i to o);
+//     other maps look taps up in an open-addressing hash table filled in parallel by
+//     compare-and-swap (a lookup's answer does not depend on where a key landed).
 //   conv_map: output sites of a regular conv (unique candidate keys, sorted) and their
 //     nbr, both from one radix sort of the (output key, input, tap) candidates.
 #include <ATen/Parallel.h>
@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "conv_args.h"
+#include "radix_sort.h"
 #include "radix_sort.h"
 #include "sparse3d/kernel_map.h"
 
@@ -65,40 +66,70 @@ bool is_submanifold(const at::Tensor& in_coords, const at::Tensor& out_coords,
   return true;
 }
 
+// Keys of the rows with the spatial axes taken in the order `axes` (a permutation of
+// 0, 1, 2); raises on a negative batch index.
+std::vector<int64_t> axis_order_keys(const int32_t* coords, int64_t N, const int64_t* shape,
+                                     const int* axes) {
+  std::vector<int64_t> keys(N);
+  std::atomic<bool> negative{false};
+  at::parallel_for(0, N, 4 * kRowGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int32_t* c = coords + 4 * i;
+      keys[i] = (((int64_t)c[0] * shape[axes[0]] + c[1 + axes[0]]) * shape[axes[1]] +
+                 c[1 + axes[1]]) * shape[axes[2]] + c[1 + axes[2]];
+      if (keys[i] < 0) negative.store(true);
+    }
+  });
+  TORCH_CHECK(!negative.load(), "sparse3d.kernel_map: coords have a negative batch index");
+  return keys;
+}
+
+bool strictly_increasing(const std::vector<int64_t>& keys) {
+  for (size_t i = 1; i < keys.size(); ++i)
+    if (keys[i - 1] >= keys[i]) return false;
+  return true;
+}
+
 // Submanifold map by sorted merge: with the keys sorted, the keys of one tap's neighbours
 // (key + delta, for the rows whose neighbour lies inside the grid) are sorted too, so each
 // tap is a linear merge of two sorted sequences. Taps before the centre are merged, the
 // centre is the row itself, and taps after it are mirrors (tap k from o to i is tap
 // K-1-k from i to o). Rows are split into fixed chunks, each owning its merge results.
+//
+// The key's axis order is free: rows already sorted by (batch, c0, c1, c2) or by (batch,
+// c2, c1, c0) (a voxelizer's (x, y, z) order read as OpenPCDet's (z, y, x)) are merged in
+// place, with sequential reads; other inputs are radix-sorted first.
 void fill_submanifold_map(const int32_t* coords, int64_t N, const ConvGeom& g, int32_t* nbr) {
   const int64_t K = conv_taps(g), centre = K / 2;
-  std::vector<int64_t> keys(N);
-  at::parallel_for(0, N, 4 * kRowGrain, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int32_t* c = coords + 4 * i;
-      keys[i] = coord_key(c[0], c[1], c[2], c[3], g.in_shape);
+  int axes[3] = {0, 1, 2};
+  std::vector<int64_t> keys = axis_order_keys(coords, N, g.in_shape, axes);
+  bool sorted = strictly_increasing(keys);
+  if (!sorted) {
+    const int reversed[3] = {2, 1, 0};
+    std::vector<int64_t> reversed_keys = axis_order_keys(coords, N, g.in_shape, reversed);
+    if (strictly_increasing(reversed_keys)) {
+      std::copy(reversed, reversed + 3, axes);
+      keys.swap(reversed_keys);
+      sorted = true;
     }
-  });
+  }
   std::vector<int32_t> order(N);  // rows by ascending key
   for (int64_t i = 0; i < N; ++i) order[i] = (int32_t)i;
-  bool sorted = true;
-  for (int64_t i = 1; i < N && sorted; ++i) sorted = keys[i - 1] < keys[i];
-  if (!sorted) {  // sort (key, row) pairs: contiguous, unlike an index sort through keys
-    std::vector<std::pair<int64_t, int32_t>> pairs(N);
-    for (int64_t i = 0; i < N; ++i) pairs[i] = {keys[i], (int32_t)i};
-    std::sort(pairs.begin(), pairs.end());
-    for (int64_t i = 0; i < N; ++i) {
-      keys[i] = pairs[i].first;
-      order[i] = pairs[i].second;
-    }
+  if (!sorted) {
+    std::vector<uint64_t> unsigned_keys(keys.begin(), keys.end());
+    radix_sort_pairs(unsigned_keys, order,
+                     key_bits(*std::max_element(unsigned_keys.begin(), unsigned_keys.end())));
+    std::copy(unsigned_keys.begin(), unsigned_keys.end(), keys.begin());
   }
   for (int64_t i = 1; i < N; ++i)
     TORCH_CHECK(keys[i - 1] != keys[i], "sparse3d.kernel_map: duplicate input site (",
                 coords[4 * order[i]], ", ", coords[4 * order[i] + 1], ", ",
                 coords[4 * order[i] + 2], ", ", coords[4 * order[i] + 3],
                 "); input coordinates must be unique");
-  std::fill(nbr, nbr + N * K, -1);
-  for (int64_t i = 0; i < N; ++i) nbr[i * K + centre] = (int32_t)i;
+  at::parallel_for(0, N, 4 * kRowGrain, [&](int64_t i0, int64_t i1) {
+    std::fill(nbr + i0 * K, nbr + i1 * K, -1);
+    for (int64_t i = i0; i < i1; ++i) nbr[i * K + centre] = (int32_t)i;
+  });
   // Tap offsets per axis and the key delta of each tap before the centre.
   std::vector<int64_t> delta(centre), off(3 * centre);
   for (int64_t k = 0; k < centre; ++k) {
@@ -107,7 +138,8 @@ void fill_submanifold_map(const int32_t* coords, int64_t N, const ConvGeom& g, i
       off[3 * k + d] = (rest % g.kernel[d]) * g.dilation[d] - g.padding[d];
       rest /= g.kernel[d];
     }
-    delta[k] = (off[3 * k] * g.in_shape[1] + off[3 * k + 1]) * g.in_shape[2] + off[3 * k + 2];
+    const int64_t* o = &off[3 * k];
+    delta[k] = (o[axes[0]] * g.in_shape[axes[1]] + o[axes[1]]) * g.in_shape[axes[2]] + o[axes[2]];
   }
   at::parallel_for(0, N, 4 * kRowGrain, [&](int64_t s0, int64_t s1) {
     for (int64_t k = 0; k < centre; ++k) {

@@ -47,6 +47,24 @@ def test_conv_map_and_kernel_map_match_reference(geom, seed):
     assert torch.equal(inv, invert_kernel_map_ref(nbr, coords.shape[0]))
 
 
+@pytest.mark.parametrize("row_order", ["sorted", "reversed_axes", "shuffled"])
+@pytest.mark.parametrize("geom", [GEOMETRIES[0], GEOMETRIES[4], ((3, 1, 5), (1, 1, 1), (1, 0, 2), (1, 1, 1))])
+def test_submanifold_map_any_row_order(row_order, geom):
+    # The native path merges in place when rows are sorted by (b, c0, c1, c2) or by
+    # (b, c2, c1, c0), and radix-sorts other orders: all must give the reference map.
+    kernel, stride, padding, dilation = geom
+    shape = (7, 12, 9)
+    coords = random_coords(5, shape, batch_size=2, density=0.2).long()  # shuffled
+    if row_order == "sorted":
+        coords = coords[(((coords[:, 0] * shape[0] + coords[:, 1]) * shape[1] + coords[:, 2]) * shape[2] + coords[:, 3]).argsort()]
+    elif row_order == "reversed_axes":
+        coords = coords[(((coords[:, 0] * shape[2] + coords[:, 3]) * shape[1] + coords[:, 2]) * shape[0] + coords[:, 1]).argsort()]
+    coords = coords.int().contiguous()
+    nbr = kernel_map(coords, coords, shape, shape, kernel, stride, padding, dilation)
+    ref = kernel_map_ref(coords, coords.clone(), list(shape), list(shape), kernel, stride, padding, dilation)
+    assert torch.equal(nbr, ref)
+
+
 def test_kernel_map_hand_case():
     # Two voxels one cell apart along c2; a 1x1x3 kernel (taps c2-1, c2, c2+1).
     coords = torch.tensor([[0, 2, 2, 2], [0, 2, 2, 3]], dtype=torch.int32)
