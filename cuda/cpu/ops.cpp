@@ -56,6 +56,11 @@ TORCH_LIBRARY(sparse3d, m) {
   // deterministic batch-norm statistics over voxel features (sparse3d/core/batch_norm.py)
   m.def("batch_norm_stats(Tensor values) -> (Tensor, Tensor)");
   m.def("batch_norm_bwd_reduce(Tensor v_out, Tensor values, Tensor mean) -> (Tensor, Tensor)");
+  // act(values * scale + shift + residual): batch norm's affine step fused with the residual
+  // add and ReLU after it (sparse3d/core/batch_norm.py)
+  m.def(
+      "affine_act(Tensor values, Tensor scale, Tensor shift, Tensor? residual, bool relu) "
+      "-> Tensor");
   // end of issue 3 section
 
   // DSVT set partition, issue 6 (sparse3d/core/partition.py)

@@ -12,11 +12,8 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 #include "conv_args.h"
+#include "cpu_features.h"
 #include "sparse3d/conv.h"
 
 namespace sparse3d {
@@ -29,12 +26,6 @@ constexpr int64_t kRowBlock = 32;
 // AVX2 + FMA kernels, picked at run time (the build targets baseline x86-64). They keep
 // each output element's summation order, so results still do not depend on the thread
 // count; they differ from the portable path only by FMA rounding.
-#define SP3D_AVX2 __attribute__((target("avx2,fma")))
-
-bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
-}
 
 // y[0:8 NV] += x[0:Cin] @ w[Cin, 0:8 NV] (w rows Cout apart), NV accumulators in registers.
 template <int NV>
@@ -111,12 +102,6 @@ SP3D_AVX2 void weight_grad_pairs_avx2(const float* feats, const float* v_out,
 // AVX-512 kernels: register tiles of R rows x 16 NJ columns (up to 24 accumulators of
 // 16 floats), so each weight vector loaded serves R rows. Same per-element summation
 // order as the other paths.
-#define SP3D_AVX512 __attribute__((target("avx512f")))
-
-bool cpu_has_avx512() {
-  static const bool has = __builtin_cpu_supports("avx512f");
-  return has;
-}
 
 // Output rows per forward block on the tiled path: enough rows share each tap to fill tiles.
 constexpr int64_t kTileRowBlock = 128;

@@ -50,7 +50,26 @@ __global__ void combine_sums_kernel(const double* a, const double* b, int64_t ch
   combine_grad_sums(a, b, chunks, C, c, sum_v, sum_vx);
 }
 
+template <typename scalar_t>
+__global__ void affine_act_kernel(const scalar_t* x, const scalar_t* scale,
+                                  const scalar_t* shift, const scalar_t* residual, bool relu,
+                                  int64_t N, int64_t C, scalar_t* out) {
+  const int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (e >= N * C) return;
+  const int64_t c = e % C;
+  out[e] = affine_act(x[e], scale[c], shift[c], residual ? residual[e] : scalar_t(0), relu);
+}
+
 }  // namespace
+
+template <typename scalar_t>
+void launch_affine_act_kernel(const scalar_t* x, const scalar_t* scale, const scalar_t* shift,
+                              const scalar_t* residual, bool relu, int64_t N, int64_t C,
+                              scalar_t* out, cudaStream_t stream) {
+  if (N * C == 0) return;
+  affine_act_kernel<<<blocks_for(N * C, kThreads), kThreads, 0, stream>>>(x, scale, shift, residual, relu, N, C, out);
+  check_launch("affine_act_kernel");
+}
 
 template <typename scalar_t>
 void launch_batch_norm_stats_kernel(const scalar_t* x, int64_t N, int64_t C, double* scratch,
@@ -88,7 +107,9 @@ void launch_batch_norm_bwd_reduce_kernel(const scalar_t* v, const scalar_t* x,
   template void launch_batch_norm_stats_kernel<T>(const T*, int64_t, int64_t, double*, T*, T*, \
                                                   cudaStream_t);                              \
   template void launch_batch_norm_bwd_reduce_kernel<T>(const T*, const T*, const T*, int64_t,  \
-                                                       int64_t, double*, T*, T*, cudaStream_t);
+                                                       int64_t, double*, T*, T*, cudaStream_t); \
+  template void launch_affine_act_kernel<T>(const T*, const T*, const T*, const T*, bool,      \
+                                            int64_t, int64_t, T*, cudaStream_t);
 SP3D_INSTANTIATE(float)
 SP3D_INSTANTIATE(double)
 #undef SP3D_INSTANTIATE

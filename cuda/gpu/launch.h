@@ -66,6 +66,11 @@ void launch_batch_norm_bwd_reduce_kernel(const scalar_t* v, const scalar_t* x,
                                          const scalar_t* mean, int64_t N, int64_t C,
                                          double* scratch, scalar_t* sum_v, scalar_t* sum_vx,
                                          cudaStream_t stream);
+// residual may be null (no residual add)
+template <typename scalar_t>
+void launch_affine_act_kernel(const scalar_t* x, const scalar_t* scale, const scalar_t* shift,
+                              const scalar_t* residual, bool relu, int64_t N, int64_t C,
+                              scalar_t* out, cudaStream_t stream);
 // --- end of issue 3 section
 
 // --- DSVT set partition, issue 6 (partition.cu) ---

@@ -53,10 +53,12 @@ TORCH_LIBRARY_IMPL(sparse3d, CUDA, m) {
 #include <ATen/ops/bincount.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/sort.h>
+#include <ATen/ops/empty_like.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/zeros.h>
 
 #include "../cpu/conv_args.h"
+#include "../cpu/batch_norm_args.h"
 #include "sparse3d/batch_norm.h"
 #include "sparse3d/conv.h"
 #include "sparse3d/hash.h"
@@ -276,9 +278,27 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_bwd_reduce_cuda(const at::Tensor& 
   return {sum_v, sum_vx};
 }
 
+at::Tensor affine_act_cuda(const at::Tensor& values, const at::Tensor& scale,
+                           const at::Tensor& shift, const std::optional<at::Tensor>& residual,
+                           bool relu) {
+  check_affine_act_args(values, scale, shift, residual);
+  const at::Tensor x = values.contiguous(), s = scale.contiguous(), b = shift.contiguous();
+  const at::Tensor res = residual.has_value() ? residual->contiguous() : at::Tensor();
+  at::Tensor out = at::empty_like(x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "affine_act_cuda", [&] {
+    launch_affine_act_kernel<scalar_t>(x.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(),
+                                       b.data_ptr<scalar_t>(),
+                                       res.defined() ? res.data_ptr<scalar_t>() : nullptr, relu,
+                                       x.size(0), x.size(1), out.data_ptr<scalar_t>(),
+                                       at::cuda::getCurrentCUDAStream());
+  });
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(sparse3d, CUDA, m) {
+  m.impl("affine_act", &affine_act_cuda);
   m.impl("kernel_map", &kernel_map_cuda);
   m.impl("conv_map", &conv_map_cuda);
   m.impl("invert_kernel_map", &invert_kernel_map_cuda);

@@ -1,28 +1,54 @@
 """Batch normalisation of sparse voxel features that is bitwise reproducible at any thread
-count (torch's BatchNorm1d is not: its training statistics are reduced across threads)."""
+count (torch's BatchNorm1d is not: its training statistics are reduced across threads),
+fused with the residual add and ReLU that follow it in sparse residual blocks."""
 
 import torch
 from torch import Tensor, nn
 
-from sparse3d.core.batch_norm import batch_norm_bwd_reduce, batch_norm_stats
+from sparse3d.core.batch_norm import affine_act, batch_norm_bwd_reduce, batch_norm_stats
 
 
 class SparseBatchNorm1d(nn.BatchNorm1d):
     """``nn.BatchNorm1d`` over voxel features float [N, C] with deterministic statistics and
     gradients; same parameters, buffers and state-dict names (weight, bias, running_mean,
-    running_var, num_batches_tracked), so it loads spconv / OpenPCDet checkpoints. In eval
-    mode it is torch's (elementwise) batch norm."""
+    running_var, num_batches_tracked), so it loads spconv / OpenPCDet checkpoints.
+
+    :meth:`normalize` also adds a residual and applies ReLU in the same pass over the
+    features; ``SparseSequential`` uses it for a batch norm followed by ``nn.ReLU``.
+    """
 
     def forward(self, feats: Tensor) -> Tensor:
-        if not self.training:
-            return super().forward(feats)
+        return self.normalize(feats)
+
+    def normalize(self, feats: Tensor, residual: Tensor | None = None, relu: bool = False) -> Tensor:
+        """``act(bn(feats) + residual)``, act = ReLU or identity.
+
+        Args:
+            feats: float [N, C].
+            residual: float [N, C] added after the normalisation, or None.
+            relu: apply ReLU to the sum.
+
+        Returns:
+            float [N, C]. In training mode (or without running statistics) the batch
+            statistics are used and, when tracked, folded into the running ones.
+        """
         if feats.dim() != 2 or feats.shape[1] != self.num_features:
             raise ValueError(f"SparseBatchNorm1d: feats must be [N, {self.num_features}], got {list(feats.shape)}")
+        if residual is not None and residual.shape != feats.shape:
+            raise ValueError(f"SparseBatchNorm1d: residual must be {list(feats.shape)}, got {list(residual.shape)}")
+        if not self.training and self.track_running_stats:
+            scale = torch.rsqrt(self.running_var + self.eps)
+            if self.weight is not None:
+                scale = scale * self.weight
+            shift = -self.running_mean * scale
+            if self.bias is not None:
+                shift = shift + self.bias
+            return affine_act(feats, scale, shift, residual, relu)
         n = feats.shape[0]
         if n < 2:
             raise ValueError(f"SparseBatchNorm1d: training needs at least 2 voxels, got {n}")
-        out, mean, var = _BatchNormTrain.apply(feats, self.weight, self.bias, self.eps)
-        if self.track_running_stats:
+        out, mean, var = _BatchNormActTrain.apply(feats, self.weight, self.bias, residual, self.eps, relu)
+        if self.training and self.track_running_stats:
             momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked + 1)
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
@@ -31,24 +57,30 @@ class SparseBatchNorm1d(nn.BatchNorm1d):
         return out
 
 
-class _BatchNormTrain(torch.autograd.Function):
-    """Training-mode batch norm: statistics and gradient sums from the deterministic
-    fixed-chunk kernels, the rest as two fused elementwise passes (few parallel regions)."""
+class _BatchNormActTrain(torch.autograd.Function):
+    """Training-mode batch norm with an optional residual add and ReLU: statistics and
+    gradient sums from the deterministic fixed-chunk kernels, the output in one fused pass,
+    the input gradient as two fused elementwise passes."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, eps):
+    def forward(ctx, x, weight, bias, residual, eps, relu):
         mean, var = batch_norm_stats(x)
         invstd = torch.rsqrt(var + eps)
         scale = invstd * weight if weight is not None else invstd
         shift = (bias if bias is not None else torch.zeros_like(mean)) - mean * scale
-        ctx.save_for_backward(x, mean, invstd, weight)
-        return torch.addcmul(shift, x, scale), mean, var
+        out = affine_act(x, scale, shift, residual, relu)
+        ctx.relu, ctx.has_residual = relu, residual is not None
+        ctx.save_for_backward(x, mean, invstd, weight, out if relu else None)
+        ctx.mark_non_differentiable(mean, var)
+        return out, mean, var
 
     @staticmethod
     def backward(ctx, v_out, _v_mean, _v_var):
-        x, mean, invstd, weight = ctx.saved_tensors
+        x, mean, invstd, weight, out = ctx.saved_tensors
         n = x.shape[0]
         v_out = v_out.contiguous()
+        if ctx.relu:
+            v_out = v_out.masked_fill(out <= 0, 0)
         sum_v, sum_v_centred = batch_norm_bwd_reduce(v_out, x, mean)
         v_weight = sum_v_centred * invstd  # sum of v_out * xhat
         scale = invstd * weight if weight is not None else invstd
@@ -56,6 +88,7 @@ class _BatchNormTrain(torch.autograd.Function):
         b = -scale * invstd * v_weight / n
         c = -scale * sum_v / n - b * mean
         v_x = torch.addcmul(torch.addcmul(c, x, b), v_out, scale)
+        v_residual = v_out if ctx.has_residual else None
         if weight is None:
-            return v_x, None, None, None
-        return v_x, v_weight, sum_v, None  # eps is not differentiable
+            return v_x, None, None, v_residual, None, None
+        return v_x, v_weight, sum_v, v_residual, None, None  # eps and relu are constants

@@ -2,11 +2,13 @@
 
 As in spconv, a plain module inside ``SparseSequential`` (``nn.BatchNorm1d``, ``nn.ReLU``,
 ...) is applied to the features ``[N, C]``; the sites and the kernel-map cache flow on.
+A ``SparseBatchNorm1d`` followed by ``nn.ReLU`` runs as one fused pass.
 """
 
 from torch import nn
 
 from sparse3d.core.sparse_voxels import SparseVoxels
+from sparse3d.nn.norm import SparseBatchNorm1d
 
 
 class SparseModule(nn.Module):
@@ -22,6 +24,20 @@ class SparseSequential(nn.Sequential, SparseModule):
     """
 
     def forward(self, x: SparseVoxels) -> SparseVoxels:
-        for module in self:
-            x = module(x) if isinstance(module, SparseModule) else x.replace_feats(module(x.feats))
+        modules = list(self)
+        i = 0
+        while i < len(modules):
+            module = modules[i]
+            if isinstance(module, SparseModule):
+                x = module(x)
+            elif _is_bn_relu(module, modules[i + 1] if i + 1 < len(modules) else None):
+                x = x.replace_feats(module.normalize(x.feats, relu=True))  # one pass, not two
+                i += 1
+            else:
+                x = x.replace_feats(module(x.feats))
+            i += 1
         return x
+
+
+def _is_bn_relu(module: nn.Module, following: nn.Module | None) -> bool:
+    return isinstance(module, SparseBatchNorm1d) and type(following) is nn.ReLU

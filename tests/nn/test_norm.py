@@ -7,6 +7,8 @@ from torch import nn
 
 from sparse3d.core.column_sum import column_sum
 from sparse3d.nn.norm import SparseBatchNorm1d
+from sparse3d.nn.sequential import SparseSequential
+from sparse_cases import random_voxels
 
 
 def _with_threads(threads, fn):
@@ -46,6 +48,43 @@ def test_sparse_batch_norm_matches_torch_in_training_and_eval():
     ours.eval(), ref.eval()
     torch.testing.assert_close(ours(x), ref(x))
     assert list(ours.state_dict()) == list(ref.state_dict())
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_fused_residual_relu_matches_torch(training):
+    # normalize(x, residual, relu=True) == relu(BatchNorm1d(x) + residual), values and all
+    # gradients, in training mode (batch statistics) and eval mode (running statistics).
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2000, 8, generator=gen, dtype=torch.float64) * 2 + 0.5
+    r = torch.randn(2000, 8, generator=gen, dtype=torch.float64)
+    v = torch.randn(2000, 8, generator=gen, dtype=torch.float64)
+    ours, ref = SparseBatchNorm1d(8, eps=1e-3).double(), nn.BatchNorm1d(8, eps=1e-3).double()
+    with torch.no_grad():
+        ours.weight.uniform_(0.5, 1.5, generator=gen)
+        ours.bias.normal_(generator=gen)
+        ours.running_mean.normal_(generator=gen)
+        ours.running_var.uniform_(0.5, 2.0, generator=gen)
+    ref.load_state_dict(ours.state_dict())
+    ours.train(training), ref.train(training)
+    results = []
+    for fn in (lambda a, b: ours.normalize(a, residual=b, relu=True), lambda a, b: torch.relu(ref(a) + b)):
+        a, b = x.clone().requires_grad_(), r.clone().requires_grad_()
+        out = fn(a, b)
+        out.backward(v)
+        results.append([out.detach(), a.grad, b.grad])
+    assert (results[1][0] == 0).any() and (results[1][2] == 0).any()  # the ReLU clips
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad)
+    torch.testing.assert_close(ours.bias.grad, ref.bias.grad)
+    torch.testing.assert_close(ours.running_mean, ref.running_mean)
+
+
+def test_sequential_fuses_batch_norm_and_relu():
+    x = random_voxels(4, channels=6, dtype=torch.float32)
+    bn = SparseBatchNorm1d(6)
+    fused = SparseSequential(bn, nn.ReLU())(x).feats
+    assert torch.equal(fused, torch.relu(bn(x.feats)))
 
 
 def test_sparse_batch_norm_is_bitwise_identical_across_thread_counts():

@@ -83,4 +83,14 @@ SP3D_HD inline void combine_grad_sums(const double* a, const double* b, int64_t 
   sum_vx[c] = (scalar_t)t;
 }
 
+// The batch-norm affine step fused with what follows it in a residual block:
+// act(x * scale + shift + residual), where act is ReLU or the identity. Summed in that
+// order; a NaN stays NaN through the ReLU, as torch's.
+template <typename scalar_t>
+SP3D_HD inline scalar_t affine_act(scalar_t x, scalar_t scale, scalar_t shift,
+                                   scalar_t residual, bool relu) {
+  const scalar_t y = x * scale + shift + residual;
+  return relu && y < scalar_t(0) ? scalar_t(0) : y;
+}
+
 }  // namespace sparse3d

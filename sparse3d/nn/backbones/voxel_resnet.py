@@ -22,21 +22,22 @@ _norm = partial(SparseBatchNorm1d, eps=1e-3, momentum=0.01)
 
 
 class SparseBasicBlock(SparseModule):
-    """Residual block of two 3x3x3 submanifold convs (with bias, as OpenPCDet) + BN + ReLU."""
+    """Residual block of two 3x3x3 submanifold convs (with bias, as OpenPCDet) + BN + ReLU
+    (OpenPCDet's parameter-free ``relu`` module is folded into the batch norms)."""
 
     def __init__(self, channels: int, indice_key: str | None = None):
         super().__init__()
         self.conv1 = SubMConv3d(channels, channels, 3, padding=1, bias=True, indice_key=indice_key)
         self.bn1 = _norm(channels)
-        self.relu = nn.ReLU()
         self.conv2 = SubMConv3d(channels, channels, 3, padding=1, bias=True, indice_key=indice_key)
         self.bn2 = _norm(channels)
 
     def forward(self, x: SparseVoxels) -> SparseVoxels:
         out = self.conv1(x)
-        out = out.replace_feats(self.relu(self.bn1(out.feats)))
+        out = out.replace_feats(self.bn1.normalize(out.feats, relu=True))
         out = self.conv2(out)
-        return out.replace_feats(self.relu(self.bn2(out.feats) + x.feats))
+        # relu(bn2(out) + x) in one pass over the features
+        return out.replace_feats(self.bn2.normalize(out.feats, residual=x.feats, relu=True))
 
 
 def _down_block(cin: int, cout: int, padding, indice_key: str) -> SparseSequential:
