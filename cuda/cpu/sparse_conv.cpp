@@ -9,6 +9,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -21,6 +22,25 @@ namespace {
 
 // Output rows per forward block: their accumulators ([32, Cout]) stay in L1.
 constexpr int64_t kRowBlock = 32;
+
+// Sorts the (input row, output row) pairs of output rows [o0, o1) by tap: tap k's pairs
+// land in in_rows / out_rows from k * stride on, count[k] of them (stride >= o1 - o0).
+// Branch-free: at LiDAR occupancy a branch on nbr >= 0 mispredicts about once per row and
+// tap.
+inline void bucket_pairs_by_tap(const int32_t* nbr, int64_t K, int64_t o0, int64_t o1,
+                                int64_t stride, int32_t* in_rows, int32_t* out_rows,
+                                int64_t* count) {
+  std::fill(count, count + K, 0);
+  for (int64_t o = o0; o < o1; ++o) {
+    const int32_t* row = nbr + o * K;
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t slot = k * stride + count[k];
+      in_rows[slot] = row[k];
+      out_rows[slot] = (int32_t)o;
+      count[k] += row[k] >= 0;
+    }
+  }
+}
 
 #if defined(__x86_64__)
 // AVX2 + FMA kernels, picked at run time (the build targets baseline x86-64). They keep
@@ -157,10 +177,8 @@ SP3D_AVX512 inline void forward_pairs_avx512(const float* feats, float* out,
     forward_tile_avx512<1, NJ>(feats, out, in_rows + p, out_rows + p, cb, w, Cin, Cout);
 }
 
-// Forward over output rows [o0, o1); Cout % 16 == 0. Per block of rows, one sequential
-// sweep of the block's nbr rows sorts the pairs by tap without branches (a branch on
-// n >= 0 mispredicts about once per row and tap at LiDAR occupancy), then each tap's
-// pairs run through register tiles.
+// Forward over output rows [o0, o1); Cout % 16 == 0. Per block of rows, the pairs are
+// sorted by tap, then each tap's pairs run through register tiles.
 SP3D_AVX512 void conv_forward_rows_avx512(const float* feats, const float* weight,
                                           const int32_t* nbr, int64_t K, int64_t Cin,
                                           int64_t Cout, int64_t o0, int64_t o1, float* out) {
@@ -169,16 +187,7 @@ SP3D_AVX512 void conv_forward_rows_avx512(const float* feats, const float* weigh
   for (int64_t b0 = o0; b0 < o1; b0 += kTileRowBlock) {
     const int64_t b1 = std::min(b0 + kTileRowBlock, o1);
     std::fill(out + b0 * Cout, out + b1 * Cout, 0.f);
-    std::fill(count.begin(), count.end(), 0);
-    for (int64_t o = b0; o < b1; ++o) {
-      const int32_t* row = nbr + o * K;
-      for (int64_t k = 0; k < K; ++k) {
-        const int64_t slot = k * kTileRowBlock + count[k];
-        in_rows[slot] = row[k];
-        out_rows[slot] = (int32_t)o;
-        count[k] += row[k] >= 0;
-      }
-    }
+    bucket_pairs_by_tap(nbr, K, b0, b1, kTileRowBlock, in_rows.data(), out_rows.data(), count.data());
     for (int64_t k = 0; k < K; ++k) {
       const int32_t* ri = in_rows.data() + k * kTileRowBlock;
       const int32_t* ro = out_rows.data() + k * kTileRowBlock;
@@ -380,34 +389,27 @@ at::Tensor sparse_conv_bwd_weight_cpu(const at::Tensor& feats, const at::Tensor&
     const scalar_t* gp = g.data_ptr<scalar_t>();
     const int32_t* mp = nbr.data_ptr<int32_t>();
     scalar_t* vp = v_weight.data_ptr<scalar_t>();
-    std::vector<scalar_t> partial(K * chunks * slice);
+    // Every tap's partial of every chunk is written below, so no zero-fill.
+    std::unique_ptr<scalar_t[]> partial(new scalar_t[K * chunks * slice]);
     const bool avx2 = use_avx2<scalar_t>() && Cin % 4 == 0 && Cout % 16 == 0;
 #if defined(__x86_64__)
     const bool avx512 = avx2 && cpu_has_avx512();
 #endif
     with_cout(Cout, [&](auto c) {
-      // One task per chunk of output rows: it reads the chunk's nbr rows once, buckets the
-      // pairs by tap, then writes the chunk's partial sum of every tap.
+      // One task per chunk of output rows: it buckets the chunk's pairs by tap, then
+      // writes the chunk's partial sum of every tap.
       at::parallel_for(0, chunks, 1, [&](int64_t ch0, int64_t ch1) {
-        std::vector<std::vector<int32_t>> rows_in(K), rows_out(K);
+        std::vector<int32_t> rows_in(K * kWeightGradChunk), rows_out(K * kWeightGradChunk);
+        std::vector<int64_t> count(K);
         std::vector<const float*> xr, gr;  // row pointers of the AVX-512 tiles
         for (int64_t ch = ch0; ch < ch1; ++ch) {
+          bucket_pairs_by_tap(mp, K, ch * kWeightGradChunk, std::min(M, (ch + 1) * kWeightGradChunk),
+                              kWeightGradChunk, rows_in.data(), rows_out.data(), count.data());
           for (int64_t k = 0; k < K; ++k) {
-            rows_in[k].clear();
-            rows_out[k].clear();
-          }
-          const int64_t o1 = std::min(M, (ch + 1) * kWeightGradChunk);
-          for (int64_t o = ch * kWeightGradChunk; o < o1; ++o)
-            for (int64_t k = 0; k < K; ++k)
-              if (mp[o * K + k] >= 0) {
-                rows_in[k].push_back(mp[o * K + k]);
-                rows_out[k].push_back((int32_t)o);
-              }
-          for (int64_t k = 0; k < K; ++k) {
-            scalar_t* acc = partial.data() + (k * chunks + ch) * slice;
-            const int32_t* ri = rows_in[k].data();
-            const int32_t* ro = rows_out[k].data();
-            const int64_t P = (int64_t)rows_in[k].size();
+            scalar_t* acc = partial.get() + (k * chunks + ch) * slice;
+            const int32_t* ri = rows_in.data() + k * kWeightGradChunk;
+            const int32_t* ro = rows_out.data() + k * kWeightGradChunk;
+            const int64_t P = count[k];
 #if defined(__x86_64__)
             if (avx512) {
               weight_grad_pairs_avx512((const float*)xp, (const float*)gp, ri, ro, P, Cin, Cout,
@@ -425,12 +427,18 @@ at::Tensor sparse_conv_bwd_weight_cpu(const at::Tensor& feats, const at::Tensor&
         }
       });
     });
-    at::parallel_for(0, K * slice, 4096, [&](int64_t e0, int64_t e1) {
-      for (int64_t e = e0; e < e1; ++e) {
-        const int64_t k = e / slice, j = e % slice;
-        scalar_t s = scalar_t(0);
-        for (int64_t ch = 0; ch < chunks; ++ch) s += partial[(k * chunks + ch) * slice + j];
-        vp[e] = s;
+    // Chunks added in chunk order per tap; the inner loop runs along contiguous partials.
+    at::parallel_for(0, K, 1, [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k) {
+        scalar_t* dst = vp + k * slice;
+        const scalar_t* src = partial.get() + k * chunks * slice;
+        if (chunks == 0) {  // no output rows: no pairs
+          std::fill(dst, dst + slice, scalar_t(0));
+          continue;
+        }
+        std::copy(src, src + slice, dst);
+        for (int64_t ch = 1; ch < chunks; ++ch)
+          for (int64_t j = 0; j < slice; ++j) dst[j] += src[ch * slice + j];
       }
     });
   });

@@ -118,7 +118,7 @@ if HAS_NATIVE:
     def _affine_act_backward(ctx, v_out):
         values, scale, output = ctx.saved_tensors
         if ctx.relu:
-            v_out = v_out.masked_fill(output <= 0, 0)
+            v_out = torch.ops.aten.threshold_backward(v_out, output, 0)  # ReLU's own backward: one pass
         v_values = v_out * scale if ctx.needs_input_grad[0] else None
         v_scale = column_sum(v_out * values) if ctx.needs_input_grad[1] else None
         v_shift = column_sum(v_out) if ctx.needs_input_grad[2] else None

@@ -80,7 +80,7 @@ class _BatchNormActTrain(torch.autograd.Function):
         n = x.shape[0]
         v_out = v_out.contiguous()
         if ctx.relu:
-            v_out = v_out.masked_fill(out <= 0, 0)
+            v_out = torch.ops.aten.threshold_backward(v_out, out, 0)  # ReLU's own backward: one pass
         sum_v, sum_v_centred = batch_norm_bwd_reduce(v_out, x, mean)
         v_weight = sum_v_centred * invstd  # sum of v_out * xhat
         scale = invstd * weight if weight is not None else invstd
