@@ -32,7 +32,7 @@ GENERATORS = {
     "objects": Generator(
         "sparse3d.data.synthetic.generator:SyntheticObjectsConfig",
         "sparse3d.data.synthetic.generator:write_synthetic_objects",
-        "Render textured objects with exact RGB, masks and depth, in nerfstudio, Blender and COLMAP formats.",
+        "Render textured objects (anti-aliased RGB with soft alpha, masks, depth) in nerfstudio, Blender and COLMAP formats.",
     ),
     "nuscenes-synth": Generator(
         "sparse3d.detection.nuscenes.synth:NuScenesSynthConfig",

@@ -3,9 +3,9 @@
 Each file holds ``camera_angle_x`` (horizontal field of view, radians) and frames with
 ``file_path`` (".png" appended when it has no extension) and ``transform_matrix``
 (OpenGL camera-to-world). Pixels are square and the principal point is the image centre.
-RGBA images are composited over white and their alpha (> 50 %) becomes the mask. Views
-are ordered train, val, test; train and test frames give the split (val frames are in
-neither).
+RGBA images are composited over white, their alpha is kept as the data set's ``alphas``
+and alpha > 50 % becomes the mask. Views are ordered train, val, test; train and test
+frames give the split (val frames are in neither).
 """
 
 import math
@@ -18,7 +18,7 @@ from sparse3d.core.io import write_json_atomic
 from sparse3d.data.camera_models import check_poses
 from sparse3d.data.dataset import MultiViewDataset
 from sparse3d.data.fields import finite_number, load_json, pose_matrix, require
-from sparse3d.data.images import ViewFiles, load_views, read_image, view_names, write_png
+from sparse3d.data.images import ViewFiles, load_views, read_image, straight_rgb_under, view_names, write_png
 from sparse3d.render.cameras import Cameras, opengl_c2w_from_viewmats, viewmats_from_opengl_c2w
 
 SPLITS = ("train", "val", "test")
@@ -73,18 +73,24 @@ def read_blender(root: Path) -> MultiViewDataset:
         train,
         test,
         loaded.masks,
+        alphas=loaded.alphas,
         source=f"{root} (blender)",
     )
 
 
 def write_blender(data: MultiViewDataset, root: Path) -> list[Path]:
     """Writes ``transforms_train.json`` / ``transforms_test.json`` and RGBA PNGs
-    (``train/<name>``, ``test/<name>``; alpha = mask, or opaque without masks) under
-    ``root``. Views in neither split are not written.
+    (``train/<name>``, ``test/<name>``) under ``root``. Views in neither split are not
+    written.
+
+    The alpha is ``data.alphas`` when set, else the mask (0 / 255), else opaque. The
+    straight colours are chosen so that :func:`read_blender` composites them back to
+    exactly ``data.images`` (:func:`sparse3d.data.images.straight_rgb_under`).
 
     Raises:
         ValueError: the cameras are not Blender-compatible (non-square pixels, an
-            off-centre principal point, distortion, or different fields of view).
+            off-centre principal point, distortion, or different fields of view), or a
+            view's image cannot come from its alpha over white.
 
     Returns:
         The two JSON paths.
@@ -108,11 +114,20 @@ def write_blender(data: MultiViewDataset, root: Path) -> list[Path]:
         frames = []
         for i in indices.tolist():
             stem = Path(data.image_names[i]).stem
-            alpha = data.masks[i] if data.masks is not None else torch.ones(cams.height, cams.width, dtype=torch.bool)
-            rgba = torch.cat([data.images[i], (alpha.to(torch.uint8) * 255)[..., None]], -1)
-            write_png(Path(root) / split / f"{stem}.png", rgba.numpy())
+            alpha = _alpha_to_write(data, i).numpy()
+            rgb = straight_rgb_under(data.images[i].numpy(), alpha, f"write_blender: view {data.image_names[i]}")
+            write_png(Path(root) / split / f"{stem}.png", np.concatenate([rgb, alpha[..., None]], -1))
             frames.append({"file_path": f"./{split}/{stem}", "transform_matrix": c2w[i].tolist()})
         path = Path(root) / f"transforms_{split}.json"
         write_json_atomic(path, {"camera_angle_x": fov, "frames": frames})
         outputs.append(path)
     return outputs
+
+
+def _alpha_to_write(data: MultiViewDataset, i: int) -> torch.Tensor:
+    """uint8 [H, W] alpha of view ``i``: its coverage, else its mask, else opaque."""
+    if data.alphas is not None:
+        return data.alphas[i]
+    if data.masks is not None:
+        return data.masks[i].to(torch.uint8) * 255
+    return torch.full((data.cameras.height, data.cameras.width), 255, dtype=torch.uint8)

@@ -119,6 +119,7 @@ def read_colmap(root: Path, model_format: ModelFormat = "auto") -> MultiViewData
         loaded.depths,
         points,
         colors,
+        alphas=loaded.alphas,
         source=f"{root} (colmap {ext})",
     )
 

@@ -1,5 +1,6 @@
 """The in-memory multi-view data set every reader produces and every method consumes."""
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -14,7 +15,8 @@ class MultiViewDataset:
 
     All readers (nerfstudio, Blender, COLMAP) return this, already converted to the
     library conventions: OpenCV world-to-camera ``cameras.viewmats``, RGB composited over
-    white where the source had alpha, and masks as booleans (True = object).
+    white where the source had alpha (:func:`sparse3d.data.images.composite_over_white`,
+    the coverage kept in ``alphas``), and masks as booleans (True = object).
     """
 
     cameras: Cameras
@@ -35,6 +37,10 @@ class MultiViewDataset:
     """float32 [P, 3] initial world-frame points (e.g. COLMAP points3D), or None."""
     point_colors: Tensor | None = None
     """uint8 [P, 3] RGB of ``points``, or None."""
+    alphas: Tensor | None = None
+    """uint8 [N, H, W] coverage of each pixel by the scene (255 = opaque, 0 = background),
+    where the source images had alpha, or None. ``images`` are already composited over
+    white with it; fractional values mark partly covered (anti-aliased) pixels."""
     source: str = field(default="")
     """Where the data was read from (a path and format), for messages."""
 
@@ -50,7 +56,11 @@ class MultiViewDataset:
             raise ValueError(
                 f"MultiViewDataset{where}: need {n} distinct image names, got {len(set(self.image_names))}"
             )
-        for name, value, dtype in (("masks", self.masks, torch.bool), ("depths", self.depths, torch.float32)):
+        for name, value, dtype in (
+            ("masks", self.masks, torch.bool),
+            ("depths", self.depths, torch.float32),
+            ("alphas", self.alphas, torch.uint8),
+        ):
             if value is not None and (value.dtype != dtype or value.shape != (n, h, w)):
                 got = f"{value.dtype} {list(value.shape)}"
                 raise ValueError(f"MultiViewDataset{where}: {name} must be {dtype} [{n}, {h}, {w}], got {got}")
@@ -71,15 +81,4 @@ class MultiViewDataset:
 
     def with_split(self, train_indices: Tensor, test_indices: Tensor) -> "MultiViewDataset":
         """The same data with another train/test split (int64 index tensors)."""
-        return MultiViewDataset(
-            self.cameras,
-            self.images,
-            self.image_names,
-            train_indices,
-            test_indices,
-            self.masks,
-            self.depths,
-            self.points,
-            self.point_colors,
-            self.source,
-        )
+        return dataclasses.replace(self, train_indices=train_indices, test_indices=test_indices)

@@ -28,7 +28,8 @@ class ViewFiles:
     """Where one view's files are, and which metadata file named them (for messages)."""
 
     image: Path
-    """RGB or RGBA image (RGBA is composited over white; alpha becomes the mask)."""
+    """RGB or RGBA image (RGBA is composited over white by :func:`composite_over_white`;
+    its alpha is kept, and becomes the mask unless ``mask`` is given)."""
     mask: Path | None
     """Single-channel mask image (> 50 % of full scale = object), or None."""
     depth: Path | None
@@ -47,6 +48,9 @@ class LoadedViews:
     """bool [N, H, W], or None when no view has a mask (from a file or from alpha)."""
     depths: Tensor | None
     """float32 [N, H, W], or None when no view has a depth file."""
+    alphas: Tensor | None
+    """uint8 [N, H, W] image alpha (255 = opaque), or None when no image has alpha; views
+    whose image has none count as opaque."""
 
 
 # np.load parses the .npy header with ast.literal_eval, and CPython 3.11's AST constructor
@@ -68,12 +72,79 @@ def load_views(views: list[ViewFiles], width: int, height: int) -> LoadedViews:
     # order, and re-raises the first failing view's error in that order.
     with ThreadPoolExecutor(max_workers=min(len(views), os.cpu_count() or 1) or 1) as pool:
         loaded = list(pool.map(lambda view: _read_view(view, width, height), views))
-    images, masks, depths = (list(column) for column in zip(*loaded)) if loaded else ([], [], [])
+    images, masks, depths, alphas = (list(column) for column in zip(*loaded)) if loaded else ([], [], [], [])
     return LoadedViews(
         images=torch.from_numpy(np.stack(images)) if images else torch.zeros(0, height, width, 3, dtype=torch.uint8),
         masks=_stack_optional(masks, "masks", views),
         depths=_stack_optional(depths, "depths", views),
+        alphas=_stack_alphas(alphas, width, height),
     )
+
+
+def composite_over_white(rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Composites straight (non-premultiplied) RGBA over a white background.
+
+    Every reader and the synthetic generator go through this one function, so a writer can
+    pick straight colours that read back to the exact same RGB (:func:`straight_rgb_under`).
+
+    Args:
+        rgba: uint8 [..., 4] straight colour and alpha (255 = opaque).
+
+    Returns:
+        rgb: uint8 [..., 3], ``c * a + 255 * (1 - a)`` with ``a = alpha / 255``, rounded to
+            the nearest integer (computed exactly in integers: ties cannot occur as 255 is
+            odd), and mask: bool [...], alpha > 50 % (alpha >= 128).
+    """
+    if rgba.dtype != np.uint8 or rgba.ndim < 1 or rgba.shape[-1] != 4:
+        raise ValueError(f"composite_over_white: expected uint8 [..., 4] RGBA, got {rgba.dtype} {list(rgba.shape)}")
+    colour = rgba[..., :3].astype(np.int32)
+    alpha = rgba[..., 3:].astype(np.int32)
+    over_white = (colour * alpha + 255 * (255 - alpha) + 127) // 255
+    return over_white.astype(np.uint8), rgba[..., 3] > 127
+
+
+def straight_rgb_under(images: np.ndarray, alphas: np.ndarray, what: str) -> np.ndarray:
+    """The straight colours that :func:`composite_over_white` turns back into ``images``
+    under ``alphas``, exactly.
+
+    Compositing maps straight colour ``c`` to ``round(c a + 255 (1 - a))``, ``a = alpha / 255``,
+    a non-decreasing step function of ``c`` with slope ``a <= 1``; so wherever some uint8
+    ``c`` reproduces the image, the inverse ``(image - 255 (1 - a)) / a``, rounded and
+    clamped to 0-255, does too, up to floating-point error, which the neighbours +-1 cover.
+    Where alpha is 0 every ``c`` composites to white; 255 is written there.
+
+    Args:
+        images: uint8 [..., 3] RGB over white.
+        alphas: uint8 [...] coverage (255 = opaque).
+        what: names the images in the error message.
+
+    Returns:
+        uint8 [..., 3] straight RGB.
+
+    Raises:
+        ValueError: some pixel has no such colour (e.g. a non-white pixel under alpha 0):
+            the images and alphas disagree.
+    """
+    if images.dtype != np.uint8 or alphas.dtype != np.uint8 or images.shape != alphas.shape + (3,):
+        raise ValueError(
+            f"{what}: expected uint8 images [..., 3] and uint8 alphas [...] of the same size, got images "
+            f"{images.dtype} {list(images.shape)} and alphas {alphas.dtype} {list(alphas.shape)}"
+        )
+    a = alphas[..., None].astype(np.float64) / 255.0  # [..., 1]
+    guess = np.round((images - 255.0 * (1.0 - a)) / np.maximum(a, 1.0 / 255.0))
+    chosen = np.full(images.shape, -1, np.int32)
+    for offset in (0, -1, 1):
+        candidate = np.clip(guess + offset, 0, 255).astype(np.uint8)
+        rgba = np.concatenate([candidate, np.broadcast_to(alphas[..., None], candidate.shape[:-1] + (1,))], -1)
+        hit = (composite_over_white(rgba)[0] == images) & (chosen < 0)
+        chosen[hit] = candidate[hit]
+    if (chosen < 0).any():
+        bad = np.argwhere((chosen < 0).any(-1))[0]
+        raise ValueError(
+            f"{what}: pixel {tuple(bad.tolist())} with RGB {images[tuple(bad)].tolist()} cannot come from alpha "
+            f"{int(alphas[tuple(bad)])} over white: the images and alphas disagree"
+        )
+    return np.where(alphas[..., None] == 0, 255, chosen).astype(np.uint8)
 
 
 def view_names(images: list[Path], root: Path) -> list[str]:
@@ -173,11 +244,12 @@ def _pil_to_array(pil: Image.Image, path: Path) -> np.ndarray:
 
 
 def _read_view(view: ViewFiles, width: int, height: int):
-    """(uint8 [H, W, 3] RGB, bool [H, W] mask or None, float32 [H, W] depth or None)."""
-    rgb, alpha = _read_rgb(view, width, height)
-    mask = _read_mask(view, width, height) if view.mask is not None else alpha
+    """(uint8 [H, W, 3] RGB over white, bool [H, W] mask or None, float32 [H, W] depth or
+    None, uint8 [H, W] alpha or None)."""
+    rgb, alpha_mask, alpha = _read_rgb(view, width, height)
+    mask = _read_mask(view, width, height) if view.mask is not None else alpha_mask
     depth = _read_depth(view, width, height) if view.depth is not None else None
-    return rgb, mask, depth
+    return rgb, mask, depth, alpha
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -185,8 +257,9 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(f, array, allow_pickle=False)
 
 
-def _read_rgb(view: ViewFiles, width: int, height: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """uint8 [H, W, 3] RGB over white, and bool [H, W] alpha > 50 % (None without alpha)."""
+def _read_rgb(view: ViewFiles, width: int, height: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """uint8 [H, W, 3] RGB over white, bool [H, W] alpha > 50 % and uint8 [H, W] alpha (both
+    None without alpha)."""
     if not view.image.is_file():
         raise FileNotFoundError(f"{view.named_in}: image file not found: {view.image}")
     img = _to_uint8(read_image(view.image), view.image)
@@ -194,10 +267,9 @@ def _read_rgb(view: ViewFiles, width: int, height: int) -> tuple[np.ndarray, np.
     if img.shape[2] in (1, 2):
         img = np.concatenate([np.repeat(img[:, :, :1], 3, axis=2), img[:, :, 1:]], axis=2)
     if img.shape[2] == 3:
-        return img, None
-    alpha = img[:, :, 3:4].astype(np.float32) / 255.0
-    over_white = img[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
-    return np.round(over_white).astype(np.uint8), alpha[:, :, 0] > 0.5
+        return img, None, None
+    rgb, mask = composite_over_white(img)
+    return rgb, mask, img[:, :, 3]
 
 
 def _read_mask(view: ViewFiles, width: int, height: int) -> np.ndarray:
@@ -246,6 +318,15 @@ def _check_size(array: np.ndarray, width: int, height: int, path: Path, named_in
             f"{path}: size {array.shape[1]}x{array.shape[0]} (WxH) does not match the camera size "
             f"{width}x{height} given in {named_in}"
         )
+
+
+def _stack_alphas(alphas: list[np.ndarray | None], width: int, height: int) -> Tensor | None:
+    """uint8 [N, H, W], or None when no view has alpha; an image without alpha is opaque,
+    so data sets that mix RGB and RGBA files still read."""
+    if all(a is None for a in alphas):
+        return None
+    opaque = np.full((height, width), 255, np.uint8)
+    return torch.from_numpy(np.stack([opaque if a is None else a for a in alphas]))
 
 
 def _stack_optional(items: list[np.ndarray | None], what: str, views: list[ViewFiles]) -> Tensor | None:

@@ -5,6 +5,8 @@ Read: global or per-frame ``fl_x``, ``fl_y``, ``cx``, ``cy``, ``w``, ``h``,
 nerfstudio's default is OPENCV), frames with ``file_path``, ``transform_matrix``,
 optional ``mask_path`` and ``depth_file_path``; the split comes from
 ``train_filenames`` / ``test_filenames`` when present. Frames are ordered by file name.
+RGBA images are composited over white; their alpha is kept as the data set's ``alphas``
+(and is the mask of frames without ``mask_path``).
 """
 
 import os
@@ -65,7 +67,15 @@ def read_nerfstudio(root: Path) -> MultiViewDataset:
     loaded = load_views(views, width, height)
     train, test = _split(meta, [v.image for v in views], path)
     return MultiViewDataset(
-        cameras, loaded.images, names, train, test, loaded.masks, loaded.depths, source=f"{path} (nerfstudio)"
+        cameras,
+        loaded.images,
+        names,
+        train,
+        test,
+        loaded.masks,
+        loaded.depths,
+        alphas=loaded.alphas,
+        source=f"{path} (nerfstudio)",
     )
 
 

@@ -3,8 +3,9 @@
 Each pixel is sampled once, at its centre ``(u + 0.5, v + 0.5)`` (the convention of
 :mod:`sparse3d.render.cameras`), so coverage, depth and interpolated attributes are
 exact at that point: depth is the camera-frame z of the visible surface, and attributes
-use perspective-correct barycentrics. The synthetic object benchmark renders its RGB,
-masks and depth maps with it, and tests use it as an oracle for the other renderers.
+use perspective-correct barycentrics. The synthetic object benchmark renders with it (at
+S times the resolution, then box-filtered), and tests use it as an oracle for the other
+renderers.
 
 The work is done on (face, pixel) candidate pairs from each face's pixel bounding box,
 in chunks of bounded size; the nearest candidate per pixel wins, ties go to the lower

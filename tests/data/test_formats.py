@@ -1,6 +1,7 @@
 """Every reader, on the synthetic data written in all three formats, gives the cameras,
 images, masks and split that the generator rendered."""
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -9,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from sparse3d.data.blender import read_blender
+from sparse3d.data.blender import read_blender, write_blender
 from sparse3d.data.colmap import read_colmap, write_colmap
-from sparse3d.data.images import write_png
+from sparse3d.data.images import composite_over_white, write_png
 from sparse3d.data.loader import detect_format, load_multiview
 from sparse3d.data.nerfstudio import read_nerfstudio
-from sparse3d.data.synthetic.generator import synthetic_cameras
+from sparse3d.data.synthetic.generator import render_object, synthetic_cameras
+from sparse3d.data.synthetic.objects import build_object
 
 FORMATS = ["nerfstudio", "blender", "colmap-bin", "colmap-txt"]
 
@@ -33,18 +35,67 @@ def test_reader_gives_generator_cameras(synthetic_folder, small_config, data_for
     assert data.test_indices.tolist() == list(range(9, 13))
 
 
-def test_all_formats_agree_on_pixels(synthetic_folder):
+def test_all_formats_agree_on_pixels(synthetic_folder, small_config):
     datasets = {f: load_multiview(synthetic_folder, f) for f in FORMATS}
     ref = datasets["nerfstudio"]
+    truth = render_object(build_object("torus"), synthetic_cameras(small_config), small_config.supersampling)
     assert ref.masks.any() and not ref.masks.all()
     for name, data in datasets.items():
-        assert torch.equal(data.images, ref.images), name
-        assert torch.equal(data.masks, ref.masks), name
-    # White background outside the mask, as written.
-    assert (ref.images[~ref.masks] == 255).all()
-    # Depth exists exactly where the object is (nerfstudio depth_file_path, COLMAP depths/).
-    assert torch.equal(ref.depths > 0, ref.masks)
+        assert torch.equal(data.images, truth.images), name
+        assert torch.equal(data.masks, truth.masks), name
+    # Only the Blender files carry alpha (RGBA); it reads back as the rendered coverage.
+    assert torch.equal(datasets["blender"].alphas, truth.alphas)
+    assert all(datasets[f].alphas is None for f in FORMATS if f != "blender")
+    alpha = truth.alphas
+    partial = (alpha > 0) & (alpha < 255)
+    assert partial.sum() > 0.1 * (alpha == 255).sum()  # anti-aliased silhouettes
+    # White where nothing covers the pixel; the mask is alpha > 50 %.
+    assert (ref.images[alpha == 0] == 255).all()
+    assert torch.equal(ref.masks, alpha > 127)
+    # Depth is taken at the pixel centre: it exists where the mask is, except on partly covered pixels.
+    has_depth = ref.depths > 0
+    assert torch.equal(has_depth[~partial], ref.masks[~partial])
     assert torch.equal(datasets["colmap-bin"].depths, ref.depths)
+    assert torch.equal(ref.depths, truth.depths)
+
+
+def test_blender_round_trip_of_soft_alpha(synthetic_folder, tmp_path):
+    """Random straight colours under random alphas: write_blender must find straight
+    colours that read back to the same composited images, whatever it wrote."""
+    data = read_blender(synthetic_folder)
+    gen = torch.Generator().manual_seed(0)
+    n, h, w = len(data), data.cameras.height, data.cameras.width
+    alphas = torch.randint(0, 256, (n, h, w), generator=gen, dtype=torch.uint8)
+    alphas[:, :4] = torch.tensor([0, 1, 254, 255], dtype=torch.uint8)[:, None]  # the extremes in every view
+    straight = torch.randint(0, 256, (n, h, w, 3), generator=gen, dtype=torch.uint8)
+    rgb, masks = composite_over_white(torch.cat([straight, alphas[..., None]], -1).numpy())
+    soft = dataclasses.replace(data, images=torch.from_numpy(rgb), masks=torch.from_numpy(masks), alphas=alphas)
+    write_blender(soft, tmp_path)
+    back = read_blender(tmp_path)
+    assert torch.equal(back.images, soft.images) and torch.equal(back.alphas, alphas)
+    assert torch.equal(back.masks, alphas > 127)
+    with pytest.raises(ValueError, match=r"alphas must be torch.uint8 \[13, 48, 48\], got torch.bool"):
+        dataclasses.replace(soft, alphas=alphas > 0)
+    # A dark pixel under alpha 0 (or 1) cannot come from compositing over white.
+    bad = soft.images.clone()
+    bad[10, 0, 0] = torch.tensor([0, 0, 0], dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"write_blender: view 010\.png: pixel \(0, 0\) with RGB \[0, 0, 0\]"):
+        write_blender(dataclasses.replace(soft, images=bad), tmp_path / "bad")
+    # Without alphas the mask is the alpha (0 / 255): images white outside it read back exactly.
+    hard_images = torch.where(data.masks[..., None], data.images, 255)
+    write_blender(dataclasses.replace(data, images=hard_images, alphas=None), tmp_path / "hard")
+    hard = read_blender(tmp_path / "hard")
+    assert torch.equal(hard.images, hard_images) and torch.equal(hard.alphas, data.masks.to(torch.uint8) * 255)
+
+
+def test_nerfstudio_keeps_the_alpha_of_rgba_images(synthetic_folder, tmp_path):
+    folder = Path(shutil.copytree(synthetic_folder, tmp_path / "obj"))
+    for i in range(13):
+        shutil.copy(folder / ("train" if i < 9 else "test") / f"{i:03d}.png", folder / "images" / f"{i:03d}.png")
+    rgba, ref = read_nerfstudio(folder), read_blender(synthetic_folder)
+    assert torch.equal(rgba.images, ref.images) and torch.equal(rgba.alphas, ref.alphas)
+    assert torch.equal(rgba.masks, ref.masks)
+    assert torch.equal(rgba.with_split(rgba.test_indices, rgba.train_indices).alphas, ref.alphas)
 
 
 @pytest.mark.parametrize("k", [4, 6, 9])

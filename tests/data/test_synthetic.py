@@ -8,9 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from sparse3d.data.blender import read_blender
+from sparse3d.data.images import composite_over_white
 from sparse3d.data.loader import load_multiview
 from sparse3d.data.synthetic import SyntheticObjectsConfig, write_synthetic_objects
-from sparse3d.data.synthetic.objects import build_object
+from sparse3d.data.synthetic.generator import render_object, render_view, synthetic_cameras
+from sparse3d.data.synthetic.meshes import Mesh
+from sparse3d.data.synthetic.objects import SyntheticObject, build_object
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -49,7 +53,7 @@ def test_depth_unprojects_onto_the_sphere(tmp_path):
     v, u = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
     pix = torch.stack([u + 0.5, v + 0.5, torch.ones_like(u)], -1)
     for i in range(len(data)):
-        mask = data.masks[i]
+        mask = data.depths[i] > 0
         rays = pix[mask] @ torch.linalg.inv(cams.Ks[i]).T  # camera frame, z = 1
         cam_pts = rays * data.depths[i][mask][:, None]
         world = (cam_pts - cams.viewmats[i, :3, 3]) @ cams.viewmats[i, :3, :3]
@@ -61,6 +65,9 @@ def test_depth_unprojects_onto_the_sphere(tmp_path):
     dist = float(cams.centers[9].norm())
     expected = np.pi * (focal / np.sqrt(dist**2 - 1)) ** 2
     assert abs(float(data.masks[9].sum()) - expected) / expected < 0.05
+    # The soft alpha measures the area better than any count of whole pixels.
+    coverage = float(read_blender(folder).alphas[9].double().sum()) / 255
+    assert abs(coverage - expected) / expected < 0.01
 
 
 def test_objects_are_centred_in_the_unit_sphere():
@@ -86,6 +93,10 @@ def test_config_errors(tmp_path):
         write_synthetic_objects(tmp_path, SyntheticObjectsConfig(objects=("teapot",)))
     with pytest.raises(ValueError, match="distinct"):
         write_synthetic_objects(tmp_path, SyntheticObjectsConfig(objects=("box", "box")))
+    for bad in (0, 2, -1):
+        with pytest.raises(ValueError, match=rf"SyntheticObjectsConfig.supersampling must be an odd int.*got {bad}"):
+            write_synthetic_objects(tmp_path, SyntheticObjectsConfig(objects=("box",), supersampling=bad))
+    assert not any(tmp_path.iterdir())  # rejected before anything is written
 
 
 def test_regenerating_replaces_the_folder_without_leftovers(tmp_path):
@@ -96,3 +107,70 @@ def test_regenerating_replaces_the_folder_without_leftovers(tmp_path):
     assert not (folder / "stale.txt").exists() and not (folder / "images" / "012.png").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["box"]  # no staging folders left
     assert len(load_multiview(folder)) == 11
+
+
+def _flat_square(x0: float, x1: float, y0: float, y1: float, depth: float, rgb: tuple[float, float, float]):
+    """A one-colour square facing the camera at the origin (OpenCV axes, looking down +z)."""
+    corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+    verts = torch.tensor([(x, y, depth) for x, y in corners], dtype=torch.float64)
+    normals = torch.tensor([[0.0, 0.0, -1.0]], dtype=torch.float64).expand(4, 3)
+    mesh = Mesh(verts, torch.tensor([[0, 1, 2], [0, 2, 3]]), normals, torch.zeros(4, 2, dtype=torch.float64))
+    albedo = torch.tensor(rgb, dtype=torch.float64)
+    return SyntheticObject("square", mesh, lambda pos, uv: albedo.expand(pos.shape[:-1] + (3,)))
+
+
+def test_box_filter_of_a_flat_square_on_a_hand_worked_case():
+    # K = diag(5, 5, 1) at depth 2: image x = 2.5 * world x. The square spans x in [2.4, 5.8]
+    # and y in [1.7, 6.2] pixels. With 3 x 3 samples per pixel at offsets 1/6, 1/2, 5/6,
+    # pixel column 2 has 2 covered sample columns (2.5, 2.83), 3-4 have 3, 5 has 2 (5.17, 5.5);
+    # pixel row 1 has 1 sample row (1.83), rows 2-5 have 3, row 6 has 1 (6.17).
+    obj = _flat_square(2.4 / 2.5, 5.8 / 2.5, 1.7 / 2.5, 6.2 / 2.5, 2.0, (0.9, 0.5, 0.2))
+    K = torch.tensor([[5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 1.0]])
+    rgba, depth = render_view(obj, torch.eye(4), K, 8, 8, 3)
+    cols = torch.tensor([0, 0, 2, 3, 3, 2, 0, 0])
+    rows = torch.tensor([0, 1, 3, 3, 3, 3, 1, 0])
+    covered = rows[:, None] * cols[None, :]  # of 9 samples
+    assert torch.equal(rgba[..., 3], (covered * 255 / 9).round().to(torch.uint8))
+    assert rgba[1, 2, 3] == 57 and rgba[2, 2, 3] == 170  # 2/9 and 6/9 of 255
+    # Facing the camera (normal -z), only the second light reaches the square: ambient 0.3 +
+    # 0.25 * 0.2 / |(-0.5, 0.5, -0.2)| = 0.36804; times the albedo and 255: 84.46, 46.92, 18.77.
+    flat = torch.tensor([84, 47, 19], dtype=torch.uint8)
+    straight = torch.where(covered[..., None] > 0, flat, 255)
+    assert torch.equal(rgba[..., :3], straight)
+    # Depth exactly at the pixel centres u + 0.5 inside [2.4, 5.8] x [1.7, 6.2].
+    inside = torch.zeros(8, 8, dtype=torch.bool)
+    inside[2:6, 2:6] = True
+    assert torch.equal(depth, torch.where(inside, 2.0, 0.0))
+    # One sample per pixel: hard coverage of the centres.
+    rgba1, depth1 = render_view(obj, torch.eye(4), K, 8, 8, 1)
+    assert torch.equal(rgba1[..., 3], inside.to(torch.uint8) * 255) and torch.equal(depth1, depth)
+
+
+def test_supersampling_box_filters_a_render_at_three_times_the_resolution():
+    obj = build_object("torus")
+    cams = synthetic_cameras(SyntheticObjectsConfig(resolution=40, num_test_views=1))
+    one, three = render_object(obj, cams, 1), render_object(obj, cams, 3)
+    # One sample per pixel: hard alpha, so compositing leaves covered pixels as rendered.
+    assert set(one.alphas.unique().tolist()) == {0, 255}
+    assert torch.equal(one.masks, one.alphas == 255) and torch.equal(one.masks, one.depths > 0)
+    # The middle sample of 3 x 3 is the pixel centre: the same depth map.
+    assert torch.equal(three.depths, one.depths)
+    for i in (0, 4, 9):
+        rgba, _ = render_view(obj, cams.viewmats[i], cams.Ks[i], 40, 40, 3)
+        assert torch.equal(three.images[i], torch.from_numpy(composite_over_white(rgba.numpy())[0]))
+        assert torch.equal(three.alphas[i], rgba[..., 3])
+        K_fine = cams.Ks[i].double().clone()
+        K_fine[:2] *= 3
+        fine, _ = render_view(obj, cams.viewmats[i], K_fine, 120, 120, 1)  # [120, 120, 4]
+        blocks = fine.reshape(40, 3, 40, 3, 4).permute(0, 2, 1, 3, 4).reshape(40, 40, 9, 4).double()
+        hits = blocks[..., 3] == 255  # [40, 40, 9]
+        alpha = rgba[..., 3]
+        assert torch.equal(alpha, (hits.sum(-1) * 255 / 9).round().to(torch.uint8)), i
+        assert ((alpha > 0) & (alpha < 255)).sum() > 40, i  # a soft silhouette
+        # Straight colour = mean of the covered samples; both sides round once, hence 1 level.
+        mean = (blocks[..., :3] * hits[..., None]).sum(2) / hits.sum(-1, keepdim=True).clamp(min=1)
+        on = alpha > 0
+        assert (rgba[..., :3][on].double() - mean[on]).abs().max() <= 1, i
+        assert (rgba[..., :3][~on] == 255).all(), i
+        # ... and not simply the centre sample (blocks' sample 4).
+        assert (rgba[..., :3][on].double() - blocks[..., 4, :3][on]).abs().max() > 10, i

@@ -1,15 +1,25 @@
 """The synthetic multi-view object benchmark ("sparse3d-mini").
 
-Each object is rendered by :mod:`sparse3d.render.mesh_raster` (one sample per pixel
-centre, so RGB, mask and depth agree exactly) with Lambert shading under two fixed
-world-frame lights (view-independent: no specular term for the SH colours to chase)
-over a white background, and written as one folder holding every format side by side::
+Each object is rendered by :mod:`sparse3d.render.mesh_raster` with Lambert shading
+under two fixed world-frame lights (view-independent: no specular term for the SH
+colours to chase), anti-aliased by supersampling: every pixel is sampled on an S x S
+grid (``SyntheticObjectsConfig.supersampling``, odd, so the middle sample is the pixel
+centre) and box-filtered. Its coverage (the fraction of covered samples) is the alpha,
+its straight colour the mean shaded colour of the covered samples; the RGBA is quantised
+to 8 bits and composited over white by
+:func:`sparse3d.data.images.composite_over_white`, the function every reader uses. The
+mask is alpha > 50 %, the depth the camera z at the pixel centre (exact there, 0 where
+the centre ray misses the object): so depth > 0 and the mask differ only on partly
+covered silhouette pixels, and there only at corners and features thinner than a pixel
+(the sample grid is point-symmetric about the centre, so a straight edge that covers the
+centre covers a majority of the samples). Each object is written as one folder holding
+every format side by side::
 
     <object>/images/000.png ...       RGB over white          (nerfstudio, COLMAP)
-    <object>/masks/000.png ...        8-bit, 255 = object
-    <object>/depths/000.npy ...       float32 camera z, 0 = background
+    <object>/masks/000.png ...        8-bit, 255 = object (alpha > 50 %)
+    <object>/depths/000.npy ...       float32 camera z at the pixel centre, 0 = background
     <object>/transforms.json          nerfstudio
-    <object>/transforms_{train,test}.json, train/, test/   Blender (RGBA)
+    <object>/transforms_{train,test}.json, train/, test/   Blender (RGBA, soft alpha)
     <object>/sparse/0/{cameras,images,points3D}.{txt,bin}  COLMAP (no points)
     <object>/sparse_{4,6,9}.txt, sparse_test.txt           GaussianObject splits
 
@@ -31,7 +41,7 @@ from tqdm import tqdm
 from sparse3d.data.blender import write_blender
 from sparse3d.data.colmap import write_colmap
 from sparse3d.data.dataset import MultiViewDataset
-from sparse3d.data.images import write_view_files
+from sparse3d.data.images import composite_over_white, write_view_files
 from sparse3d.data.nerfstudio import write_nerfstudio
 from sparse3d.data.splits import write_split_file
 from sparse3d.data.synthetic.objects import SyntheticObject, build_object
@@ -68,6 +78,10 @@ class SyntheticObjectsConfig:
     """Uniform random azimuth/elevation jitter (+-) of the training views."""
     seed: int = 0
     """Seed of the jitter; the same seed gives byte-identical output."""
+    supersampling: int = 3
+    """Samples per pixel axis S (odd, >= 1): each pixel averages an S x S grid of samples,
+    which anti-aliases silhouettes and texture edges; 1 samples the pixel centre only
+    (hard 0/255 alpha)."""
 
 
 def write_synthetic_objects(out_dir: Path, config: SyntheticObjectsConfig) -> list[Path]:
@@ -80,12 +94,13 @@ def write_synthetic_objects(out_dir: Path, config: SyntheticObjectsConfig) -> li
         raise ValueError(f"SyntheticObjectsConfig: need resolution >= 8 and num_test_views >= 1, got {config}")
     if len(set(config.objects)) != len(config.objects) or not config.objects:
         raise ValueError(f"SyntheticObjectsConfig.objects must be distinct names, got {config.objects}")
+    _check_supersampling(config.supersampling, "SyntheticObjectsConfig.supersampling")
     objects = [build_object(name) for name in config.objects]  # fail on a bad name before rendering
     cameras = synthetic_cameras(config)
     folders = []
     for obj in tqdm(objects, desc="synthetic objects", unit="object", disable=len(objects) < 2):
         folder = Path(out_dir) / obj.name
-        data = render_object(obj, cameras)
+        data = render_object(obj, cameras, config.supersampling)
         _replace_folder(folder, lambda staging, data=data: write_object_folder(data, staging))
         folders.append(folder)
     return folders
@@ -132,33 +147,83 @@ def synthetic_cameras(config: SyntheticObjectsConfig) -> Cameras:
     return Cameras(viewmats, K.expand(len(angles), 3, 3).clone(), config.resolution, config.resolution)
 
 
-def render_object(obj: SyntheticObject, cameras: Cameras) -> MultiViewDataset:
-    """Renders ``obj`` into every camera; views 0-8 train, the rest test."""
-    mesh = obj.mesh
-    attrs = torch.cat([mesh.verts, mesh.normals, mesh.uvs], 1)  # [V, 8]
-    images, masks, depths = [], [], []
-    for i in range(len(cameras)):
-        raster = rasterize_mesh(
-            mesh.verts, mesh.faces, cameras.viewmats[i], cameras.Ks[i], cameras.width, cameras.height
-        )
-        covered = raster.mask
-        values = interpolate_attributes(raster, mesh.faces, attrs)[covered]  # [P, 8]
-        rgb = torch.ones(cameras.height, cameras.width, 3, dtype=torch.float64)
-        rgb[covered] = shade(obj.albedo(values[:, :3], values[:, 6:8]), values[:, 3:6])
-        images.append((rgb * 255).round().to(torch.uint8))
-        masks.append(covered)
-        depths.append(raster.depth)
+def render_object(obj: SyntheticObject, cameras: Cameras, supersampling: int) -> MultiViewDataset:
+    """Renders ``obj`` into every camera with ``supersampling`` samples per pixel axis
+    (odd, >= 1); views 0-8 train, the rest test.
+
+    Returns:
+        A :class:`MultiViewDataset` with images (RGB over white), alphas (coverage),
+        masks (alpha > 50 %) and depths (camera z at the pixel centre, 0 = background).
+    """
+    _check_supersampling(supersampling, "render_object: supersampling")
+    views = [
+        render_view(obj, cameras.viewmats[i], cameras.Ks[i], cameras.width, cameras.height, supersampling)
+        for i in range(len(cameras))
+    ]
+    rgba = torch.stack([view_rgba for view_rgba, _ in views])  # [N, H, W, 4]
+    images, masks = composite_over_white(rgba.numpy())
     n_train = len(_TRAIN_RIG)
     return MultiViewDataset(
         cameras=cameras,
-        images=torch.stack(images),
+        images=torch.from_numpy(images),
         image_names=[f"{i:03d}.png" for i in range(len(cameras))],
         train_indices=torch.arange(n_train),
         test_indices=torch.arange(n_train, len(cameras)),
-        masks=torch.stack(masks),
-        depths=torch.stack(depths),
+        masks=torch.from_numpy(masks),
+        depths=torch.stack([depth for _, depth in views]),
+        alphas=rgba[..., 3].clone(),
         source=f"synthetic object {obj.name}",
     )
+
+
+def render_view(
+    obj: SyntheticObject, viewmat: Tensor, K: Tensor, width: int, height: int, supersampling: int
+) -> tuple[Tensor, Tensor]:
+    """Renders ``obj`` into one camera, box-filtering an S x S grid of samples per pixel.
+
+    Pixel u covers [u, u + 1), so the samples sit at u + (j + 0.5) / S, j = 0..S-1: the
+    centres of the pixels of an (S W) x (S H) image with intrinsics ``K[:2] * S``.
+
+    Args:
+        viewmat: float [4, 4] world-to-camera (OpenCV axes); K: float [3, 3] intrinsics.
+        width, height: image size W, H.
+        supersampling: S, odd (the middle sample is the pixel centre).
+
+    Returns:
+        rgba: uint8 [H, W, 4] straight RGB (the mean shaded colour of the covered samples,
+            255 where none is) and alpha (covered fraction x 255), both rounded; and
+        depth: float32 [H, W] camera z at the pixel centre, 0 where it misses the object.
+    """
+    s = supersampling
+    K_fine = K.to(torch.float64).clone()
+    K_fine[:2] *= s
+    mesh = obj.mesh
+    raster = rasterize_mesh(mesh.verts, mesh.faces, viewmat, K_fine, s * width, s * height)
+    covered = raster.mask
+    values = interpolate_attributes(raster, mesh.faces, torch.cat([mesh.verts, mesh.normals, mesh.uvs], 1))[covered]
+    shaded = torch.zeros(s * height, s * width, 3, dtype=torch.float64)
+    shaded[covered] = shade(obj.albedo(values[:, :3], values[:, 6:8]), values[:, 3:6])
+    # Sum the S x S samples in a fixed order (elementwise adds, no reduction kernel), so the
+    # result cannot depend on how torch splits work across threads.
+    colour_sum = torch.zeros(height, width, 3, dtype=torch.float64)
+    count = torch.zeros(height, width, dtype=torch.int64)
+    for j in range(s):
+        for k in range(s):
+            colour_sum += shaded[j::s, k::s]
+            count += covered[j::s, k::s]
+    straight = torch.where(count[..., None] > 0, colour_sum / count.clamp(min=1)[..., None], 1.0)
+    # round(count * 255 / S^2) in integers; it has no ties, as S^2 is odd.
+    alpha = (2 * 255 * count + s * s) // (2 * s * s)
+    rgba = torch.cat([(straight * 255).round(), alpha[..., None].to(torch.float64)], -1).to(torch.uint8)
+    return rgba, raster.depth[s // 2 :: s, s // 2 :: s].contiguous()
+
+
+def _check_supersampling(value: int, field_name: str) -> None:
+    """Raises ValueError, naming ``field_name``, unless ``value`` is an odd int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
+        raise ValueError(
+            f"{field_name} must be an odd integer >= 1 (the middle sample is the pixel centre), got {value!r}"
+        )
 
 
 def shade(albedo: Tensor, normals: Tensor) -> Tensor:
@@ -173,7 +238,9 @@ def shade(albedo: Tensor, normals: Tensor) -> Tensor:
 
 
 def write_object_folder(data: MultiViewDataset, folder: Path) -> None:
-    """Writes ``data`` in every format plus the sparse split files under ``folder``."""
+    """Writes ``data`` in every format plus the sparse split files under ``folder``: RGB
+    over white, masks and depths for nerfstudio and COLMAP, RGBA with ``data.alphas`` for
+    Blender (which reads back to the same RGB)."""
     write_view_files(folder, data.image_names, data.images, data.masks, data.depths)
     write_nerfstudio(data, folder)
     write_blender(data, folder)
