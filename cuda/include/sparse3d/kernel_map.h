@@ -43,13 +43,20 @@ SP3D_HD inline void kernel_map_row(
 // (ascending); returns how many (at most kernel[d]).
 SP3D_HD inline int64_t axis_outputs(int32_t c, int d, const ConvGeom& g, int64_t* out,
                                     int64_t* taps) {
+  // int32 arithmetic: coordinates and padding fit. Strides are nearly always powers of two,
+  // where a shift and a mask replace the two integer divisions per tap.
+  const int32_t s = (int32_t)g.stride[d];
+  const bool pow2 = (s & (s - 1)) == 0;
+  int shift = 0;
+  while ((1 << shift) < s) ++shift;
   int64_t n = 0;
   for (int64_t kd = 0; kd < g.kernel[d]; ++kd) {
-    // int32 arithmetic: coordinates and padding fit, and 32-bit division is much cheaper.
     const int32_t num = c + (int32_t)(g.padding[d] - kd * g.dilation[d]);
-    const int32_t s = (int32_t)g.stride[d];
-    if (num < 0 || num % s != 0 || num / s >= g.out_shape[d]) continue;
-    out[n] = num / s;
+    if (num < 0) continue;
+    const int32_t q = pow2 ? num >> shift : num / s;
+    const int32_t rem = pow2 ? num & (s - 1) : num % s;
+    if (rem != 0 || q >= g.out_shape[d]) continue;
+    out[n] = q;
     taps[n++] = kd;
   }
   return n;
