@@ -15,6 +15,7 @@
 
 #include "conv_args.h"
 #include "cpu_features.h"
+#include "parallel.h"
 #include "sparse3d/conv.h"
 
 namespace sparse3d {
@@ -27,6 +28,13 @@ constexpr int64_t kRowBlock = 32;
 // land in in_rows / out_rows from k * stride on, count[k] of them (stride >= o1 - o0).
 // Branch-free: at LiDAR occupancy a branch on nbr >= 0 mispredicts about once per row and
 // tap.
+// A thread's buffers for bucket_pairs_by_tap: K taps x `stride` slots.
+struct TapPairs {
+  std::vector<int32_t> in_rows, out_rows;
+  std::vector<int64_t> count;
+  TapPairs(int64_t K, int64_t stride) : in_rows(K * stride), out_rows(K * stride), count(K) {}
+};
+
 inline void bucket_pairs_by_tap(const int32_t* nbr, int64_t K, int64_t o0, int64_t o1,
                                 int64_t stride, int32_t* in_rows, int32_t* out_rows,
                                 int64_t* count) {
@@ -181,9 +189,11 @@ SP3D_AVX512 inline void forward_pairs_avx512(const float* feats, float* out,
 // sorted by tap, then each tap's pairs run through register tiles.
 SP3D_AVX512 void conv_forward_rows_avx512(const float* feats, const float* weight,
                                           const int32_t* nbr, int64_t K, int64_t Cin,
-                                          int64_t Cout, int64_t o0, int64_t o1, float* out) {
-  std::vector<int32_t> in_rows(K * kTileRowBlock), out_rows(K * kTileRowBlock);
-  std::vector<int64_t> count(K);
+                                          int64_t Cout, int64_t o0, int64_t o1, float* out,
+                                          TapPairs& pairs) {
+  std::vector<int32_t>& in_rows = pairs.in_rows;
+  std::vector<int32_t>& out_rows = pairs.out_rows;
+  std::vector<int64_t>& count = pairs.count;
   for (int64_t b0 = o0; b0 < o1; b0 += kTileRowBlock) {
     const int64_t b1 = std::min(b0 + kTileRowBlock, o1);
     std::fill(out + b0 * Cout, out + b1 * Cout, 0.f);
@@ -337,9 +347,11 @@ at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight,
     scalar_t* yp = out.data_ptr<scalar_t>();
 #if defined(__x86_64__)
     if (use_avx2<scalar_t>() && cpu_has_avx512() && Cout % 16 == 0) {
-      at::parallel_for(0, M, kTileRowBlock, [&](int64_t o0, int64_t o1) {
-        conv_forward_rows_avx512((const float*)xp, (const float*)wp, mp, K, Cin, Cout, o0, o1,
-                                 (float*)yp);
+      parallel_for_dynamic(M, 4 * kTileRowBlock, [&](auto take) {
+        TapPairs pairs(K, kTileRowBlock);
+        for (int64_t o0, o1; take(o0, o1);)
+          conv_forward_rows_avx512((const float*)xp, (const float*)wp, mp, K, Cin, Cout, o0, o1,
+                                   (float*)yp, pairs);
       });
       return;
     }
@@ -396,20 +408,20 @@ at::Tensor sparse_conv_bwd_weight_cpu(const at::Tensor& feats, const at::Tensor&
     const bool avx512 = avx2 && cpu_has_avx512();
 #endif
     with_cout(Cout, [&](auto c) {
-      // One task per chunk of output rows: it buckets the chunk's pairs by tap, then
-      // writes the chunk's partial sum of every tap.
-      at::parallel_for(0, chunks, 1, [&](int64_t ch0, int64_t ch1) {
-        std::vector<int32_t> rows_in(K * kWeightGradChunk), rows_out(K * kWeightGradChunk);
-        std::vector<int64_t> count(K);
+      // Chunks of output rows handed out to the threads: each buckets its chunk's pairs by
+      // tap, then writes the chunk's partial sum of every tap.
+      parallel_for_dynamic(chunks, 1, [&](auto take) {
+        TapPairs pairs(K, kWeightGradChunk);
         std::vector<const float*> xr, gr;  // row pointers of the AVX-512 tiles
-        for (int64_t ch = ch0; ch < ch1; ++ch) {
+        for (int64_t ch, ch_end; take(ch, ch_end);) {
           bucket_pairs_by_tap(mp, K, ch * kWeightGradChunk, std::min(M, (ch + 1) * kWeightGradChunk),
-                              kWeightGradChunk, rows_in.data(), rows_out.data(), count.data());
+                              kWeightGradChunk, pairs.in_rows.data(), pairs.out_rows.data(),
+                              pairs.count.data());
           for (int64_t k = 0; k < K; ++k) {
             scalar_t* acc = partial.get() + (k * chunks + ch) * slice;
-            const int32_t* ri = rows_in.data() + k * kWeightGradChunk;
-            const int32_t* ro = rows_out.data() + k * kWeightGradChunk;
-            const int64_t P = count[k];
+            const int32_t* ri = pairs.in_rows.data() + k * kWeightGradChunk;
+            const int32_t* ro = pairs.out_rows.data() + k * kWeightGradChunk;
+            const int64_t P = pairs.count[k];
 #if defined(__x86_64__)
             if (avx512) {
               weight_grad_pairs_avx512((const float*)xp, (const float*)gp, ri, ro, P, Cin, Cout,
