@@ -6,6 +6,8 @@
 #include <c10/util/ArrayRef.h>
 #include <c10/util/Exception.h>
 
+#include <optional>
+
 #include "sparse3d/coords.h"
 #include "sparse3d/kernel_map.h"
 
@@ -25,6 +27,15 @@ inline void check_nbr(const at::Tensor& nbr, const char* op) {
   TORCH_CHECK(nbr.dim() == 2 && nbr.scalar_type() == at::kInt && nbr.is_contiguous(),
               "sparse3d.", op, ": nbr must be a contiguous int32 [M, K] kernel map, got ",
               nbr.scalar_type(), " ", nbr.sizes());
+}
+
+// Conv bias: [Cout] of the weight's dtype, or absent; weight: [K, Cin, Cout].
+inline void check_conv_bias(const std::optional<at::Tensor>& bias, const at::Tensor& weight) {
+  if (!bias.has_value()) return;
+  TORCH_CHECK(bias->dim() == 1 && bias->size(0) == weight.size(2) &&
+                  bias->scalar_type() == weight.scalar_type(),
+              "sparse3d.sparse_conv: bias must be ", weight.scalar_type(), " [", weight.size(2),
+              "], got ", bias->scalar_type(), " ", bias->sizes());
 }
 
 inline void copy_triple(c10::IntArrayRef v, const char* op, const char* name, int64_t min,

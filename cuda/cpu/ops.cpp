@@ -46,7 +46,9 @@ TORCH_LIBRARY(sparse3d, m) {
       "int[] stride, int[] padding, int[] dilation) -> (Tensor, Tensor)");
   m.def("invert_kernel_map(Tensor nbr, int n_in) -> Tensor");
   // inv (the transposed map) is not read by the forward; the backward uses it if given.
-  m.def("sparse_conv(Tensor feats, Tensor weight, Tensor nbr, Tensor? inv=None) -> Tensor");
+  m.def(
+      "sparse_conv(Tensor feats, Tensor weight, Tensor nbr, Tensor? inv=None, "
+      "Tensor? bias=None) -> Tensor");
   m.def("sparse_conv_bwd_weight(Tensor feats, Tensor v_out, Tensor nbr) -> Tensor");
   // voxelization and coordinate deduplication (sparse3d/core/voxelize.py, coords.py)
   m.def(

@@ -9,6 +9,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <memory>
 #include <type_traits>
 #include <vector>
@@ -23,6 +24,16 @@ namespace {
 
 // Output rows per forward block: their accumulators ([32, Cout]) stay in L1.
 constexpr int64_t kRowBlock = 32;
+
+// Starts output rows [b0, b1) at the bias (0 without one); the taps are then added.
+template <typename T>
+inline void init_rows(T* out, int64_t b0, int64_t b1, int64_t Cout, const T* bias) {
+  if (bias == nullptr) {
+    std::fill(out + b0 * Cout, out + b1 * Cout, T(0));
+    return;
+  }
+  for (int64_t o = b0; o < b1; ++o) std::copy(bias, bias + Cout, out + o * Cout);
+}
 
 // Sorts the (input row, output row) pairs of output rows [o0, o1) by tap: tap k's pairs
 // land in in_rows / out_rows from k * stride on, count[k] of them (stride >= o1 - o0).
@@ -86,11 +97,12 @@ SP3D_AVX2 void add_row_times_matrix_avx2(const float* x, const float* w, int64_t
 }
 
 SP3D_AVX2 void conv_forward_rows_avx2(const float* feats, const float* weight,
-                                      const int32_t* nbr, int64_t K, int64_t Cin, int64_t Cout,
-                                      int64_t o0, int64_t o1, float* out) {
+                                      const float* bias, const int32_t* nbr, int64_t K,
+                                      int64_t Cin, int64_t Cout, int64_t o0, int64_t o1,
+                                      float* out) {
   for (int64_t b0 = o0; b0 < o1; b0 += kRowBlock) {
     const int64_t b1 = std::min(b0 + kRowBlock, o1);
-    std::fill(out + b0 * Cout, out + b1 * Cout, 0.f);
+    init_rows(out, b0, b1, Cout, bias);
     for (int64_t k = 0; k < K; ++k) {
       const float* w = weight + k * Cin * Cout;
       for (int64_t o = b0; o < b1; ++o) {
@@ -188,15 +200,15 @@ SP3D_AVX512 inline void forward_pairs_avx512(const float* feats, float* out,
 // Forward over output rows [o0, o1); Cout % 16 == 0. Per block of rows, the pairs are
 // sorted by tap, then each tap's pairs run through register tiles.
 SP3D_AVX512 void conv_forward_rows_avx512(const float* feats, const float* weight,
-                                          const int32_t* nbr, int64_t K, int64_t Cin,
-                                          int64_t Cout, int64_t o0, int64_t o1, float* out,
-                                          TapPairs& pairs) {
+                                          const float* bias, const int32_t* nbr, int64_t K,
+                                          int64_t Cin, int64_t Cout, int64_t o0, int64_t o1,
+                                          float* out, TapPairs& pairs) {
   std::vector<int32_t>& in_rows = pairs.in_rows;
   std::vector<int32_t>& out_rows = pairs.out_rows;
   std::vector<int64_t>& count = pairs.count;
   for (int64_t b0 = o0; b0 < o1; b0 += kTileRowBlock) {
     const int64_t b1 = std::min(b0 + kTileRowBlock, o1);
-    std::fill(out + b0 * Cout, out + b1 * Cout, 0.f);
+    init_rows(out, b0, b1, Cout, bias);
     bucket_pairs_by_tap(nbr, K, b0, b1, kTileRowBlock, in_rows.data(), out_rows.data(), count.data());
     for (int64_t k = 0; k < K; ++k) {
       const int32_t* ri = in_rows.data() + k * kTileRowBlock;
@@ -282,11 +294,11 @@ inline void add_row_times_matrix(const T* __restrict x, const T* __restrict w, i
 }
 
 template <typename T, int COUT>
-void conv_forward_rows(const T* feats, const T* weight, const int32_t* nbr, int64_t K,
-                       int64_t Cin, int64_t Cout, int64_t o0, int64_t o1, T* out) {
+void conv_forward_rows(const T* feats, const T* weight, const T* bias, const int32_t* nbr,
+                       int64_t K, int64_t Cin, int64_t Cout, int64_t o0, int64_t o1, T* out) {
   for (int64_t b0 = o0; b0 < o1; b0 += kRowBlock) {
     const int64_t b1 = std::min(b0 + kRowBlock, o1);
-    std::fill(out + b0 * Cout, out + b1 * Cout, T(0));
+    init_rows(out, b0, b1, Cout, bias);
     for (int64_t k = 0; k < K; ++k) {
       const T* w = weight + k * Cin * Cout;
       for (int64_t o = b0; o < b1; ++o) {
@@ -328,7 +340,8 @@ bool use_avx2() {
 
 at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight,
                            const at::Tensor& nbr,
-                           const std::optional<at::Tensor>& /*inv: backward only*/) {
+                           const std::optional<at::Tensor>& /*inv: backward only*/,
+                           const std::optional<at::Tensor>& bias) {
   check_conv_args(feats, nbr, "sparse_conv");
   TORCH_CHECK(weight.dim() == 3 && weight.size(0) == nbr.size(1) &&
                   weight.size(1) == feats.size(1),
@@ -337,12 +350,15 @@ at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight,
   TORCH_CHECK(weight.scalar_type() == feats.scalar_type(),
               "sparse3d.sparse_conv: weight dtype ", weight.scalar_type(),
               " differs from feats dtype ", feats.scalar_type());
+  check_conv_bias(bias, weight);
   const at::Tensor x = feats.contiguous(), w = weight.contiguous();
+  const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
   const int64_t M = nbr.size(0), K = nbr.size(1), Cin = x.size(1), Cout = w.size(2);
   at::Tensor out = at::empty({M, Cout}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sparse_conv_cpu", [&] {
     const scalar_t* xp = x.data_ptr<scalar_t>();
     const scalar_t* wp = w.data_ptr<scalar_t>();
+    const scalar_t* bp = b.defined() ? b.data_ptr<scalar_t>() : nullptr;
     const int32_t* mp = nbr.data_ptr<int32_t>();
     scalar_t* yp = out.data_ptr<scalar_t>();
 #if defined(__x86_64__)
@@ -350,22 +366,22 @@ at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight,
       parallel_for_dynamic(M, 4 * kTileRowBlock, [&](auto take) {
         TapPairs pairs(K, kTileRowBlock);
         for (int64_t o0, o1; take(o0, o1);)
-          conv_forward_rows_avx512((const float*)xp, (const float*)wp, mp, K, Cin, Cout, o0, o1,
-                                   (float*)yp, pairs);
+          conv_forward_rows_avx512((const float*)xp, (const float*)wp, (const float*)bp, mp, K,
+                                   Cin, Cout, o0, o1, (float*)yp, pairs);
       });
       return;
     }
     if (use_avx2<scalar_t>() && Cout % 8 == 0) {
       at::parallel_for(0, M, 8 * kRowBlock, [&](int64_t o0, int64_t o1) {
-        conv_forward_rows_avx2((const float*)xp, (const float*)wp, mp, K, Cin, Cout, o0, o1,
-                               (float*)yp);
+        conv_forward_rows_avx2((const float*)xp, (const float*)wp, (const float*)bp, mp, K, Cin,
+                               Cout, o0, o1, (float*)yp);
       });
       return;
     }
 #endif
     with_cout(Cout, [&](auto c) {
       at::parallel_for(0, M, 8 * kRowBlock, [&](int64_t o0, int64_t o1) {
-        conv_forward_rows<scalar_t, decltype(c)::value>(xp, wp, mp, K, Cin, Cout, o0, o1, yp);
+        conv_forward_rows<scalar_t, decltype(c)::value>(xp, wp, bp, mp, K, Cin, Cout, o0, o1, yp);
       });
     });
   });

@@ -40,9 +40,10 @@ void launch_conv_map_scatter_kernel(const int64_t* rows, const int64_t* groups, 
 void launch_invert_kernel_map_kernel(const int32_t* nbr, int64_t M, int64_t K, int32_t* inv,
                                      cudaStream_t stream);
 template <typename scalar_t>
+// bias may be null (no bias)
 void launch_sparse_conv_kernel(const scalar_t* feats, const scalar_t* weight,
-                               const int32_t* nbr, int64_t M, int64_t K, int64_t Cin,
-                               int64_t Cout, scalar_t* out, cudaStream_t stream);
+                               const scalar_t* bias, const int32_t* nbr, int64_t M, int64_t K,
+                               int64_t Cin, int64_t Cout, scalar_t* out, cudaStream_t stream);
 // partial: scratch [K, ceil(M / kWeightGradChunk), Cin, Cout]
 template <typename scalar_t>
 void launch_sparse_conv_bwd_weight_kernel(const scalar_t* feats, const scalar_t* v_out,

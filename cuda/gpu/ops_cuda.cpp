@@ -128,17 +128,21 @@ at::Tensor invert_kernel_map_cuda(const at::Tensor& nbr, int64_t n_in) {
 
 at::Tensor sparse_conv_cuda(const at::Tensor& feats, const at::Tensor& weight,
                             const at::Tensor& nbr,
-                           const std::optional<at::Tensor>& /*inv: backward only*/) {
+                            const std::optional<at::Tensor>& /*inv: backward only*/,
+                            const std::optional<at::Tensor>& bias) {
   check_nbr(nbr, "sparse_conv");
   TORCH_CHECK(feats.dim() == 2 && weight.dim() == 3 && weight.size(0) == nbr.size(1) &&
                   weight.size(1) == feats.size(1),
               "sparse3d.sparse_conv: need feats [N, Cin] and weight [K, Cin, Cout], got ",
               feats.sizes(), " and ", weight.sizes());
+  check_conv_bias(bias, weight);
   const at::Tensor x = feats.contiguous(), w = weight.contiguous();
+  const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
   const int64_t M = nbr.size(0), K = nbr.size(1), Cin = x.size(1), Cout = w.size(2);
   at::Tensor out = at::empty({M, Cout}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sparse_conv_cuda", [&] {
     launch_sparse_conv_kernel<scalar_t>(x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
+                                        b.defined() ? b.data_ptr<scalar_t>() : nullptr,
                                         nbr.data_ptr<int32_t>(), M, K, Cin, Cout,
                                         out.data_ptr<scalar_t>(),
                                         at::cuda::getCurrentCUDAStream());

@@ -12,12 +12,13 @@ namespace {
 
 template <typename scalar_t>
 __global__ void sparse_conv_kernel(const scalar_t* feats, const scalar_t* weight,
-                                   const int32_t* nbr, int64_t M, int64_t K, int64_t Cin,
-                                   int64_t Cout, scalar_t* out) {
+                                   const scalar_t* bias, const int32_t* nbr, int64_t M,
+                                   int64_t K, int64_t Cin, int64_t Cout, scalar_t* out) {
   const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (idx >= M * Cout) return;
   const int64_t o = idx / Cout, co = idx % Cout;
-  out[idx] = conv_output_element(feats, weight, nbr + o * K, K, Cin, Cout, co);
+  out[idx] = conv_output_element(feats, weight, nbr + o * K, K, Cin, Cout, co,
+                                 bias ? bias[co] : scalar_t(0));
 }
 
 template <typename scalar_t>
@@ -50,11 +51,11 @@ __global__ void weight_grad_reduce_kernel(const scalar_t* partial, int64_t K, in
 
 template <typename scalar_t>
 void launch_sparse_conv_kernel(const scalar_t* feats, const scalar_t* weight,
-                               const int32_t* nbr, int64_t M, int64_t K, int64_t Cin,
-                               int64_t Cout, scalar_t* out, cudaStream_t stream) {
+                               const scalar_t* bias, const int32_t* nbr, int64_t M, int64_t K,
+                               int64_t Cin, int64_t Cout, scalar_t* out, cudaStream_t stream) {
   if (M * Cout == 0) return;
-  sparse_conv_kernel<<<blocks_for(M * Cout), kThreads, 0, stream>>>(feats, weight, nbr, M, K,
-                                                                     Cin, Cout, out);
+  sparse_conv_kernel<<<blocks_for(M * Cout), kThreads, 0, stream>>>(feats, weight, bias, nbr, M,
+                                                                     K, Cin, Cout, out);
   check_launch("sparse_conv_kernel");
 }
 
@@ -76,7 +77,7 @@ void launch_sparse_conv_bwd_weight_kernel(const scalar_t* feats, const scalar_t*
 }
 
 #define SP3D_INSTANTIATE(T)                                                                  \
-  template void launch_sparse_conv_kernel<T>(const T*, const T*, const int32_t*, int64_t,    \
+  template void launch_sparse_conv_kernel<T>(const T*, const T*, const T*, const int32_t*, int64_t, \
                                              int64_t, int64_t, int64_t, T*, cudaStream_t);   \
   template void launch_sparse_conv_bwd_weight_kernel<T>(const T*, const T*, const int32_t*, \
                                                         int64_t, int64_t, int64_t, int64_t, \

@@ -12,10 +12,11 @@ import torch
 from torch import Tensor
 
 from sparse3d._native import HAS_NATIVE
+from sparse3d.core.column_sum import column_sum
 from sparse3d.core.kernel_map import invert_kernel_map
 
 
-def sparse_conv(feats: Tensor, weight: Tensor, nbr: Tensor, inv: Tensor | None = None) -> Tensor:
+def sparse_conv(feats: Tensor, weight: Tensor, nbr: Tensor, inv: Tensor | None = None, bias: Tensor | None = None) -> Tensor:
     """Sparse convolution of voxel features over a kernel map.
 
     Args:
@@ -24,21 +25,25 @@ def sparse_conv(feats: Tensor, weight: Tensor, nbr: Tensor, inv: Tensor | None =
         nbr: int32 [M, K] kernel map (input row per output row and tap, or -1).
         inv: int32 [N, K] transposed map (:func:`invert_kernel_map` of ``nbr``), for the
             input gradient; computed in the backward pass when None.
+        bias: float [Cout] or None; each output row's sum starts from it.
 
     Returns:
-        float [M, Cout], differentiable with respect to ``feats`` and ``weight``.
+        float [M, Cout], differentiable with respect to ``feats``, ``weight`` and ``bias``.
     """
     _check_conv_args(feats, weight, nbr)
+    if bias is not None and (bias.shape != (weight.shape[2],) or bias.dtype != weight.dtype):
+        raise ValueError(f"sparse_conv: bias must be {weight.dtype} [{weight.shape[2]}], got {bias.dtype} {list(bias.shape)}")
     if HAS_NATIVE:
-        return torch.ops.sparse3d.sparse_conv(feats, weight, nbr, inv)
-    return sparse_conv_ref(feats, weight, nbr)
+        return torch.ops.sparse3d.sparse_conv(feats, weight, nbr, inv, bias)
+    return sparse_conv_ref(feats, weight, nbr, bias)
 
 
-def sparse_conv_ref(feats: Tensor, weight: Tensor, nbr: Tensor) -> Tensor:
+def sparse_conv_ref(feats: Tensor, weight: Tensor, nbr: Tensor, bias: Tensor | None = None) -> Tensor:
     """Pure-torch reference of :func:`sparse_conv` (gather all taps, one einsum)."""
     padded = torch.cat([feats, feats.new_zeros(1, feats.shape[1])])  # row N reads as zeros
     rows = torch.where(nbr >= 0, nbr.long(), feats.shape[0])
-    return torch.einsum("mkc,kcd->md", padded[rows], weight)
+    out = torch.einsum("mkc,kcd->md", padded[rows], weight)
+    return out if bias is None else out + bias
 
 
 def _check_conv_args(feats: Tensor, weight: Tensor, nbr: Tensor) -> None:
@@ -58,7 +63,7 @@ def _check_conv_args(feats: Tensor, weight: Tensor, nbr: Tensor) -> None:
 if HAS_NATIVE:
 
     @torch.library.register_fake("sparse3d::sparse_conv")
-    def _(feats, weight, nbr, inv=None):
+    def _(feats, weight, nbr, inv=None, bias=None):
         return feats.new_empty(nbr.shape[0], weight.shape[2])
 
     @torch.library.register_fake("sparse3d::sparse_conv_bwd_weight")
@@ -66,7 +71,9 @@ if HAS_NATIVE:
         return feats.new_empty(nbr.shape[1], feats.shape[1], v_out.shape[1])
 
     def _setup_context(ctx, inputs, output):
-        feats, weight, nbr, inv = inputs
+        feats, weight, nbr, inv = inputs[:4]
+        ctx.n_inputs = len(inputs)  # bias is optional at the call site
+        ctx.bias_grad = len(inputs) > 4 and inputs[4] is not None and inputs[4].requires_grad
         ctx.n_in = feats.shape[0]
         saved_feats = feats if ctx.needs_input_grad[1] else None
         saved_weight = weight if ctx.needs_input_grad[0] else None
@@ -81,6 +88,9 @@ if HAS_NATIVE:
             v_feats = torch.ops.sparse3d.sparse_conv(v_out, weight.transpose(1, 2).contiguous(), inv)
         if ctx.needs_input_grad[1]:
             v_weight = torch.ops.sparse3d.sparse_conv_bwd_weight(feats, v_out, nbr)
-        return v_feats, v_weight, None, None  # the kernel maps are not differentiable
+        grads = (v_feats, v_weight, None, None)  # the kernel maps are not differentiable
+        if ctx.n_inputs == 4:
+            return grads
+        return (*grads, column_sum(v_out) if ctx.bias_grad else None)
 
     torch.library.register_autograd("sparse3d::sparse_conv", _backward, setup_context=_setup_context)

@@ -9,7 +9,6 @@ dilation`` (cross-correlation, like ``F.conv3d`` with the weight permuted to
 import torch
 from torch import Tensor
 
-from sparse3d.core.column_sum import column_sum
 from sparse3d.core.conv import sparse_conv
 from sparse3d.core.coords import Triple
 from sparse3d.core.sparse_voxels import IndiceRecord, SparseVoxels
@@ -20,29 +19,12 @@ def krsc_to_taps(weight: Tensor) -> Tensor:
     return weight.flatten(1, 3).permute(1, 2, 0).contiguous()
 
 
-def _conv(x: SparseVoxels, weight: Tensor, nbr: Tensor, inverse) -> Tensor:
-    """sparse_conv of x.feats with a KRSC weight; the transposed map (``inverse()``, cached
-    by the kernel map) is passed only when a gradient will be needed."""
+def _conv(x: SparseVoxels, weight: Tensor, bias: Tensor | None, nbr: Tensor, inverse) -> Tensor:
+    """sparse_conv of x.feats with a KRSC weight (and bias); the transposed map
+    (``inverse()``, cached by the kernel map) is passed only when a gradient will be needed."""
     taps = krsc_to_taps(weight)
     needs_grad = torch.is_grad_enabled() and (x.feats.requires_grad or weight.requires_grad)
-    return sparse_conv(x.feats, taps, nbr, inverse() if needs_grad else None)
-
-
-def _with_bias(feats: Tensor, bias: Tensor | None) -> Tensor:
-    return feats if bias is None else _AddBias.apply(feats, bias)
-
-
-class _AddBias(torch.autograd.Function):
-    """feats [N, C] + bias [C], whose bias gradient is a deterministic column sum (autograd's
-    broadcast reduction may split rows among threads)."""
-
-    @staticmethod
-    def forward(ctx, feats, bias):
-        return feats + bias
-
-    @staticmethod
-    def backward(ctx, v_out):
-        return v_out, column_sum(v_out)
+    return sparse_conv(x.feats, taps, nbr, inverse() if needs_grad else None, bias)
 
 
 def subm_conv3d(x: SparseVoxels, weight: Tensor, bias: Tensor | None = None, dilation: Triple = (1, 1, 1)) -> SparseVoxels:
@@ -59,7 +41,7 @@ def subm_conv3d(x: SparseVoxels, weight: Tensor, bias: Tensor | None = None, dil
     """
     _check_weight(weight, x)
     kmap = x.submanifold_map(tuple(weight.shape[1:4]), dilation)
-    return x.replace_feats(_with_bias(_conv(x, weight, kmap.nbr, kmap.inverse), bias))
+    return x.replace_feats(_conv(x, weight, bias, kmap.nbr, kmap.inverse))
 
 
 def sparse_conv3d(
@@ -91,7 +73,7 @@ def sparse_conv3d(
     kmap = x.conv_map(kernel, stride, padding, dilation)
     if indice_key is not None:
         _register_indice_key(x, indice_key, kmap)
-    feats = _with_bias(_conv(x, weight, kmap.nbr, kmap.inverse), bias)
+    feats = _conv(x, weight, bias, kmap.nbr, kmap.inverse)
     return x.with_sites(kmap.out_coords, feats, kmap.out_shape, kmap.out_coord_set)
 
 
@@ -124,7 +106,7 @@ def sparse_inverse_conv3d(x: SparseVoxels, weight: Tensor, indice_key: str, bias
             f"sparse_inverse_conv3d: kernel {tuple(weight.shape[1:4])} differs from the "
             f"{kmap.nbr.shape[1]}-tap conv registered under {indice_key!r}"
         )
-    feats = _with_bias(_conv(x, weight, kmap.inverse(), lambda: kmap.nbr), bias)
+    feats = _conv(x, weight, bias, kmap.inverse(), lambda: kmap.nbr)
     return x.with_sites(record.in_coords, feats, record.in_shape, record.in_coord_set)
 
 

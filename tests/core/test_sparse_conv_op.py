@@ -45,6 +45,26 @@ def test_sparse_conv_float32_matches_reference():
 def test_sparse_conv_gradcheck():
     feats, weight, nbr = conv_case(2, n=12, m=10, k=8, cin=3, cout=2, hit=0.6)
     assert torch.autograd.gradcheck(sparse_conv, (feats, weight, nbr))
+    bias = torch.randn(2, dtype=feats.dtype, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda f, w, b: sparse_conv(f, w, nbr, None, b), (feats, weight, bias))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_sparse_conv_bias_starts_every_row(dtype):
+    # Rows with no neighbour at all are exactly the bias; the others match the reference
+    # (whose bias is added after the taps), and the bias gradient is the column sum.
+    feats, weight, nbr = conv_case(6, n=200, m=150, k=27, cin=16, cout=32, dtype=dtype)
+    nbr[:5] = -1
+    gen = torch.Generator().manual_seed(7)
+    bias = torch.randn(32, dtype=dtype, generator=gen).requires_grad_()
+    out = sparse_conv(feats, weight, nbr, None, bias)
+    assert torch.equal(out[:5], bias.detach().expand(5, 32))
+    tol = {} if dtype == torch.float64 else {"rtol": 1e-4, "atol": 1e-4}  # float32 sums of 432 products
+    torch.testing.assert_close(out, sparse_conv_ref(feats, weight, nbr, bias), **tol)
+    v = torch.randn(out.shape, dtype=dtype, generator=gen)
+    torch.testing.assert_close(torch.autograd.grad(out, bias, v)[0], v.sum(0), **tol)
+    with pytest.raises(ValueError, match=r"bias must be .* \[32\]"):
+        sparse_conv(feats, weight, nbr, None, bias[:3])
 
 
 def test_sparse_conv_empty_rows_and_taps():
@@ -71,6 +91,8 @@ def test_sparse_conv_rejects_bad_shapes():
 def test_sparse_conv_opcheck():
     feats, weight, nbr = conv_case(5, n=20, m=15, k=27, cin=4, cout=16)
     torch.library.opcheck(torch.ops.sparse3d.sparse_conv.default, (feats, weight, nbr))
+    bias = torch.randn(16, dtype=feats.dtype, requires_grad=True)
+    torch.library.opcheck(torch.ops.sparse3d.sparse_conv.default, (feats, weight, nbr, None, bias))
     v = torch.randn(15, 16, dtype=feats.dtype)
     torch.library.opcheck(torch.ops.sparse3d.sparse_conv_bwd_weight.default, (feats.detach(), v, nbr))
 

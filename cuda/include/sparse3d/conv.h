@@ -1,5 +1,5 @@
 // Output-stationary sparse convolution math shared by the CPU and CUDA kernels.
-//   forward:        out[o, co]   = sum_k sum_ci feats[nbr[o, k], ci] * weight[k, ci, co]
+//   forward:        out[o, co]   = bias[co] + sum_k sum_ci feats[nbr[o, k], ci] * weight[k, ci, co]
 //   weight grad:    v_w[k, ci, co] = sum_o feats[nbr[o, k], ci] * v_out[o, co]
 // Sums run over k, then ci, in ascending order (forward) and over fixed chunks of output
 // rows reduced in chunk order (weight grad), on every device and at every thread count.
@@ -17,15 +17,16 @@ SP3D_HD inline int64_t weight_grad_chunks(int64_t M) {
   return (M + kWeightGradChunk - 1) / kWeightGradChunk;
 }
 
-// One output element of the forward pass.
+// One output element of the forward pass; the sum starts from `bias` (the layer's bias
+// for that channel, or 0).
 template <typename scalar_t>
 SP3D_HD inline scalar_t conv_output_element(
     // inputs
     const scalar_t* feats,    // [N, Cin]
     const scalar_t* weight,   // [K, Cin, Cout]
     const int32_t* nbr_row,   // [K]
-    int64_t K, int64_t Cin, int64_t Cout, int64_t co) {
-  scalar_t acc = scalar_t(0);
+    int64_t K, int64_t Cin, int64_t Cout, int64_t co, scalar_t bias) {
+  scalar_t acc = bias;
   for (int64_t k = 0; k < K; ++k) {
     const int32_t n = nbr_row[k];
     if (n < 0) continue;
