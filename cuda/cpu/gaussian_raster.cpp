@@ -14,9 +14,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "checks.h"
+#include "gaussian_subtile_avx512.h"
 #include "sparse3d/gaussian.h"
 
 namespace sparse3d {
@@ -164,6 +166,33 @@ struct SubTilePixels {
   }
 };
 
+// Whether a sub-tile is composited by the AVX-512 kernels (gaussian_subtile_avx512.h):
+// float, the CPU has AVX-512, and the colours fit in registers. The forward and the
+// backward decide alike, so both use the same e^x.
+template <typename scalar_t>
+bool use_vector_path(int64_t D) {
+#if defined(__x86_64__)
+  return std::is_same_v<scalar_t, float> && cpu_has_avx512() && D <= kMaxVectorChannels;
+#else
+  return false;
+#endif
+}
+
+// The AVX-512 sub-tile kernels, for float only (use_vector_path is false otherwise).
+template <typename scalar_t, typename... Rest>
+void composite_forward_vector(const TileSplats<scalar_t>& tile, const Rest&... rest) {
+#if defined(__x86_64__)
+  if constexpr (std::is_same_v<scalar_t, float>) composite_forward_avx512(tile, rest...);
+#endif
+}
+
+template <typename scalar_t, typename... Rest>
+void composite_backward_vector(const TileSplats<scalar_t>& tile, const Rest&... rest) {
+#if defined(__x86_64__)
+  if constexpr (std::is_same_v<scalar_t, float>) composite_backward_avx512(tile, rest...);
+#endif
+}
+
 // Splat parameters and alpha boxes of all C * N projected Gaussians, computed once rather
 // than once per tile intersection.
 template <typename scalar_t>
@@ -241,9 +270,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gaussian_rasterize_cpu(
     scalar_t* out = render.data_ptr<scalar_t>();
     scalar_t* out_alpha = alphas.data_ptr<scalar_t>();
     int32_t* out_last = last_ids.data_ptr<int32_t>();
+    const bool vector_path = use_vector_path<scalar_t>(D);
     for_each_sub_tile<scalar_t>(grid, off.data_ptr<int64_t>(), m, q, c, o, ids, D,
                                 [&](int64_t, const TileSplats<scalar_t>& tile, const std::vector<int32_t>& list,
                                     const SubTilePixels<scalar_t>& px) {
+      if (vector_path) return composite_forward_vector(tile, list, px, D, out, out_alpha, out_last);
       scalar_t T[kSubPixels], sigma[kSubPixels];
       int32_t last[kSubPixels];
       bool done[kSubPixels];
@@ -337,10 +368,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> gaussian_
     const scalar_t* v_out = vr.data_ptr<scalar_t>();
     const scalar_t* v_alpha_out = va.data_ptr<scalar_t>();
     scalar_t* row_ptr = rows.data_ptr<scalar_t>();
+    const bool vector_path = use_vector_path<scalar_t>(D);
     for_each_sub_tile<scalar_t>(grid, offsets, m, q, c, o, ids, D,
                                 [&](int64_t begin, const TileSplats<scalar_t>& tile,
                                     const std::vector<int32_t>& list, const SubTilePixels<scalar_t>& px) {
       scalar_t* g = row_ptr + begin * K;  // this tile's rows, in its depth order
+      if (vector_path)
+        return composite_backward_vector(tile, list, px, D, alpha_out, last_out, v_out, v_alpha_out, g, K);
       scalar_t T[kSubPixels], T_final[kSubPixels], sigma[kSubPixels];
       int32_t last[kSubPixels];
       int32_t max_last = 0;
