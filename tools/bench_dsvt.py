@@ -1,8 +1,8 @@
 """Benchmark: the DSVT-P backbone (nuScenes pillar grid) against a naive per-window padded
 attention implementation with the same outputs, side by side in one process.
 
-Scene: the 10-sweep simulated street LiDAR of tools/bench_sparse_conv.py (x, y, z,
-intensity, dt), encoded by the DSVT-P dynamic pillar VFE (0.3 m pillars, 360 x 360 grid);
+Scene: 10 simulated sweeps of the street LiDAR scene (sparse3d.data.lidar.simulate_sweeps,
+as tools/bench_sparse_conv.py; x, y, z, intensity, dt), encoded by the DSVT-P dynamic pillar VFE (0.3 m pillars, 360 x 360 grid);
 the pillars are the fixed input of both backbones.
 
   * ours: sparse3d.nn.dsvt.DSVT -- sets of 90 slots, one scaled_dot_product_attention over
@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,10 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_sparse_conv import lidar_points
-
 from sparse3d.core.sparse_voxels import SparseVoxels
+from sparse3d.data.lidar import SpinningLidarConfig, simulate_sweeps, street_scene
 from sparse3d.nn.dsvt import DSVT, DynamicVFE, dsvt_p_nuscenes
 from sparse3d.nn.dsvt import backbone as bb
 from sparse3d.nn.dsvt.attention import SetAttention, SetLayout
@@ -154,7 +151,7 @@ def main() -> None:
     torch.manual_seed(0)
 
     config = dsvt_p_nuscenes()
-    points = torch.from_numpy(lidar_points())
+    points = torch.from_numpy(simulate_sweeps(street_scene(seed=0), config=SpinningLidarConfig(azimuth_steps=2170)))
     vfe = DynamicVFE(config.point_channels, config.vfe_filters, config.pc_range, config.voxel_size)
     with torch.no_grad():
         pillars = vfe(points, batch_size=1)

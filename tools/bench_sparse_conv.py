@@ -39,7 +39,7 @@ import torch
 from sparse3d.core.kernel_map import kernel_map
 from sparse3d.core.sparse_voxels import SparseVoxels
 from sparse3d.core.voxelize import voxelize
-from sparse3d.data.lidar import SpinningLidarConfig, simulate_sweep, street_scene
+from sparse3d.data.lidar import SpinningLidarConfig, simulate_sweeps, street_scene
 from sparse3d.nn.backbones.voxel_resnet import VoxelResBackBone8x
 from sparse3d.nn.conv import SparseConv3d, SubMConv3d
 from sparse3d.nn.spconv_compat import patch_spconv_cpu_stream, spconv_voxel_res_backbone
@@ -55,18 +55,8 @@ EGO_STEP = 1.5  # metres per sweep (15 m/s)
 
 def lidar_points(seed: int = 0) -> np.ndarray:
     """float32 [P, 5] (x, y, z, intensity, dt) of 10 sweeps in the last sweep's frame."""
-    scene = street_scene(seed=seed)
     config = SpinningLidarConfig(azimuth_steps=AZIMUTH_STEPS)
-    sweeps = []
-    for i in range(SWEEPS):
-        pose = np.eye(4)
-        pose[0, 3] = (i - (SWEEPS - 1)) * EGO_STEP  # last sweep at the origin
-        pose[2, 3] = SENSOR_HEIGHT
-        pts = simulate_sweep(scene, pose, config, seed=seed + i)
-        xyz = pts[:, :3] + pose[:3, 3] - np.array([0.0, 0.0, SENSOR_HEIGHT])  # into the last frame
-        dt = np.full((len(pts), 1), (SWEEPS - 1 - i) * SWEEP_DT, np.float32)
-        sweeps.append(np.concatenate([xyz, pts[:, 3:4], dt], 1).astype(np.float32))
-    return np.concatenate(sweeps)
+    return simulate_sweeps(street_scene(seed=seed), SWEEPS, SWEEP_DT, EGO_STEP, SENSOR_HEIGHT, config, seed)
 
 
 def lidar_voxels(seed: int = 0) -> tuple[SparseVoxels, int]:

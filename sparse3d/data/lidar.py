@@ -163,6 +163,40 @@ def simulate_sweep(
     return points
 
 
+def simulate_sweeps(
+    scene: LidarScene,
+    num_sweeps: int = 10,
+    sweep_dt: float = 0.1,
+    ego_step: float = 1.5,
+    sensor_height: float = 1.84,
+    config: SpinningLidarConfig = SpinningLidarConfig(),
+    seed: int = 0,
+) -> np.ndarray:
+    """nuScenes-style accumulated sweeps of a sensor driving along world +x: sweep i is
+    taken ``(num_sweeps - 1 - i) * ego_step`` metres behind the last one, at height
+    ``sensor_height``, with noise seed ``seed + i``.
+
+    Returns:
+        float32 [P, 5] x, y, z (metres, in the **last sweep's sensor frame**), intensity in
+        [0, 255], and the time lag of the point's sweep behind the last one (seconds;
+        ``(num_sweeps - 1 - i) * sweep_dt``), sweep by sweep, oldest first.
+    """
+    if num_sweeps < 1:
+        raise ValueError(f"simulate_sweeps: num_sweeps must be >= 1, got {num_sweeps}")
+    sweeps = []
+    for i in range(num_sweeps):
+        behind = num_sweeps - 1 - i
+        pose = np.eye(4)
+        pose[0, 3] = -behind * ego_step
+        pose[2, 3] = sensor_height
+        points = simulate_sweep(scene, pose, config, seed=seed + i)
+        # The sensor frames differ only by the translation along x (no rotation).
+        xyz = points[:, :3] + np.array([pose[0, 3], 0.0, 0.0])
+        lag = np.full((len(points), 1), behind * sweep_dt)
+        sweeps.append(np.concatenate([xyz, points[:, 3:4], lag], 1).astype(np.float32))
+    return np.concatenate(sweeps)
+
+
 def simulate_sweep_with_hits(
     scene: LidarScene, sensor_pose: np.ndarray, config: SpinningLidarConfig = SpinningLidarConfig(), seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:

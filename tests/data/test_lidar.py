@@ -10,6 +10,7 @@ from sparse3d.data.lidar import (
     cast_rays,
     simulate_sweep,
     simulate_sweep_with_hits,
+    simulate_sweeps,
     street_scene,
 )
 
@@ -105,3 +106,25 @@ def test_bad_scene_is_rejected():
         LidarScene(boxes=np.array([[0, 0, 0, 1, 0, 1, 0.0]]))
     with pytest.raises(ValueError, match="sensor_pose"):
         simulate_sweep(street_scene(), np.eye(3))
+
+
+def test_accumulated_sweeps_land_in_the_last_frame():
+    # A static wall seen from three poses 2 m apart: every sweep's wall points lie on the
+    # wall's face in the last sweep's frame, and each carries its sweep's time lag.
+    config = SpinningLidarConfig(num_beams=3, min_elevation_deg=-10, max_elevation_deg=10, azimuth_steps=4,
+                                 range_noise_std=0.0, min_range=0.1)
+    wall = np.array([[20.0, 0.0, 0.0, 1.0, 4.0, 50.0, 0.0]])  # face at x = 19.5
+    points = simulate_sweeps(LidarScene(boxes=wall, ground_z=None), num_sweeps=3, sweep_dt=0.05, ego_step=2.0,
+                             sensor_height=1.5, config=config)
+    forward = np.abs(points[:, 1]) < 1e-6
+    np.testing.assert_allclose(points[forward, 0], 19.5, atol=1e-4)
+    np.testing.assert_allclose(sorted(set(np.round(points[forward, 4], 6))), [0.0, 0.05, 0.1])
+    # One sweep is simulate_sweep at the sensor height, ring column replaced by lag 0.
+    single = simulate_sweeps(LidarScene(boxes=wall, ground_z=-1.5), num_sweeps=1, sensor_height=1.5, config=config)
+    pose = np.eye(4)
+    pose[2, 3] = 1.5
+    expected = simulate_sweep(LidarScene(boxes=wall, ground_z=-1.5), pose, config)
+    np.testing.assert_array_equal(single[:, :4], expected[:, :4])
+    assert (single[:, 4] == 0).all()
+    with pytest.raises(ValueError, match="num_sweeps must be >= 1"):
+        simulate_sweeps(LidarScene(boxes=wall, ground_z=None), num_sweeps=0)

@@ -1,13 +1,12 @@
 """DSVT pooling, encoders, BEV scatter and the published configurations."""
 
-import numpy as np
 import pytest
 import torch
 from nn.dsvt_cases import random_voxels
 from torch import nn
 
 from sparse3d.core.sparse_voxels import SparseVoxels
-from sparse3d.data.lidar import SpinningLidarConfig, simulate_sweep, street_scene
+from sparse3d.data.lidar import SpinningLidarConfig, simulate_sweeps, street_scene
 from sparse3d.nn.dsvt import (
     DSVT,
     DynamicVFE,
@@ -20,10 +19,7 @@ from sparse3d.nn.dsvt.pooling import AttentionPool3d
 
 def lidar_points(azimuth_steps: int = 1084) -> torch.Tensor:
     """float32 [P, 5] (x, y, z, intensity, time lag 0) of one simulated street sweep."""
-    pose = np.eye(4)
-    pose[2, 3] = 1.84
-    sweep = simulate_sweep(street_scene(seed=0), pose, SpinningLidarConfig(azimuth_steps=azimuth_steps), seed=0)
-    sweep[:, 4] = 0.0  # the nuScenes fifth column is the sweep time lag
+    sweep = simulate_sweeps(street_scene(seed=0), num_sweeps=1, config=SpinningLidarConfig(azimuth_steps=azimuth_steps))
     return torch.from_numpy(sweep)
 
 
