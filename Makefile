@@ -53,11 +53,21 @@ demo: build
 
 # Compiles every .cu file on its own, as CI does, so CUDA sources cannot rot unseen on a
 # machine without a GPU (no CUDA build of torch is needed: .cu files include only cuda/).
-cuda-check:
+# Then syntax-checks the CUDA glue (cuda/gpu/ops_cuda.cpp) against the CUDA headers that
+# the CPU torch wheel ships; cuda/check/ declares the cuBLAS / cuSPARSE / cuSOLVER handle
+# types those headers name, which this machine's toolkit lacks.
+CUDA_HOME ?= /usr/local/cuda
+
+cuda-check: $(STAMP)
 	@set -e; mkdir -p build/cuda-check; for f in cuda/gpu/*.cu; do \
 	  echo "nvcc -c $$f"; \
 	  nvcc -c -std=c++17 -O3 --expt-relaxed-constexpr -Icuda/include $$f -o build/cuda-check/$$(basename $$f).o; \
 	done
+	@echo "g++ -fsyntax-only cuda/gpu/ops_cuda.cpp"
+	@g++ -std=c++17 -fsyntax-only -w -DC10_CUDA_NO_CMAKE_CONFIGURE_FILE -Icuda/include -Icuda/gpu -I$(CUDA_HOME)/include -idirafter cuda/check \
+	  $$($(PY) -c "import sysconfig, torch.utils.cpp_extension as e; \
+	  print(' '.join('-I' + p for p in e.include_paths() + [sysconfig.get_paths()['include']]))") \
+	  cuda/gpu/ops_cuda.cpp
 
 clean:
 	rm -rf build $(VENV) sparse3d/_C*.so
