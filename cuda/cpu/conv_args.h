@@ -6,6 +6,7 @@
 #include <c10/util/ArrayRef.h>
 #include <c10/util/Exception.h>
 
+#include <cstdint>
 #include <optional>
 
 #include "sparse3d/coords.h"
@@ -62,6 +63,31 @@ inline ConvGeom make_geom(c10::IntArrayRef in_shape, c10::IntArrayRef out_shape,
     TORCH_CHECK(g.kernel[d] <= kMaxKernel, "sparse3d.", op, ": kernel sizes up to ",
                 kMaxKernel, " are supported, got ", kernel);
   return g;
+}
+
+// Checks of kernel_map's arguments (both coordinate sets, at most 2^31 - 1 rows each) and
+// its geometry; shared by the CPU and CUDA implementations.
+inline ConvGeom kernel_map_geom(const at::Tensor& in_coords, const at::Tensor& out_coords,
+                                c10::IntArrayRef in_shape, c10::IntArrayRef out_shape,
+                                c10::IntArrayRef kernel, c10::IntArrayRef stride,
+                                c10::IntArrayRef padding, c10::IntArrayRef dilation) {
+  check_coords(in_coords, "kernel_map", "in_coords");
+  check_coords(out_coords, "kernel_map", "out_coords");
+  TORCH_CHECK(in_coords.size(0) < INT32_MAX && out_coords.size(0) < INT32_MAX,
+              "sparse3d.kernel_map: at most 2^31 - 1 rows, got ", in_coords.size(0), " and ",
+              out_coords.size(0));
+  return make_geom(in_shape, out_shape, kernel, stride, padding, dilation, "kernel_map");
+}
+
+// The same for conv_map (one coordinate set).
+inline ConvGeom conv_map_geom(const at::Tensor& coords, c10::IntArrayRef in_shape,
+                              c10::IntArrayRef out_shape, c10::IntArrayRef kernel,
+                              c10::IntArrayRef stride, c10::IntArrayRef padding,
+                              c10::IntArrayRef dilation) {
+  check_coords(coords, "conv_map", "coords");
+  TORCH_CHECK(coords.size(0) < INT32_MAX, "sparse3d.conv_map: at most 2^31 - 1 input rows, got ",
+              coords.size(0));
+  return make_geom(in_shape, out_shape, kernel, stride, padding, dilation, "conv_map");
 }
 
 }  // namespace sparse3d

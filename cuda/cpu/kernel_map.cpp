@@ -169,13 +169,9 @@ at::Tensor kernel_map_cpu(const at::Tensor& in_coords, const at::Tensor& out_coo
                           c10::IntArrayRef in_shape, c10::IntArrayRef out_shape,
                           c10::IntArrayRef kernel, c10::IntArrayRef stride,
                           c10::IntArrayRef padding, c10::IntArrayRef dilation) {
-  check_coords(in_coords, "kernel_map", "in_coords");
-  check_coords(out_coords, "kernel_map", "out_coords");
-  const ConvGeom g = make_geom(in_shape, out_shape, kernel, stride, padding, dilation,
-                               "kernel_map");
+  const ConvGeom g =
+      kernel_map_geom(in_coords, out_coords, in_shape, out_shape, kernel, stride, padding, dilation);
   const int64_t N = in_coords.size(0), M = out_coords.size(0), K = conv_taps(g);
-  TORCH_CHECK(N < INT32_MAX && M < INT32_MAX,
-              "sparse3d.kernel_map: at most 2^31 - 1 rows, got ", N, " and ", M);
   at::Tensor nbr = at::empty({M, K}, in_coords.options());
   const int32_t* oc = out_coords.data_ptr<int32_t>();
   int32_t* m = nbr.data_ptr<int32_t>();
@@ -205,11 +201,8 @@ std::tuple<at::Tensor, at::Tensor> conv_map_cpu(const at::Tensor& coords,
                                                 c10::IntArrayRef stride,
                                                 c10::IntArrayRef padding,
                                                 c10::IntArrayRef dilation) {
-  check_coords(coords, "conv_map", "coords");
-  const ConvGeom g = make_geom(in_shape, out_shape, kernel, stride, padding, dilation,
-                               "conv_map");
+  const ConvGeom g = conv_map_geom(coords, in_shape, out_shape, kernel, stride, padding, dilation);
   const int64_t N = coords.size(0), K = conv_taps(g);
-  TORCH_CHECK(N < INT32_MAX, "sparse3d.conv_map: at most 2^31 - 1 input rows, got ", N);
   const int32_t* c = coords.data_ptr<int32_t>();
   const int64_t chunks = (N + kRowGrain - 1) / kRowGrain;
   // Candidates of each chunk of input rows, in row then tap order, then concatenated.

@@ -70,12 +70,9 @@ at::Tensor kernel_map_cuda(const at::Tensor& in_coords, const at::Tensor& out_co
                            c10::IntArrayRef in_shape, c10::IntArrayRef out_shape,
                            c10::IntArrayRef kernel, c10::IntArrayRef stride,
                            c10::IntArrayRef padding, c10::IntArrayRef dilation) {
-  check_coords(in_coords, "kernel_map", "in_coords");
-  check_coords(out_coords, "kernel_map", "out_coords");
-  const ConvGeom g = make_geom(in_shape, out_shape, kernel, stride, padding, dilation,
-                               "kernel_map");
+  const ConvGeom g =
+      kernel_map_geom(in_coords, out_coords, in_shape, out_shape, kernel, stride, padding, dilation);
   const int64_t N = in_coords.size(0), M = out_coords.size(0), K = conv_taps(g);
-  TORCH_CHECK(N < INT32_MAX, "sparse3d.kernel_map: at most 2^31 - 1 input rows, got ", N);
   const int64_t capacity = hash_capacity(N);
   at::Tensor keys = at::full({capacity}, kNoKey, in_coords.options().dtype(at::kLong));
   at::Tensor values = at::full({capacity}, -1, in_coords.options());
@@ -96,9 +93,7 @@ std::tuple<at::Tensor, at::Tensor> conv_map_cuda(const at::Tensor& coords,
                                                  c10::IntArrayRef stride,
                                                  c10::IntArrayRef padding,
                                                  c10::IntArrayRef dilation) {
-  check_coords(coords, "conv_map", "coords");
-  const ConvGeom g = make_geom(in_shape, out_shape, kernel, stride, padding, dilation,
-                               "conv_map");
+  const ConvGeom g = conv_map_geom(coords, in_shape, out_shape, kernel, stride, padding, dilation);
   const int64_t N = coords.size(0), K = conv_taps(g);
   at::Tensor cand = at::empty({N * K}, coords.options().dtype(at::kLong));
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
