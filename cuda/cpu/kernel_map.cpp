@@ -13,8 +13,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <memory>
-#include <utility>
 #include <vector>
 
 #include "conv_args.h"
