@@ -17,12 +17,17 @@ Triple = tuple[int, int, int]
 
 def as_triple(value: int | Sequence[int], name: str) -> Triple:
     """Returns ``value`` as three ints (an int is repeated), or raises ValueError."""
+    return as_ints(value, 3, name)  # type: ignore[return-value]
+
+
+def as_ints(value: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
+    """Returns ``value`` as ``n`` ints (an int is repeated), or raises ValueError."""
     if isinstance(value, int):
-        return (value, value, value)
+        return (value,) * n
     values = tuple(int(v) for v in value)
-    if len(values) != 3:
-        raise ValueError(f"{name} must be an int or 3 ints, got {value!r}")
-    return values  # type: ignore[return-value]
+    if len(values) != n:
+        raise ValueError(f"{name} must be an int or {n} ints, got {value!r}")
+    return values
 
 
 def coord_keys(coords: Tensor, spatial_shape: Sequence[int]) -> Tensor:

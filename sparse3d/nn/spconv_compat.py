@@ -30,22 +30,32 @@ def _cpu_stream() -> int:
     return 0
 
 
-def to_spconv(x: SparseVoxels):
+def to_spconv(x: SparseVoxels, planar: bool = False):
     """``spconv.pytorch.SparseConvTensor`` with the same features, indices and shape.
 
     The indices are shared (int32 [N, 4]); spconv reads them in the axis order of
-    ``x.spatial_shape``, as sparse3d does.
+    ``x.spatial_shape``, as sparse3d does. With ``planar``, voxels on a plane (spatial shape
+    (1, H, W)) become a 2D tensor (indices (batch, y, x), spatial shape [H, W]) for
+    spconv's 2D layers.
     """
     import spconv.pytorch as spconv
 
-    return spconv.SparseConvTensor(x.feats, x.coords, list(x.spatial_shape), x.batch_size)
+    if not planar:
+        return spconv.SparseConvTensor(x.feats, x.coords, list(x.spatial_shape), x.batch_size)
+    if x.spatial_shape[0] != 1:
+        raise ValueError(f"to_spconv(planar=True): voxels must lie on a plane, spatial_shape (1, H, W), got {tuple(x.spatial_shape)}")
+    return spconv.SparseConvTensor(x.feats, x.coords[:, [0, 2, 3]].contiguous(), list(x.spatial_shape[1:]), x.batch_size)
 
 
 def from_spconv(tensor, check: bool = True) -> SparseVoxels:
-    """SparseVoxels from a ``SparseConvTensor`` (features, indices, spatial shape, batch size)."""
-    return SparseVoxels(
-        tensor.indices.int().contiguous(), tensor.features, tuple(tensor.spatial_shape), tensor.batch_size, check=check
-    )
+    """SparseVoxels from a ``SparseConvTensor`` (features, indices, spatial shape, batch
+    size); a 2D tensor (indices (batch, y, x)) becomes voxels on the plane (1, H, W), the
+    input of sparse3d's 2D layers."""
+    indices, shape = tensor.indices.int(), tuple(tensor.spatial_shape)
+    if len(shape) == 2:
+        indices = torch.cat([indices[:, :1], torch.zeros_like(indices[:, :1]), indices[:, 1:]], 1)
+        shape = (1, *shape)
+    return SparseVoxels(indices.contiguous(), tensor.features, shape, tensor.batch_size, check=check)
 
 
 def spconv_voxel_res_backbone(in_channels: int = 5):

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparse3d.core.sparse_voxels import SparseVoxels
-from sparse3d.nn.conv import SparseConv3d, SparseInverseConv3d, SubMConv3d
+from sparse3d.nn.conv import SparseConv2d, SparseConv3d, SparseInverseConv2d, SparseInverseConv3d, SubMConv2d, SubMConv3d
 from sparse3d.nn.sequential import SparseSequential
 from sparse_cases import random_voxels
 
@@ -140,3 +140,39 @@ def test_conv_with_empty_output_and_empty_input():
     z.feats.sum().backward()
     with pytest.raises(ValueError, match="empty axis"):
         SparseConv3d(2, 3, 5, stride=1, padding=0)(x)
+
+
+def _plane(seed: int) -> SparseVoxels:
+    """Voxels on a 1 x 11 x 13 plane, float64, 3 channels."""
+    return random_voxels(seed, shape=(1, 11, 13), density=0.3)
+
+
+def _dense_2d(conv2d):
+    """A dense 2D conv applied to a [B, C, 1, H, W] grid (the plane axis carried along)."""
+    return lambda d: conv2d(d[:, :, 0])[:, :, None]
+
+
+def test_2d_layers_match_dense_conv2d():
+    x = _plane(0)
+    subm = SubMConv2d(3, 4, (3, 5), dilation=(1, 2)).double()
+    w = subm.weight.permute(0, 3, 1, 2)  # [Cout, kH, kW, Cin] -> OIHW
+    y = _check_against_dense(x, subm, subm, _dense_2d(lambda d: F.conv2d(d, w, subm.bias, padding=(1, 4), dilation=(1, 2))))
+    assert torch.equal(y.coords, x.coords)
+    down = SparseConv2d(3, 5, 3, stride=2, padding=1, indice_key="d").double()
+    wd = down.weight.permute(0, 3, 1, 2)
+    y = _check_against_dense(x, down, down, _dense_2d(lambda d: F.conv2d(d, wd, down.bias, stride=2, padding=1)))
+    assert y.spatial_shape == (1, 6, 7)
+    up = SparseInverseConv2d(5, 3, 3, indice_key="d").double()
+    z = up(y)
+    assert torch.equal(z.coords, x.coords) and z.spatial_shape == x.spatial_shape
+    # The inverse conv is the transposed conv, read back at the strided conv's input sites.
+    ref = F.conv_transpose2d(y.dense()[:, :, 0], up.weight.permute(3, 0, 1, 2), up.bias, stride=2, padding=1,
+                             output_padding=(0, 0))[:, :, None] * _active(x)
+    torch.testing.assert_close(z.dense(), ref[..., : x.spatial_shape[1], : x.spatial_shape[2]])
+
+
+def test_2d_layers_reject_voxels_off_a_plane():
+    with pytest.raises(ValueError, match=r"SubMConv2d: 2D sparse convs take voxels on a plane"):
+        SubMConv2d(3, 4, 3).double()(random_voxels(0))
+    with pytest.raises(ValueError, match="kernel_size must be an int or 2 ints"):
+        SparseConv2d(3, 4, (3, 3, 3))

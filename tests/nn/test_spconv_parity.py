@@ -5,7 +5,7 @@ and gradients, and SparseConvTensor converters."""
 import pytest
 import torch
 
-from sparse3d.nn.conv import SparseConv3d, SparseInverseConv3d, SubMConv3d
+from sparse3d.nn.conv import SparseConv2d, SparseConv3d, SparseInverseConv2d, SparseInverseConv3d, SubMConv2d, SubMConv3d
 from sparse3d.nn.spconv_compat import from_spconv, patch_spconv_cpu_stream, to_spconv
 from sparse_cases import random_voxels, sort_by_coords
 
@@ -96,3 +96,27 @@ def test_converters_round_trip():
     back = from_spconv(t)
     assert torch.equal(back.coords, x.coords) and torch.equal(back.feats, x.feats)
     assert torch.equal(back.dense(), t.dense())
+
+
+def test_2d_layers_match_spconv():
+    # spconv's 2D layers on a (batch, y, x) tensor vs ours on the same plane (1, H, W).
+    x = random_voxels(4, shape=(1, 40, 40), batch_size=2, density=0.15, channels=16, dtype=torch.float32)
+    t = to_spconv(x, planar=True)
+    assert list(t.spatial_shape) == [40, 40] and t.indices.shape[1] == 3
+    back = from_spconv(t)
+    assert torch.equal(back.coords, x.coords) and back.spatial_shape == x.spatial_shape
+    subm_sp, down_sp = spconv.SubMConv2d(16, 16, 3, bias=True, indice_key="s"), spconv.SparseConv2d(16, 32, 3, 2, 1, bias=False, indice_key="d")
+    up_sp = spconv.SparseInverseConv2d(32, 16, 3, indice_key="d", bias=False)
+    subm, down = SubMConv2d(16, 16, 3, bias=True), SparseConv2d(16, 32, 3, 2, 1, bias=False, indice_key="d")
+    up = SparseInverseConv2d(32, 16, 3, indice_key="d", bias=False)
+    for src, dst in ((subm_sp, subm), (down_sp, down), (up_sp, up)):
+        _copy_params(src, dst)
+    y = up(down(subm(x)))
+    r = up_sp(down_sp(subm_sp(t)))
+    assert torch.equal(from_spconv(r).coords, y.coords)
+    torch.testing.assert_close(y.feats, r.features, rtol=1e-5, atol=1e-5)
+    v = torch.randn_like(y.feats)
+    grads = torch.autograd.grad(y.feats, [subm.weight, subm.bias, down.weight, up.weight], v)
+    grads_sp = torch.autograd.grad(r.features, [subm_sp.weight, subm_sp.bias, down_sp.weight, up_sp.weight], v)
+    for a, b in zip(grads, grads_sp):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
