@@ -43,7 +43,9 @@ def to_spconv(x: SparseVoxels, planar: bool = False):
     if not planar:
         return spconv.SparseConvTensor(x.feats, x.coords, list(x.spatial_shape), x.batch_size)
     if x.spatial_shape[0] != 1:
-        raise ValueError(f"to_spconv(planar=True): voxels must lie on a plane, spatial_shape (1, H, W), got {tuple(x.spatial_shape)}")
+        raise ValueError(
+            f"to_spconv(planar=True): voxels must lie on a plane, spatial_shape (1, H, W), got {tuple(x.spatial_shape)}"
+        )
     return spconv.SparseConvTensor(x.feats, x.coords[:, [0, 2, 3]].contiguous(), list(x.spatial_shape[1:]), x.batch_size)
 
 

@@ -105,7 +105,8 @@ def test_2d_layers_match_spconv():
     assert list(t.spatial_shape) == [40, 40] and t.indices.shape[1] == 3
     back = from_spconv(t)
     assert torch.equal(back.coords, x.coords) and back.spatial_shape == x.spatial_shape
-    subm_sp, down_sp = spconv.SubMConv2d(16, 16, 3, bias=True, indice_key="s"), spconv.SparseConv2d(16, 32, 3, 2, 1, bias=False, indice_key="d")
+    subm_sp = spconv.SubMConv2d(16, 16, 3, bias=True, indice_key="s")
+    down_sp = spconv.SparseConv2d(16, 32, 3, 2, 1, bias=False, indice_key="d")
     up_sp = spconv.SparseInverseConv2d(32, 16, 3, indice_key="d", bias=False)
     subm, down = SubMConv2d(16, 16, 3, bias=True), SparseConv2d(16, 32, 3, 2, 1, bias=False, indice_key="d")
     up = SparseInverseConv2d(32, 16, 3, indice_key="d", bias=False)
