@@ -79,15 +79,17 @@ inline ConvGeom kernel_map_geom(const at::Tensor& in_coords, const at::Tensor& o
   return make_geom(in_shape, out_shape, kernel, stride, padding, dilation, "kernel_map");
 }
 
-// The same for conv_map (one coordinate set).
+// The same for conv_map (one coordinate set; regular or transposed).
 inline ConvGeom conv_map_geom(const at::Tensor& coords, c10::IntArrayRef in_shape,
                               c10::IntArrayRef out_shape, c10::IntArrayRef kernel,
                               c10::IntArrayRef stride, c10::IntArrayRef padding,
-                              c10::IntArrayRef dilation) {
+                              c10::IntArrayRef dilation, bool transposed) {
   check_coords(coords, "conv_map", "coords");
   TORCH_CHECK(coords.size(0) < INT32_MAX, "sparse3d.conv_map: at most 2^31 - 1 input rows, got ",
               coords.size(0));
-  return make_geom(in_shape, out_shape, kernel, stride, padding, dilation, "conv_map");
+  ConvGeom g = make_geom(in_shape, out_shape, kernel, stride, padding, dilation, "conv_map");
+  g.transposed = transposed;
+  return g;
 }
 
 }  // namespace sparse3d

@@ -186,7 +186,8 @@ at::Tensor kernel_map_cpu(const at::Tensor& in_coords, const at::Tensor& out_coo
   return nbr;
 }
 
-// Output sites of a regular (dilating) sparse conv, sorted by key, and its kernel map.
+// Output sites of a regular (dilating) or transposed sparse conv, sorted by key, and its
+// kernel map.
 // Every (input, tap) that reaches an output site becomes a candidate (output key, input
 // row * K + tap); a stable radix sort by key groups the candidates of each output site,
 // in ascending key order, so the groups are the output rows and each group fills its own
@@ -198,8 +199,9 @@ std::tuple<at::Tensor, at::Tensor> conv_map_cpu(const at::Tensor& coords,
                                                 c10::IntArrayRef kernel,
                                                 c10::IntArrayRef stride,
                                                 c10::IntArrayRef padding,
-                                                c10::IntArrayRef dilation) {
-  const ConvGeom g = conv_map_geom(coords, in_shape, out_shape, kernel, stride, padding, dilation);
+                                                c10::IntArrayRef dilation, bool transposed) {
+  const ConvGeom g =
+      conv_map_geom(coords, in_shape, out_shape, kernel, stride, padding, dilation, transposed);
   const int64_t N = coords.size(0), K = conv_taps(g);
   const int32_t* c = coords.data_ptr<int32_t>();
   const int64_t chunks = (N + kRowGrain - 1) / kRowGrain;

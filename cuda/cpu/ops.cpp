@@ -43,7 +43,7 @@ TORCH_LIBRARY(sparse3d, m) {
       "int[] kernel, int[] stride, int[] padding, int[] dilation) -> Tensor");
   m.def(
       "conv_map(Tensor coords, int[] in_shape, int[] out_shape, int[] kernel, "
-      "int[] stride, int[] padding, int[] dilation) -> (Tensor, Tensor)");
+      "int[] stride, int[] padding, int[] dilation, bool transposed=False) -> (Tensor, Tensor)");
   m.def("invert_kernel_map(Tensor nbr, int n_in) -> Tensor");
   // inv (the transposed map) is not read by the forward; the backward uses it if given.
   m.def(

@@ -92,8 +92,9 @@ std::tuple<at::Tensor, at::Tensor> conv_map_cuda(const at::Tensor& coords,
                                                  c10::IntArrayRef kernel,
                                                  c10::IntArrayRef stride,
                                                  c10::IntArrayRef padding,
-                                                 c10::IntArrayRef dilation) {
-  const ConvGeom g = conv_map_geom(coords, in_shape, out_shape, kernel, stride, padding, dilation);
+                                                 c10::IntArrayRef dilation, bool transposed) {
+  const ConvGeom g =
+      conv_map_geom(coords, in_shape, out_shape, kernel, stride, padding, dilation, transposed);
   const int64_t N = coords.size(0), K = conv_taps(g);
   at::Tensor cand = at::empty({N * K}, coords.options().dtype(at::kLong));
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();

@@ -76,6 +76,26 @@ def conv_output_shape(
     return out  # type: ignore[return-value]
 
 
+def transposed_conv_output_shape(
+    in_shape: Sequence[int], kernel: Triple, stride: Triple, padding: Triple, dilation: Triple, output_padding: Triple
+) -> Triple:
+    """Spatial shape after a transposed sparse conv (spconv's and torch's formula).
+
+    ``(in - 1) s - 2p + d(k - 1) + output_padding + 1`` per axis; raises ValueError when any
+    axis would have no cell.
+    """
+    out = tuple(
+        (i - 1) * s - 2 * p + d * (k - 1) + op + 1
+        for i, k, s, p, d, op in zip(in_shape, kernel, stride, padding, dilation, output_padding)
+    )
+    if min(out) < 1:
+        raise ValueError(
+            f"transposed sparse conv output shape {out} has an empty axis: input shape {tuple(in_shape)}, "
+            f"kernel {kernel}, stride {stride}, padding {padding}, dilation {dilation}"
+        )
+    return out  # type: ignore[return-value]
+
+
 def validate_coords(coords: Tensor, spatial_shape: Sequence[int], batch_size: int, what: str) -> None:
     """Raises TypeError / ValueError naming ``what`` unless ``coords`` is a valid voxel set.
 

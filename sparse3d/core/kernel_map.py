@@ -70,14 +70,19 @@ def conv_map(
     stride: Triple,
     padding: Triple,
     dilation: Triple,
+    transposed: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Output sites of a regular (dilating) sparse conv and its kernel map.
 
-    An output site exists iff at least one input reaches it through some tap.
+    An output site exists iff at least one input reaches it through some tap. In a regular
+    conv input ``out * stride - padding + k * dilation`` reaches output ``out`` through tap
+    k; in a ``transposed`` (coordinate-generating) conv input ``c`` reaches
+    ``c * stride - padding + k * dilation``.
 
     Args:
         coords: int32 [N, 4] (batch, c0, c1, c2) unique input sites inside ``in_shape``.
         in_shape, out_shape, kernel, stride, padding, dilation: as in :func:`kernel_map`.
+        transposed: the transposed conv's map.
 
     Returns:
         out_coords: int32 [M, 4] inside ``out_shape``, sorted by (batch, c0, c1, c2); M may
@@ -86,15 +91,17 @@ def conv_map(
     """
     args = (list(in_shape), list(out_shape), list(kernel), list(stride), list(padding), list(dilation))
     if HAS_NATIVE:
-        return torch.ops.sparse3d.conv_map(coords, *args)
-    return conv_map_ref(coords, *args)
+        return torch.ops.sparse3d.conv_map(coords, *args, transposed)
+    return conv_map_ref(coords, *args, transposed)
 
 
-def conv_map_ref(coords, in_shape, out_shape, kernel, stride, padding, dilation) -> tuple[Tensor, Tensor]:
+def conv_map_ref(coords, in_shape, out_shape, kernel, stride, padding, dilation, transposed=False) -> tuple[Tensor, Tensor]:
     """Pure-torch reference of :func:`conv_map` (candidates, ``torch.unique``, then
-    :func:`kernel_map_ref`)."""
+    :func:`kernel_map_ref`, or for a transposed conv the candidates themselves)."""
     device = coords.device
     taps = _tap_offsets(kernel, device) * torch.tensor(dilation, device=device)  # [K, 3]
+    if transposed:
+        return _transposed_conv_map_ref(coords, out_shape, taps, stride, padding)
     num = coords[:, None, 1:].long() + torch.tensor(padding, device=device) - taps  # [N, K, 3]
     step = torch.tensor(stride, device=device)
     out = torch.div(num, step, rounding_mode="floor")
@@ -104,6 +111,21 @@ def conv_map_ref(coords, in_shape, out_shape, kernel, stride, padding, dilation)
     out_coords = keys_to_coords(torch.unique(coord_keys(cand, out_shape)), out_shape)
     nbr = kernel_map_ref(coords, out_coords, in_shape, out_shape, kernel, stride, padding, dilation)
     return out_coords, nbr
+
+
+def _transposed_conv_map_ref(coords, out_shape, taps, stride, padding) -> tuple[Tensor, Tensor]:
+    """Sites ``c * stride - padding + k * dilation`` of every input and tap (``taps`` holds
+    ``k * dilation``), and nbr[o, k] = the input that generated o through tap k."""
+    device = coords.device
+    out = coords[:, None, 1:].long() * torch.tensor(stride, device=device) - torch.tensor(padding, device=device) + taps
+    valid = ((out >= 0) & (out < torch.tensor(out_shape, device=device))).all(-1)  # [N, K]
+    batch = coords[:, None, :1].long().expand(-1, taps.shape[0], 1)
+    keys = coord_keys(torch.cat([batch, out], -1)[valid], out_shape)
+    unique = torch.unique(keys)
+    rows, tap = valid.nonzero(as_tuple=True)
+    nbr = torch.full((unique.numel(), taps.shape[0]), -1, dtype=torch.int32, device=device)
+    nbr[torch.searchsorted(unique, keys), tap] = rows.int()
+    return keys_to_coords(unique, out_shape), nbr
 
 
 def invert_kernel_map(nbr: Tensor, n_in: int) -> Tensor:
@@ -175,7 +197,7 @@ if HAS_NATIVE:
         return out_coords.new_empty(out_coords.shape[0], kernel[0] * kernel[1] * kernel[2])
 
     @torch.library.register_fake("sparse3d::conv_map")
-    def _(coords, in_shape, out_shape, kernel, stride, padding, dilation):
+    def _(coords, in_shape, out_shape, kernel, stride, padding, dilation, transposed=False):
         n_out = torch.library.get_ctx().new_dynamic_size()
         return coords.new_empty(n_out, 4), coords.new_empty(n_out, kernel[0] * kernel[1] * kernel[2])
 

@@ -13,7 +13,7 @@ from itertools import count
 import torch
 from torch import Tensor
 
-from sparse3d.core.coords import Triple, as_triple, conv_output_shape, validate_coords
+from sparse3d.core.coords import Triple, as_triple, conv_output_shape, transposed_conv_output_shape, validate_coords
 from sparse3d.core.kernel_map import KernelMap, conv_map, kernel_map
 
 
@@ -33,6 +33,10 @@ class ConvKey:
     """Dilation per axis."""
     submanifold: bool
     """True for a submanifold map (outputs = inputs)."""
+    transposed: bool = False
+    """True for a transposed (coordinate-generating) conv's map."""
+    output_padding: Triple = (0, 0, 0)
+    """Extra cells at the high end of each axis of a transposed conv's output grid."""
 
 
 @dataclass
@@ -147,12 +151,20 @@ class SparseVoxels:
             )
         return self.cache.kernel_maps[key]
 
-    def conv_map(self, kernel: Triple, stride: Triple, padding: Triple, dilation: Triple) -> KernelMap:
-        """Kernel map of a regular (dilating) conv from these sites (cached)."""
-        key = ConvKey(self.coord_set, kernel, stride, padding, dilation, False)
+    def conv_map(
+        self, kernel: Triple, stride: Triple, padding: Triple, dilation: Triple, transposed: bool = False,
+        output_padding: Triple = (0, 0, 0),
+    ) -> KernelMap:
+        """Kernel map of a regular (dilating) or transposed conv from these sites (cached)."""
+        key = ConvKey(self.coord_set, kernel, stride, padding, dilation, False, transposed, output_padding)
         if key not in self.cache.kernel_maps:
-            out_shape = conv_output_shape(self.spatial_shape, kernel, stride, padding, dilation)
-            out_coords, nbr = conv_map(self.coords, self.spatial_shape, out_shape, kernel, stride, padding, dilation)
+            if transposed:
+                out_shape = transposed_conv_output_shape(self.spatial_shape, kernel, stride, padding, dilation, output_padding)
+            else:
+                out_shape = conv_output_shape(self.spatial_shape, kernel, stride, padding, dilation)
+            out_coords, nbr = conv_map(
+                self.coords, self.spatial_shape, out_shape, kernel, stride, padding, dilation, transposed
+            )
             self.cache.kernel_maps[key] = KernelMap(
                 nbr, out_coords, out_shape, self.num_voxels, False, self.cache.new_coord_set()
             )

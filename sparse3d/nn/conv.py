@@ -97,6 +97,34 @@ class SparseConv3d(_SparseConv):
         )
 
 
+class SparseConvTranspose3d(_SparseConv):
+    """Transposed sparse conv that generates new sites (spconv's SparseConvTranspose3d):
+    input c feeds ``c * stride - padding + k * dilation``. Unlike SparseInverseConv3d it
+    needs no earlier strided conv; its output grid has ``(S - 1) s - 2p + d(k - 1) +
+    output_padding + 1`` cells per axis."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] = 0,
+        dilation: int | Sequence[int] = 1,
+        output_padding: int | Sequence[int] = 0,
+        bias: bool = True,
+        indice_key: str | None = None,
+    ):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, bias, indice_key)
+        self.output_padding = as_ints(output_padding, self.ndim, "output_padding")
+
+    def forward(self, x: SparseVoxels) -> SparseVoxels:
+        return F.sparse_conv_transpose3d(
+            self._checked(x), self._weight3d(), self.bias, self._lift(self.stride, 1), self._lift(self.padding, 0),
+            self._lift(self.dilation, 1), self._lift(self.output_padding, 0),
+        )
+
+
 class SparseInverseConv3d(_SparseConv):
     """Inverse of the SparseConv3d registered under ``indice_key``: restores its input sites."""
 
@@ -115,6 +143,12 @@ class SubMConv2d(SubMConv3d):
 
 class SparseConv2d(SparseConv3d):
     """SparseConv3d on a plane (see :class:`_SparseConv`): weight [Cout, kH, kW, Cin]."""
+
+    ndim = 2
+
+
+class SparseConvTranspose2d(SparseConvTranspose3d):
+    """SparseConvTranspose3d on a plane (see :class:`_SparseConv`): weight [Cout, kH, kW, Cin]."""
 
     ndim = 2
 

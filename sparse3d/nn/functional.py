@@ -77,6 +77,36 @@ def sparse_conv3d(
     return x.with_sites(kmap.out_coords, feats, kmap.out_shape, kmap.out_coord_set)
 
 
+def sparse_conv_transpose3d(
+    x: SparseVoxels,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: Triple = (1, 1, 1),
+    padding: Triple = (0, 0, 0),
+    dilation: Triple = (1, 1, 1),
+    output_padding: Triple = (0, 0, 0),
+) -> SparseVoxels:
+    """Transposed (coordinate-generating) sparse conv, spconv's SparseConvTranspose3d: input
+    site c feeds output ``c * stride - padding + k * dilation`` through tap k (the adjoint
+    of :func:`sparse_conv3d`, as torch's ``conv_transpose3d``); an output site exists iff
+    some input reaches it.
+
+    Args:
+        x: input voxels, feats float [N, Cin].
+        weight: float [Cout, k0, k1, k2, Cin] (KRSC, as spconv).
+        bias: float [Cout] or None.
+        stride, padding, dilation, output_padding: per axis; the output shape is
+            ``(S - 1) s - 2p + d(k - 1) + output_padding + 1``.
+
+    Returns:
+        SparseVoxels on the output sites (sorted by batch, c0, c1, c2), feats float [M, Cout].
+    """
+    _check_weight(weight, x)
+    kmap = x.conv_map(tuple(weight.shape[1:4]), stride, padding, dilation, True, output_padding)
+    feats = _conv(x, weight, bias, kmap.nbr, kmap.inverse)
+    return x.with_sites(kmap.out_coords, feats, kmap.out_shape, kmap.out_coord_set)
+
+
 def sparse_inverse_conv3d(x: SparseVoxels, weight: Tensor, indice_key: str, bias: Tensor | None = None) -> SparseVoxels:
     """Inverse of the strided conv registered under ``indice_key``: maps its output sites
     back to exactly its input sites, through the transposed kernel map.

@@ -65,6 +65,24 @@ def test_submanifold_map_any_row_order(row_order, geom):
     assert torch.equal(nbr, ref)
 
 
+@pytest.mark.parametrize("geom", [((3, 3, 3), (2, 2, 2), (1, 1, 1), (1, 1, 1)), ((2, 3, 1), (2, 1, 3), (0, 1, 0), (1, 2, 1))])
+def test_transposed_conv_map_matches_reference(geom):
+    kernel, stride, padding, dilation = geom
+    shape = (5, 6, 7)
+    coords = random_coords(4, shape, batch_size=2, density=0.2)
+    out_shape = [(s - 1) * st - 2 * p + d * (k - 1) + 1 for s, k, st, p, d in zip(shape, kernel, stride, padding, dilation)]
+    out, nbr = conv_map(coords, shape, out_shape, kernel, stride, padding, dilation, transposed=True)
+    ref, nbr_ref = conv_map_ref(coords, list(shape), out_shape, list(kernel), list(stride), list(padding), list(dilation), True)
+    assert torch.equal(out, ref) and torch.equal(nbr, nbr_ref)
+    # Every entry is the generating rule: out = in * stride - padding + k * dilation.
+    o, k = (nbr >= 0).nonzero(as_tuple=True)
+    taps = torch.stack(torch.meshgrid(*[torch.arange(n) for n in kernel], indexing="ij"), -1).reshape(-1, 3)
+    src = coords[nbr[o, k].long()]
+    assert torch.equal(src[:, 0], out[o, 0])
+    expected = src[:, 1:] * torch.tensor(stride) - torch.tensor(padding) + taps[k] * torch.tensor(dilation)
+    assert torch.equal(expected.int(), out[o, 1:])
+
+
 def test_kernel_map_hand_case():
     # Two voxels one cell apart along c2; a 1x1x3 kernel (taps c2-1, c2, c2+1).
     coords = torch.tensor([[0, 2, 2, 2], [0, 2, 2, 3]], dtype=torch.int32)

@@ -7,7 +7,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparse3d.core.sparse_voxels import SparseVoxels
-from sparse3d.nn.conv import SparseConv2d, SparseConv3d, SparseInverseConv2d, SparseInverseConv3d, SubMConv2d, SubMConv3d
+from sparse3d.nn.conv import (
+    SparseConv2d,
+    SparseConv3d,
+    SparseConvTranspose3d,
+    SparseInverseConv2d,
+    SparseInverseConv3d,
+    SubMConv2d,
+    SubMConv3d,
+)
 from sparse3d.nn.sequential import SparseSequential
 from sparse_cases import random_voxels
 
@@ -176,3 +184,16 @@ def test_2d_layers_reject_voxels_off_a_plane():
         SubMConv2d(3, 4, 3).double()(random_voxels(0))
     with pytest.raises(ValueError, match="kernel_size must be an int or 2 ints"):
         SparseConv2d(3, 4, (3, 3, 3))
+
+
+@pytest.mark.parametrize("kernel,stride,padding,output_padding", [(3, 2, 1, 0), (2, 2, 0, 0), ((3, 1, 2), (2, 1, 2), (1, 0, 0), (1, 0, 1))])
+def test_transposed_conv3d_matches_dense_conv_transpose(kernel, stride, padding, output_padding):
+    x = random_voxels(3)
+    layer = SparseConvTranspose3d(3, 4, kernel, stride, padding, output_padding=output_padding).double()
+    w = layer.weight.permute(4, 0, 1, 2, 3)  # KRSC [Cout, k0, k1, k2, Cin] -> [Cin, Cout, k0, k1, k2]
+    dense = lambda d: F.conv_transpose3d(d, w, layer.bias, stride=stride, padding=padding, output_padding=output_padding)  # noqa: E731
+    y = _check_against_dense(x, layer, layer, dense)
+    # Output-site rule: exactly the sites some input generates.
+    reach = F.conv_transpose3d(_active(x).double(), torch.ones(1, 1, *layer.kernel_size, dtype=torch.float64), stride=stride,
+                               padding=padding, output_padding=output_padding) > 0
+    assert torch.equal(_active(y), reach)

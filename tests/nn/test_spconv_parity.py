@@ -5,7 +5,15 @@ and gradients, and SparseConvTensor converters."""
 import pytest
 import torch
 
-from sparse3d.nn.conv import SparseConv2d, SparseConv3d, SparseInverseConv2d, SparseInverseConv3d, SubMConv2d, SubMConv3d
+from sparse3d.nn.conv import (
+    SparseConv2d,
+    SparseConv3d,
+    SparseConvTranspose3d,
+    SparseInverseConv2d,
+    SparseInverseConv3d,
+    SubMConv2d,
+    SubMConv3d,
+)
 from sparse3d.nn.spconv_compat import from_spconv, patch_spconv_cpu_stream, to_spconv
 from sparse_cases import random_voxels, sort_by_coords
 
@@ -121,3 +129,11 @@ def test_2d_layers_match_spconv():
     grads_sp = torch.autograd.grad(r.features, [subm_sp.weight, subm_sp.bias, down_sp.weight, up_sp.weight], v)
     for a, b in zip(grads, grads_sp):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(3, 2, 1), (2, 2, 0)])
+def test_transposed_conv_matches_spconv(kernel, stride, padding):
+    theirs = spconv.SparseConvTranspose3d(16, 8, kernel, stride, padding, bias=False)
+    ours = SparseConvTranspose3d(16, 8, kernel, stride, padding, bias=False)
+    _copy_params(theirs, ours)
+    _compare(ours, theirs, _scene(5))

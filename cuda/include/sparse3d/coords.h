@@ -36,6 +36,10 @@ struct ConvGeom {
   int64_t stride[3];
   int64_t padding[3];
   int64_t dilation[3];
+  // Transposed (coordinate-generating) conv: input c reaches output c * stride - padding +
+  // k * dilation through tap k, instead of the regular conv's c = out * stride - padding +
+  // k * dilation.
+  bool transposed = false;
 };
 
 SP3D_HD inline int64_t conv_taps(const ConvGeom& g) {

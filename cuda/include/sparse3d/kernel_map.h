@@ -50,6 +50,15 @@ SP3D_HD inline int64_t axis_outputs(int32_t c, int d, const ConvGeom& g, int64_t
   int shift = 0;
   while ((1 << shift) < s) ++shift;
   int64_t n = 0;
+  if (g.transposed) {
+    for (int64_t kd = 0; kd < g.kernel[d]; ++kd) {
+      const int64_t o = (int64_t)c * s - g.padding[d] + kd * g.dilation[d];
+      if (o < 0 || o >= g.out_shape[d]) continue;
+      out[n] = o;
+      taps[n++] = kd;
+    }
+    return n;
+  }
   for (int64_t kd = 0; kd < g.kernel[d]; ++kd) {
     const int32_t num = c + (int32_t)(g.padding[d] - kd * g.dilation[d]);
     if (num < 0) continue;
