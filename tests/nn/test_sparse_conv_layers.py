@@ -10,6 +10,7 @@ from sparse3d.core.sparse_voxels import SparseVoxels
 from sparse3d.nn.conv import (
     SparseConv2d,
     SparseConv3d,
+    SparseConvTranspose2d,
     SparseConvTranspose3d,
     SparseInverseConv2d,
     SparseInverseConv3d,
@@ -177,6 +178,16 @@ def test_2d_layers_match_dense_conv2d():
     ref = F.conv_transpose2d(y.dense()[:, :, 0], up.weight.permute(3, 0, 1, 2), up.bias, stride=2, padding=1,
                              output_padding=(0, 0))[:, :, None] * _active(x)
     torch.testing.assert_close(z.dense(), ref[..., : x.spatial_shape[1], : x.spatial_shape[2]])
+
+
+def test_transposed_conv2d_matches_dense_conv_transpose2d():
+    x = _plane(1)
+    layer = SparseConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1).double()
+    w = layer.weight.permute(3, 0, 1, 2)  # [Cout, kH, kW, Cin] -> [Cin, Cout, kH, kW]
+    y = _check_against_dense(
+        x, layer, layer, _dense_2d(lambda d: F.conv_transpose2d(d, w, layer.bias, stride=2, padding=1, output_padding=1))
+    )
+    assert y.spatial_shape == (1, 22, 26)
 
 
 def test_2d_layers_reject_voxels_off_a_plane():
