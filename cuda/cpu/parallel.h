@@ -13,8 +13,10 @@ namespace sparse3d {
 // varies (kernel-map rows differ in occupancy), or another process holds one of the cores,
 // one thread idles while another finishes its share; here each thread's `worker(take)`
 // instead pulls ranges of `grain` items until `take(r0, r1)` returns false. (With one of
-// the two cores busy elsewhere, a 32-channel SubMConv3d ran 1.5x faster this way.) Only for work whose result does not depend on which thread
-// runs which range (e.g. each output row written by whoever takes it, in a fixed order).
+// the two cores busy elsewhere, a 32-channel SubMConv3d ran 1.5x faster this way in an
+// ad-hoc A/B run; tools/bench_sparse_conv.py measures a quiet machine.) Only for work
+// whose result does not depend on which thread runs which range (e.g. each output row
+// written by whoever takes it, in a fixed order).
 template <typename Worker>
 void parallel_for_dynamic(int64_t n, int64_t grain, const Worker& worker) {
   const int64_t pieces = (n + grain - 1) / grain;

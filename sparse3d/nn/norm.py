@@ -37,13 +37,8 @@ class SparseBatchNorm1d(nn.BatchNorm1d):
         if residual is not None and residual.shape != feats.shape:
             raise ValueError(f"SparseBatchNorm1d: residual must be {list(feats.shape)}, got {list(residual.shape)}")
         if not self.training and self.track_running_stats:
-            scale = torch.rsqrt(self.running_var + self.eps)
-            if self.weight is not None:
-                scale = scale * self.weight
-            shift = -self.running_mean * scale
-            if self.bias is not None:
-                shift = shift + self.bias
-            return affine_act(feats, scale, shift, residual, relu)
+            invstd = torch.rsqrt(self.running_var + self.eps)
+            return affine_act(feats, *_scale_shift(self.running_mean, invstd, self.weight, self.bias), residual, relu)
         n = feats.shape[0]
         if n < 2:
             raise ValueError(f"SparseBatchNorm1d: training needs at least 2 voxels, got {n}")
@@ -57,6 +52,13 @@ class SparseBatchNorm1d(nn.BatchNorm1d):
         return out
 
 
+def _scale_shift(mean: Tensor, invstd: Tensor, weight: Tensor | None, bias: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Per-channel scale and shift float [C] with bn(x) = x * scale + shift."""
+    scale = invstd if weight is None else invstd * weight
+    shift = -mean * scale
+    return scale, shift if bias is None else shift + bias
+
+
 class _BatchNormActTrain(torch.autograd.Function):
     """Training-mode batch norm with an optional residual add and ReLU: statistics and
     gradient sums from the deterministic fixed-chunk kernels, the output in one fused pass,
@@ -66,9 +68,7 @@ class _BatchNormActTrain(torch.autograd.Function):
     def forward(ctx, x, weight, bias, residual, eps, relu):
         mean, var = batch_norm_stats(x)
         invstd = torch.rsqrt(var + eps)
-        scale = invstd * weight if weight is not None else invstd
-        shift = (bias if bias is not None else torch.zeros_like(mean)) - mean * scale
-        out = affine_act(x, scale, shift, residual, relu)
+        out = affine_act(x, *_scale_shift(mean, invstd, weight, bias), residual, relu)
         ctx.relu, ctx.has_residual = relu, residual is not None
         ctx.save_for_backward(x, mean, invstd, weight, out if relu else None)
         ctx.mark_non_differentiable(mean, var)
@@ -83,7 +83,7 @@ class _BatchNormActTrain(torch.autograd.Function):
             v_out = torch.ops.aten.threshold_backward(v_out, out, 0)  # ReLU's own backward: one pass
         sum_v, sum_v_centred = batch_norm_bwd_reduce(v_out, x, mean)
         v_weight = sum_v_centred * invstd  # sum of v_out * xhat
-        scale = invstd * weight if weight is not None else invstd
+        scale, _ = _scale_shift(mean, invstd, weight, None)
         # v_x = scale / n * (n v - sum_v - xhat * v_weight) = a * v + b * x + c
         b = -scale * invstd * v_weight / n
         c = -scale * sum_v / n - b * mean
