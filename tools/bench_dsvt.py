@@ -11,8 +11,12 @@ the pillars are the fixed input of both backbones.
     padded to the largest window (up to 30 x 30 = 900 pillars), each voxel masked to the
     voxels of its own set -- the same outputs (checked here) at window-sized cost.
 
+  * ours, BLAS linears: ours with every linear layer on torch's BLAS GEMM
+    (``F.linear``) instead of sparse3d.nn.linear, whose results do not depend on the
+    thread count -- what determinism costs.
+
 Timed: forward, and forward + backward of a random linear loss (median and min of the
-repeats, at --threads; all of ours first, then the naive runs). Peak memory: the highest live total of the CPU
+repeats, at --threads; ours and ours-with-BLAS interleaved, then the naive runs). Peak memory: the highest live total of the CPU
 allocations recorded by torch.profiler while running the call (inputs excluded).
 
     python tools/bench_dsvt.py [--repeats 3] [--threads 2] [--json out.json]
@@ -34,7 +38,9 @@ from torch.profiler import ProfilerActivity, profile
 
 from sparse3d.core.sparse_voxels import SparseVoxels
 from sparse3d.data.lidar import SpinningLidarConfig, simulate_sweeps, street_scene
+from sparse3d.nn import linear as deterministic_linear
 from sparse3d.nn.dsvt import DSVT, DynamicVFE, dsvt_p_nuscenes
+from sparse3d.nn.dsvt import attention as dsvt_attention
 from sparse3d.nn.dsvt import backbone as bb
 from sparse3d.nn.dsvt.attention import SetAttention, SetLayout
 from sparse3d.nn.dsvt.backbone import shift_windows
@@ -116,6 +122,22 @@ class NaiveDSVT:
                 del m.attend
 
 
+class BlasLinears:
+    """Runs a DSVT module with torch's F.linear in place of sparse3d.nn.linear."""
+
+    def __init__(self, model: DSVT):
+        self.model = model
+
+    def __call__(self, voxels: SparseVoxels) -> SparseVoxels:
+        layer_forward, attention_linear = deterministic_linear.Linear.forward, dsvt_attention.linear
+        deterministic_linear.Linear.forward = torch.nn.Linear.forward
+        dsvt_attention.linear = F.linear
+        try:
+            return self.model(voxels)
+        finally:
+            deterministic_linear.Linear.forward, dsvt_attention.linear = layer_forward, attention_linear
+
+
 def peak_memory_mb(fn: Callable[[], object]) -> float:
     """Highest live total (MB) of the CPU allocations made while ``fn`` runs."""
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
@@ -130,14 +152,17 @@ def peak_memory_mb(fn: Callable[[], object]) -> float:
     return peak / 2**20
 
 
-def time_calls(fn: Callable[[], object], repeats: int) -> list[float]:
-    """Wall-clock seconds of ``repeats`` calls of ``fn`` (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def time_calls(fns: list[Callable[[], object]], repeats: int) -> list[list[float]]:
+    """Wall-clock seconds of ``repeats`` calls of each of ``fns`` (after one warm-up call
+    each), the functions taking turns so that a change of machine load hits all alike."""
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - start)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, own in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            own.append(time.perf_counter() - start)
     return times
 
 
@@ -158,13 +183,15 @@ def main() -> None:
     pillars = pillars.replace_feats(pillars.feats.detach())
     model = DSVT(config).train()
     naive = NaiveDSVT(model)
+    blas = BlasLinears(model)
     print(f"scene: {points.shape[0]} points -> {pillars.num_voxels} pillars on {config.grid_shape}, "
           f"threads {args.threads}")
 
     with torch.no_grad():
-        ours_out, naive_out = model(pillars).feats, naive(pillars).feats
+        ours_out, naive_out, blas_out = model(pillars).feats, naive(pillars).feats, blas(pillars).feats
     max_diff = float((ours_out - naive_out).abs().max())
-    print(f"same outputs: max |ours - naive| = {max_diff:.2e}")
+    print(f"same outputs: max |ours - naive| = {max_diff:.2e}, max |ours - BLAS linears| = "
+          f"{float((ours_out - blas_out).abs().max()):.2e}")
     if max_diff > 1e-3:
         raise SystemExit(f"bench_dsvt: the naive and set implementations disagree (max diff {max_diff})")
     cotangent = torch.randn_like(ours_out)
@@ -184,14 +211,21 @@ def main() -> None:
     # Every measurement of ours runs before the naive one: interleaved runs showed ours
     # several times slower right after a naive backward (~2 GB of allocations), which
     # would bias the ratio in the naive's favour.
-    figures: dict[str, dict[str, list[float] | float]] = {}
-    for name, impl in (("ours", model), ("naive", naive)):
-        figures[name] = {
-            "fwd": time_calls(fwd(impl), args.repeats),
-            "fwd_bwd": time_calls(fwd_bwd(impl), args.repeats),
-            "mem": peak_memory_mb(fwd_bwd(impl)),
-        }
+    figures: dict[str, dict[str, list[float] | float]] = {"ours": {}, "blas": {}, "naive": {}}
+    for mode, make in (("fwd", fwd), ("fwd_bwd", fwd_bwd)):
+        figures["ours"][mode], figures["blas"][mode] = time_calls([make(model), make(blas)], args.repeats)
+    figures["ours"]["mem"] = peak_memory_mb(fwd_bwd(model))
+    for mode, make in (("fwd", fwd), ("fwd_bwd", fwd_bwd)):
+        figures["naive"][mode] = time_calls([make(naive)], args.repeats)[0]
+    figures["naive"]["mem"] = peak_memory_mb(fwd_bwd(naive))
     results = {}
+    for mode in ("fwd", "fwd_bwd"):
+        ours, blas_times = figures["ours"][mode], figures["blas"][mode]
+        results[f"{mode}_blas_linears_s"] = statistics.median(blas_times)
+        results[f"{mode}_cost_of_determinism"] = statistics.median(ours) / results[f"{mode}_blas_linears_s"]
+        print(f"{mode:8s} ours {statistics.median(ours) * 1e3:8.1f} ms   with BLAS linears "
+              f"{results[f'{mode}_blas_linears_s'] * 1e3:8.1f} ms (min {min(blas_times) * 1e3:.1f})   "
+              f"ours / BLAS {results[f'{mode}_cost_of_determinism']:.3f}")
     for mode in ("fwd", "fwd_bwd"):
         ours, slow = figures["ours"][mode], figures["naive"][mode]
         results[f"{mode}_ours_s"], results[f"{mode}_naive_s"] = statistics.median(ours), statistics.median(slow)
@@ -212,7 +246,8 @@ def main() -> None:
         os.replace(f.name, args.json)
     print(f"DSVT-P {pillars.num_voxels} pillars: fwd {results['fwd_speedup_vs_naive']:.2f}x, "
           f"fwd+bwd {results['fwd_bwd_speedup_vs_naive']:.2f}x faster than naive windows, "
-          f"peak memory {results['peak_mem_ratio']:.2f}x lower")
+          f"peak memory {results['peak_mem_ratio']:.2f}x lower; deterministic linears / BLAS: "
+          f"fwd {results['fwd_cost_of_determinism']:.3f}, fwd+bwd {results['fwd_bwd_cost_of_determinism']:.3f}")
 
 
 if __name__ == "__main__":

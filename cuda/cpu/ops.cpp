@@ -65,6 +65,10 @@ TORCH_LIBRARY(sparse3d, m) {
       "-> Tensor");
   // end of issue 3 section
 
+  // linear layers with thread-count independent bits (sparse3d/core/linear.py)
+  m.def("linear_rows(Tensor x, Tensor weight, Tensor? bias=None) -> Tensor");
+  m.def("linear_bwd_weight(Tensor v_out, Tensor x) -> Tensor");
+
   // DSVT set partition, issue 6 (sparse3d/core/partition.py)
   m.def(
       "set_partition(Tensor coords, int[] sparse_shape, int[] window, int[] shift, "

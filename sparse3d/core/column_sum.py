@@ -30,3 +30,30 @@ def column_sum(values: Tensor) -> Tensor:
     partial = segment_reduce(values, offsets, "sum")  # [chunks, C]
     whole = torch.tensor([0, partial.shape[0]], device=values.device)
     return segment_reduce(partial, whole, "sum")[0]
+
+
+def add_to_rows(x: Tensor, row: Tensor) -> Tensor:
+    """``x + row`` broadcast over the leading dim, with a thread-count independent
+    gradient for ``row`` (autograd would reduce the broadcast with ``sum``).
+
+    Args:
+        x: float [N, *S].
+        row: float [*S], e.g. a learned per-slot embedding.
+
+    Returns:
+        float [N, *S], differentiable with respect to both.
+    """
+    if x.shape[1:] != row.shape:
+        raise ValueError(f"add_to_rows: row must have shape {list(x.shape[1:])}, got {list(row.shape)}")
+    return _AddToRows.apply(x, row)
+
+
+class _AddToRows(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, row):
+        return x + row
+
+    @staticmethod
+    def backward(ctx, v_out):
+        v_row = column_sum(v_out.reshape(v_out.shape[0], -1)).view(v_out.shape[1:]) if ctx.needs_input_grad[1] else None
+        return v_out, v_row

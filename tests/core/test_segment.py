@@ -103,3 +103,16 @@ def test_works_under_torch_compile_with_autograd():
     (g_compiled,) = torch.autograd.grad(compiled(values), values)
     (g_eager,) = torch.autograd.grad(loss(values), values)
     torch.testing.assert_close(g_compiled, g_eager)
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean", "max"])
+def test_long_segments_and_wide_rows_match_reference(reduce):
+    # Few long segments with more channels than one task's block (64), and a ragged tail:
+    # the shape of a column sum's chunks.
+    g = torch.Generator().manual_seed(3)
+    values = torch.randn(9000, 150, generator=g, dtype=torch.float64).requires_grad_(True)
+    offsets = torch.tensor([0, 4096, 8192, 8192, 9000])
+    out, ref = segment_reduce(values, offsets, reduce), segment_reduce_ref(values, offsets, reduce)
+    torch.testing.assert_close(out, ref)
+    cotangent = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(torch.autograd.grad(out, values, cotangent)[0], torch.autograd.grad(ref, values, cotangent)[0])

@@ -14,8 +14,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sparse3d.core.partition import SetPartition
+from sparse3d.core.linear import linear
 from sparse3d.nn.dsvt.gather import GatherPlan, gather_rows
 from sparse3d.nn.dsvt.layer_norm import LayerNorm
+from sparse3d.nn.linear import Linear
 
 
 @dataclass
@@ -76,10 +78,10 @@ class SetAttention(nn.Module):
         if channels % num_heads:
             raise ValueError(f"SetAttention: channels {channels} must be divisible by num_heads {num_heads}")
         self.num_heads = num_heads
-        self.in_proj = nn.Linear(channels, 3 * channels)
-        self.out_proj = nn.Linear(channels, channels)
-        self.linear1 = nn.Linear(channels, ffn_channels)
-        self.linear2 = nn.Linear(ffn_channels, channels)
+        self.in_proj = Linear(channels, 3 * channels)
+        self.out_proj = Linear(channels, channels)
+        self.linear1 = Linear(channels, ffn_channels)
+        self.linear2 = Linear(ffn_channels, channels)
         self.norm1 = LayerNorm(channels)
         self.norm2 = LayerNorm(channels)
         self.activation = nn.GELU()
@@ -99,8 +101,8 @@ class SetAttention(nn.Module):
         c = feats.shape[1]
         n_sets, set_size = layout.partition.set_inds.shape[1:]
         w, b = self.in_proj.weight, self.in_proj.bias
-        qk = F.linear(feats + pos, w[: 2 * c], b[: 2 * c])  # [N, 2C]
-        v = F.linear(feats, w[2 * c :], b[2 * c :])  # [N, C]
+        qk = linear(feats + pos, w[: 2 * c], b[: 2 * c])  # [N, 2C]
+        v = linear(feats, w[2 * c :], b[2 * c :])  # [N, C]
         # One gather for q, k and v: the projections run on N rows, not M * S slots.
         qkv = gather_rows(torch.cat([qk, v], 1), layout.into_sets[row]).view(n_sets, set_size, 3 * c)
         q, k, v = qkv.split(c, dim=2)

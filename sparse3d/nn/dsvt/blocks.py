@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from sparse3d.nn.dsvt.attention import SetAttention, SetLayout
 from sparse3d.nn.dsvt.layer_norm import LayerNorm
+from sparse3d.nn.linear import Linear
 from sparse3d.nn.norm import SparseBatchNorm1d
 
 
@@ -24,7 +25,7 @@ class PositionEmbedding(nn.Module):
         self.register_buffer("half_window", torch.tensor([w / 2.0 for w in window]), persistent=False)
         self.dims = 2 if window[2] == 1 else 3
         self.mlp = nn.Sequential(
-            nn.Linear(self.dims, channels), SparseBatchNorm1d(channels), nn.ReLU(), nn.Linear(channels, channels)
+            Linear(self.dims, channels), SparseBatchNorm1d(channels), nn.ReLU(), Linear(channels, channels)
         )
 
     def forward(self, coords_in_window: Tensor, dtype: torch.dtype) -> Tensor:

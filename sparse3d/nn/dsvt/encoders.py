@@ -16,6 +16,8 @@ from torch import Tensor, nn
 from sparse3d.core.segment import segment_reduce
 from sparse3d.core.sparse_voxels import SparseVoxels
 from sparse3d.core.voxelize import voxel_grid_shape, voxelize
+from sparse3d.nn.dsvt.gather import GatherPlan, gather_rows
+from sparse3d.nn.linear import Linear
 from sparse3d.nn.norm import SparseBatchNorm1d
 
 
@@ -50,7 +52,7 @@ class DynamicVFE(nn.Module):
         for i in range(len(filters)):
             last = i == len(filters) - 1
             out = widths[i + 1] if last else widths[i + 1] // 2
-            self.linears.append(nn.Linear(widths[i], out, bias=False))
+            self.linears.append(Linear(widths[i], out, bias=False))
             self.norms.append(SparseBatchNorm1d(out, eps=1e-3, momentum=0.01))
 
     def forward(self, points: Tensor, batch_size: int, batch: Tensor | None = None) -> SparseVoxels:
@@ -78,9 +80,12 @@ class DynamicVFE(nn.Module):
         # Points grouped by voxel (stable, so input order inside a voxel) for segment max.
         order = torch.sort(voxel_of, stable=True).indices
         offsets = torch.cat([vox.num_points.new_zeros(1), vox.num_points.cumsum(0)])
+        # Each voxel's max read back to its points; the backward sums over a voxel's points
+        # in a fixed order (autograd's index backward does not).
+        to_points = GatherPlan.build(voxel_of, vox.coords.shape[0])
         for i, (linear, norm) in enumerate(zip(self.linears, self.norms)):
             x = torch.relu(norm(linear(x)))
             pooled = segment_reduce(x[order], offsets, "max")  # [V, C]
             if i < len(self.linears) - 1:
-                x = torch.cat([x, pooled[voxel_of]], 1)
+                x = torch.cat([x, gather_rows(pooled, to_points)], 1)
         return SparseVoxels(vox.coords, pooled, self.grid_shape, batch_size, check=False)

@@ -5,11 +5,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from sparse3d.core.column_sum import add_to_rows
 from sparse3d.core.coords import as_triple
 from sparse3d.core.sparse_voxels import SparseVoxels
 from sparse3d.core.unique import downsample_coords
+from sparse3d.core.linear import linear
 from sparse3d.nn.dsvt.attention import grouped_attention
 from sparse3d.nn.dsvt.layer_norm import LayerNorm
+from sparse3d.nn.linear import Linear
 
 
 class AttentionPool3d(nn.Module):
@@ -34,8 +37,8 @@ class AttentionPool3d(nn.Module):
         volume = self.stride[0] * self.stride[1] * self.stride[2]
         self.num_heads = num_heads
         self.pos_embedding = nn.Parameter(torch.randn(volume, channels) * 0.01)
-        self.in_proj = nn.Linear(channels, 3 * channels)
-        self.out_proj = nn.Linear(channels, channels)
+        self.in_proj = Linear(channels, 3 * channels)
+        self.out_proj = Linear(channels, channels)
         self.norm = LayerNorm(channels)
 
     def forward(self, voxels: SparseVoxels) -> SparseVoxels:
@@ -51,9 +54,9 @@ class AttentionPool3d(nn.Module):
         placeholder = placeholder.index_put((inverse.long(), slot), feats)  # [N', P, C]
         query = placeholder.amax(1, keepdim=True)  # [N', 1, C]
         w, b = self.in_proj.weight, self.in_proj.bias
-        q = nn.functional.linear(query, w[:channels], b[:channels])
-        k = nn.functional.linear(placeholder + self.pos_embedding, w[channels : 2 * channels], b[channels : 2 * channels])
-        v = nn.functional.linear(placeholder, w[2 * channels :], b[2 * channels :])
+        q = linear(query, w[:channels], b[:channels])
+        k = linear(add_to_rows(placeholder, self.pos_embedding), w[channels : 2 * channels], b[channels : 2 * channels])
+        v = linear(placeholder, w[2 * channels :], b[2 * channels :])
         out = self.out_proj(grouped_attention(q, k, v, self.num_heads))  # [N', 1, C]
         pooled = self.norm(out + query).squeeze(1)
         return SparseVoxels(coarse, pooled, coarse_shape, voxels.batch_size, check=False)

@@ -1,0 +1,277 @@
+// CPU kernels for a linear layer whose bits do not depend on the thread count.
+//
+// BLAS splits one GEMM among its threads by the thread count and the CPU's features, and
+// the order of the sums follows: the weight gradient (a reduction over all rows) changes
+// bits on AVX-512 / AMX machines, and MKL's forward changes bits at the edges of each
+// thread's block of rows. Here one register-tiled kernel computes
+//   out[r, :] = bias + sum_k a[r, k] * b[k, :]      (k in order, one fused multiply-add each)
+// for any strides of `a`, so every output element is one fixed chain of FMAs whichever
+// thread computes it:
+//   forward         out = x @ W.T + bias           a = x,      b = W.T
+//   input gradient  v_x = v_out @ W                a = v_out,  b = W
+//   weight gradient v_W = v_out.T @ x              a = v_out.T (strided), b = x, over fixed
+//                   chunks of rows whose partial products are added in chunk order.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "cpu_features.h"
+#include "parallel.h"
+
+namespace sparse3d {
+namespace {
+
+// Rows of `a` per weight-gradient chunk (a fixed summation tree) and per parallel task.
+constexpr int64_t kLinearChunk = 512;
+constexpr int64_t kRowTask = 96;
+// k per block of the tile loops (see product_rows_tiled).
+constexpr int64_t kKBlock = 128;
+// Weight-gradient rows (output channels) per task: eight tiles of six rows.
+constexpr int64_t kOutBlock = 48;
+
+// A product out[R rows, O] = bias + a @ b; a[r, k] at a[r * a_row + k * a_col].
+struct Product {
+  const float* a;
+  int64_t a_row, a_col;
+  const float* b;  // [K, O] row-major
+  const float* bias;  // [O] or null
+  int64_t K, O;
+  float* out;  // [R, O] row-major
+};
+
+// Scalar reference of the tile kernels (and the path for CPUs without AVX2): the same
+// chain of fused multiply-adds per element, so all paths give the same bits.
+void product_rows_scalar(const Product& p, int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t o = 0; o < p.O; ++o) {
+      float acc = p.bias ? p.bias[o] : 0.0f;
+      for (int64_t k = 0; k < p.K; ++k)
+        acc = std::fma(p.a[r * p.a_row + k * p.a_col], p.b[k * p.O + o], acc);
+      p.out[r * p.O + o] = acc;
+    }
+}
+
+#if defined(__x86_64__)
+// R rows x NV vectors of 16 columns from column c0, lanes past O masked off; the
+// accumulators stay in registers for the whole k loop (loops over r and j unrolled).
+template <int R, int NV>
+SP3D_AVX512 void tile_avx512(const Product& p, int64_t r0, int64_t c0, int64_t k0, int64_t k1) {
+  const int64_t O = p.O, a_row = p.a_row, a_col = p.a_col;
+  const float* a = p.a + r0 * a_row;
+  const float* b = p.b + c0;
+  __mmask16 mask[NV];
+#pragma GCC unroll 4
+  for (int j = 0; j < NV; ++j)
+    mask[j] = (__mmask16)((1u << std::clamp<int64_t>(O - c0 - 16 * j, 0, 16)) - 1u);
+  __m512 acc[R][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j)
+      acc[r][j] = k0 > 0   ? _mm512_maskz_loadu_ps(mask[j], p.out + (r0 + r) * O + c0 + 16 * j)
+                  : p.bias ? _mm512_maskz_loadu_ps(mask[j], p.bias + c0 + 16 * j)
+                           : _mm512_setzero_ps();
+  for (int64_t k = k0; k < k1; ++k) {
+    __m512 w[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) w[j] = _mm512_maskz_loadu_ps(mask[j], b + k * O + 16 * j);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512 x = _mm512_set1_ps(a[r * a_row + k * a_col]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) acc[r][j] = _mm512_fmadd_ps(x, w[j], acc[r][j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j)
+      _mm512_mask_storeu_ps(p.out + (r0 + r) * O + c0 + 16 * j, mask[j], acc[r][j]);
+}
+
+// The same with 8-column AVX2 vectors (16 registers: 4 rows x 3 vectors).
+template <int R, int NV>
+SP3D_AVX2 void tile_avx2(const Product& p, int64_t r0, int64_t c0, int64_t k0, int64_t k1) {
+  const int64_t O = p.O, a_row = p.a_row, a_col = p.a_col;
+  const float* a = p.a + r0 * a_row;
+  const float* b = p.b + c0;
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  __m256i mask[NV];
+#pragma GCC unroll 4
+  for (int j = 0; j < NV; ++j)
+    mask[j] = _mm256_cmpgt_epi32(
+        _mm256_set1_epi32((int)std::clamp<int64_t>(O - c0 - 8 * j, 0, 8)), lane);
+  __m256 acc[R][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j)
+      acc[r][j] = k0 > 0   ? _mm256_maskload_ps(p.out + (r0 + r) * O + c0 + 8 * j, mask[j])
+                  : p.bias ? _mm256_maskload_ps(p.bias + c0 + 8 * j, mask[j])
+                           : _mm256_setzero_ps();
+  for (int64_t k = k0; k < k1; ++k) {
+    __m256 w[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) w[j] = _mm256_maskload_ps(b + k * O + 8 * j, mask[j]);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m256 x = _mm256_set1_ps(a[r * a_row + k * a_col]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) acc[r][j] = _mm256_fmadd_ps(x, w[j], acc[r][j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j)
+      _mm256_maskstore_ps(p.out + (r0 + r) * O + c0 + 8 * j, mask[j], acc[r][j]);
+}
+
+// Rows [r0, r1) in tiles of up to R_MAX rows x NV_MAX vectors of W lanes each. k runs in
+// blocks, so that b's block [kKBlock, NV_MAX * W] stays in L1 while every row tile meets
+// it; a tile's sums go to `out` between blocks and come back (exact for float32), so each
+// element is still one chain of FMAs in k order.
+template <int R_MAX, int NV_MAX, int W, typename Tile>
+void product_rows_tiled(const Product& p, int64_t r0, int64_t r1, const Tile& tile) {
+  const int64_t cols = NV_MAX * W;
+  for (int64_t k0 = 0; k0 < std::max<int64_t>(p.K, 1); k0 += kKBlock) {
+    const int64_t k1 = std::min(p.K, k0 + kKBlock);
+    for (int64_t c0 = 0; c0 < p.O; c0 += cols) {
+      const int nv = (int)std::min<int64_t>(NV_MAX, (p.O - c0 + W - 1) / W);
+      for (int64_t r = r0; r < r1; r += R_MAX)
+        tile((int)std::min<int64_t>(R_MAX, r1 - r), nv, r, c0, k0, k1);
+    }
+  }
+}
+
+// Calls F<R, NV>(p, r, c0) for run-time R in [1, RM] and NV in [1, NVM].
+template <int RM, int NVM, template <int, int> class F>
+struct Dispatch {
+  template <int R = RM, int NV = NVM>
+  static void call(int rows, int nv, const Product& p, int64_t r, int64_t c0, int64_t k0,
+                   int64_t k1) {
+    if constexpr (R > 1)
+      if (rows < R) return call<R - 1, NV>(rows, nv, p, r, c0, k0, k1);
+    if constexpr (NV > 1)
+      if (nv < NV) return call<R, NV - 1>(rows, nv, p, r, c0, k0, k1);
+    F<R, NV>::run(p, r, c0, k0, k1);
+  }
+};
+
+template <int R, int NV>
+struct Avx512Tile {
+  static void run(const Product& p, int64_t r, int64_t c0, int64_t k0, int64_t k1) {
+    tile_avx512<R, NV>(p, r, c0, k0, k1);
+  }
+};
+template <int R, int NV>
+struct Avx2Tile {
+  static void run(const Product& p, int64_t r, int64_t c0, int64_t k0, int64_t k1) {
+    tile_avx2<R, NV>(p, r, c0, k0, k1);
+  }
+};
+#endif
+
+// out rows [r0, r1) of p, on the widest vector path of this CPU.
+void product_rows(const Product& p, int64_t r0, int64_t r1) {
+#if defined(__x86_64__)
+  if (cpu_has_avx512()) {
+    return product_rows_tiled<6, 4, 16>(
+        p, r0, r1, [&](int rows, int nv, int64_t r, int64_t c0, int64_t k0, int64_t k1) {
+          Dispatch<6, 4, Avx512Tile>::call(rows, nv, p, r, c0, k0, k1);
+        });
+  }
+  if (cpu_has_avx2()) {
+    return product_rows_tiled<4, 3, 8>(
+        p, r0, r1, [&](int rows, int nv, int64_t r, int64_t c0, int64_t k0, int64_t k1) {
+          Dispatch<4, 3, Avx2Tile>::call(rows, nv, p, r, c0, k0, k1);
+        });
+  }
+#endif
+  product_rows_scalar(p, r0, r1);
+}
+
+void check_float_matrix(const at::Tensor& t, const char* op, const char* name) {
+  TORCH_CHECK(t.dim() == 2 && t.scalar_type() == at::kFloat, "sparse3d.", op, ": ", name,
+              " must be a float32 2-D tensor, got ", t.scalar_type(), " ", t.sizes());
+}
+
+// x @ weight.T (+ bias): rows handed out to the threads, each row computed alone.
+at::Tensor linear_rows_cpu(const at::Tensor& x, const at::Tensor& weight,
+                           const std::optional<at::Tensor>& bias) {
+  check_float_matrix(x, "linear_rows", "x");
+  check_float_matrix(weight, "linear_rows", "weight");
+  TORCH_CHECK(weight.size(1) == x.size(1), "sparse3d.linear_rows: weight must be [O, ",
+              x.size(1), "], got ", weight.sizes());
+  const int64_t N = x.size(0), K = x.size(1), O = weight.size(0);
+  if (bias.has_value())
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == O && bias->scalar_type() == at::kFloat,
+                "sparse3d.linear_rows: bias must be float32 [", O, "], got ",
+                bias->scalar_type(), " ", bias->sizes());
+  const at::Tensor a = x.contiguous(), b = weight.t().contiguous();
+  const at::Tensor c = bias.has_value() ? bias->contiguous() : at::Tensor();
+  at::Tensor out = at::empty({N, O}, a.options());
+  const Product p{a.data_ptr<float>(), K, 1, b.data_ptr<float>(),
+                  c.defined() ? c.data_ptr<float>() : nullptr, K, O, out.data_ptr<float>()};
+  parallel_for_dynamic(N, kRowTask, [&](auto take) {
+    for (int64_t r0, r1; take(r0, r1);) product_rows(p, r0, r1);
+  });
+  return out;
+}
+
+// v_out.T @ x: each fixed chunk of rows gives a partial product, added in chunk order.
+at::Tensor linear_bwd_weight_cpu(const at::Tensor& v_out, const at::Tensor& x) {
+  check_float_matrix(v_out, "linear_bwd_weight", "v_out");
+  check_float_matrix(x, "linear_bwd_weight", "x");
+  TORCH_CHECK(v_out.size(0) == x.size(0), "sparse3d.linear_bwd_weight: v_out and x must have "
+              "the same rows, got ", v_out.sizes(), " and ", x.sizes());
+  const at::Tensor g = v_out.contiguous(), a = x.contiguous();
+  const int64_t N = a.size(0), O = g.size(1), I = a.size(1);
+  const int64_t chunks = (N + kLinearChunk - 1) / kLinearChunk, slice = O * I;
+  at::Tensor v_weight = at::empty({O, I}, a.options());
+  if (chunks == 0) return v_weight.zero_();
+  at::Tensor partial = at::empty({chunks, O, I}, a.options());
+  const float* gp = g.data_ptr<float>();
+  const float* ap = a.data_ptr<float>();
+  float* pp = partial.data_ptr<float>();
+  // Tasks: (chunk, block of kOutBlock output rows o). The block's columns of v_out are
+  // packed first, so that the kernel's broadcasts read consecutive floats.
+  const int64_t o_blocks = (O + kOutBlock - 1) / kOutBlock;
+  parallel_for_dynamic(chunks * o_blocks, 1, [&](auto take) {
+    std::vector<float> packed(kLinearChunk * kOutBlock);
+    for (int64_t t0, t1; take(t0, t1);)
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t ch = t / o_blocks, o0 = t % o_blocks * kOutBlock;
+        const int64_t rows = std::min(O, o0 + kOutBlock) - o0;
+        const int64_t n0 = ch * kLinearChunk, n = std::min(N, n0 + kLinearChunk) - n0;
+        for (int64_t k = 0; k < n; ++k)
+          std::copy(gp + (n0 + k) * O + o0, gp + (n0 + k) * O + o0 + rows, packed.data() + k * kOutBlock);
+        // a[r, k] = packed[k * kOutBlock + r]; out row r is partial row o0 + r.
+        const Product p{packed.data(), 1, kOutBlock, ap + n0 * I, nullptr, n, I, pp + ch * slice + o0 * I};
+        product_rows(p, 0, rows);
+      }
+  });
+  float* w = v_weight.data_ptr<float>();
+  at::parallel_for(0, slice, 4096, [&](int64_t j0, int64_t j1) {
+    std::copy(pp + j0, pp + j1, w + j0);
+    for (int64_t ch = 1; ch < chunks; ++ch)
+      for (int64_t j = j0; j < j1; ++j) w[j] += pp[ch * slice + j];
+  });
+  return v_weight;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(sparse3d, CPU, m) {
+  m.impl("linear_rows", &linear_rows_cpu);
+  m.impl("linear_bwd_weight", &linear_bwd_weight_cpu);
+}
+
+}  // namespace sparse3d

@@ -1,0 +1,62 @@
+"""A linear map whose outputs and gradients are bitwise identical at any thread count.
+
+BLAS (MKL, oneDNN) splits one GEMM among its threads by the thread count and the CPU's
+features, and the order of the sums follows: the weight gradient ``v_out.T @ x`` (a
+reduction over all rows) changes bits on AVX-512 / AMX machines, and MKL's forward changes
+bits at the edges of each thread's block of rows. The native op computes every output
+element as one fixed chain of fused multiply-adds (register-tiled AVX-512 / AVX2 kernels
+with a scalar twin, cuda/cpu/linear.cpp), and the weight gradient as partial products over
+fixed chunks of rows added in chunk order; the bias gradient is a
+:func:`~sparse3d.core.column_sum.column_sum`.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from sparse3d._native import HAS_NATIVE
+from sparse3d.core.column_sum import column_sum
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``F.linear`` with results independent of the thread count (float32 on the CPU).
+
+    Args:
+        x: float [..., I].
+        weight: float [O, I].
+        bias: float [O] or None.
+
+    Returns:
+        float [..., O], differentiable with respect to all three. Other dtypes and devices
+        (cuBLAS does not depend on a CPU thread count), and every tensor when the extension
+        is not built, take ``F.linear``.
+    """
+    if not (HAS_NATIVE and x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32):
+        return F.linear(x, weight, bias)
+    rows = x.reshape(-1, x.shape[-1])
+    return torch.ops.sparse3d.linear_rows(rows, weight, bias).view(*x.shape[:-1], weight.shape[0])
+
+
+if HAS_NATIVE:
+
+    @torch.library.register_fake("sparse3d::linear_rows")
+    def _(x, weight, bias=None):
+        return x.new_empty(x.shape[0], weight.shape[0])
+
+    @torch.library.register_fake("sparse3d::linear_bwd_weight")
+    def _(v_out, x):
+        return x.new_empty(v_out.shape[1], x.shape[1])
+
+    def _setup_context(ctx, inputs, output):
+        x, weight = inputs[:2]
+        ctx.has_bias = len(inputs) > 2 and inputs[2] is not None
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, weight if ctx.needs_input_grad[0] else None)
+
+    def _backward(ctx, v_out):
+        x, weight = ctx.saved_tensors
+        v_x = torch.ops.sparse3d.linear_rows(v_out, weight.t()) if ctx.needs_input_grad[0] else None
+        v_weight = torch.ops.sparse3d.linear_bwd_weight(v_out, x) if ctx.needs_input_grad[1] else None
+        v_bias = column_sum(v_out) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return v_x, v_weight, v_bias
+
+    torch.library.register_autograd("sparse3d::linear_rows", _backward, setup_context=_setup_context)
