@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sparse3d.core.partition import SetPartition
 from sparse3d.core.linear import linear
+from sparse3d.core.partition import SetPartition
 from sparse3d.nn.dsvt.gather import GatherPlan, gather_rows
 from sparse3d.nn.dsvt.layer_norm import LayerNorm
 from sparse3d.nn.linear import Linear

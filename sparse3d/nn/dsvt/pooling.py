@@ -7,9 +7,9 @@ from torch import nn
 
 from sparse3d.core.column_sum import add_to_rows
 from sparse3d.core.coords import as_triple
+from sparse3d.core.linear import linear
 from sparse3d.core.sparse_voxels import SparseVoxels
 from sparse3d.core.unique import downsample_coords
-from sparse3d.core.linear import linear
 from sparse3d.nn.dsvt.attention import grouped_attention
 from sparse3d.nn.dsvt.layer_norm import LayerNorm
 from sparse3d.nn.linear import Linear
