@@ -1,7 +1,7 @@
 """Benchmark: the DSVT-P backbone (nuScenes pillar grid) against a naive per-window padded
 attention implementation with the same outputs, side by side in one process.
 
-Scene: 10 simulated sweeps of the street LiDAR scene (sparse3d.data.lidar.simulate_sweeps,
+Scene: 10 simulated sweeps of the street LiDAR scene (sparse3d.synthetic.lidar.simulate_sweeps,
 as tools/bench_sparse_conv.py; x, y, z, intensity, dt), encoded by the DSVT-P dynamic pillar VFE (0.3 m pillars, 360 x 360 grid);
 the pillars are the fixed input of both backbones.
 
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from sparse3d.core.sparse_voxels import SparseVoxels
-from sparse3d.data.lidar import SpinningLidarConfig, simulate_sweeps, street_scene
+from sparse3d.synthetic.lidar import SpinningLidarConfig, simulate_sweeps, street_scene
 from sparse3d.nn import linear as deterministic_linear
 from sparse3d.nn.dsvt import DSVT, DynamicVFE, dsvt_p_nuscenes
 from sparse3d.nn.dsvt import attention as dsvt_attention

@@ -22,13 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from sparse3d.data.lidar import SpinningLidarConfig
+from sparse3d.synthetic.lidar import SpinningLidarConfig
 from sparse3d.detection.nuscenes.eval import evaluate_nuscenes
 from sparse3d.detection.nuscenes.eval.compare import max_abs_diff
-from sparse3d.core.io import write_json_atomic
-from sparse3d.detection.nuscenes.mock_results import mock_submission
+from sparse3d.io.atomic import write_json_atomic
+from sparse3d.synthetic.nuscenes_mock import mock_submission
 from sparse3d.detection.nuscenes.splits import scenes_of_split
-from sparse3d.detection.nuscenes.synth import NuScenesSynthConfig, write_synthetic_nuscenes
+from sparse3d.synthetic.nuscenes import NuScenesSynthConfig, write_synthetic_nuscenes
 from sparse3d.detection.nuscenes.tables import NuScenesTables
 
 

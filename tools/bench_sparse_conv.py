@@ -1,6 +1,6 @@
 """Benchmark: sparse3d's CPU sparse convolution against spconv 2.x's CPU build, side by side.
 
-Scene: a spinning 32-beam LiDAR (sparse3d.data.lidar; HDL-32E-like, 2170 firings per
+Scene: a spinning 32-beam LiDAR (sparse3d.synthetic.lidar; HDL-32E-like, 2170 firings per
 revolution at 10 Hz) ray-cast against a street of boxes (ground, vehicles, pedestrians,
 poles, facades), 10 sweeps with the ego moving at 15 m/s (1.5 m per sweep), merged in the
 last sweep's frame with (x, y, z, intensity, dt) per point; mean-voxelized on the nuScenes
@@ -39,7 +39,7 @@ import torch
 from sparse3d.core.kernel_map import kernel_map
 from sparse3d.core.sparse_voxels import SparseVoxels
 from sparse3d.core.voxelize import voxelize
-from sparse3d.data.lidar import SpinningLidarConfig, simulate_sweeps, street_scene
+from sparse3d.synthetic.lidar import SpinningLidarConfig, simulate_sweeps, street_scene
 from sparse3d.nn.backbones.voxel_resnet import VoxelResBackBone8x
 from sparse3d.nn.conv import SparseConv3d, SubMConv3d
 from sparse3d.nn.spconv_compat import patch_spconv_cpu_stream, spconv_voxel_res_backbone

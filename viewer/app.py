@@ -13,7 +13,7 @@ import viser
 from sparse3d.engine.checkpoint import list_checkpoints
 from sparse3d.engine.method import ViewerContent
 from sparse3d.engine.run import load_trained_method
-from sparse3d.render.cameras import invert_rigid, quats_from_rotmats
+from sparse3d.geometry.cameras import invert_rigid, quats_from_rotmats
 
 
 class RunViewer:

@@ -30,13 +30,13 @@ class Generator:
 
 GENERATORS = {
     "objects": Generator(
-        "sparse3d.data.synthetic.generator:SyntheticObjectsConfig",
-        "sparse3d.data.synthetic.generator:write_synthetic_objects",
+        "sparse3d.synthetic.objects.generator:SyntheticObjectsConfig",
+        "sparse3d.synthetic.objects.generator:write_synthetic_objects",
         "Render textured objects (anti-aliased RGB with soft alpha, masks, depth) in nerfstudio, Blender and COLMAP formats.",
     ),
     "nuscenes-synth": Generator(
-        "sparse3d.detection.nuscenes.synth:NuScenesSynthConfig",
-        "sparse3d.detection.nuscenes.synth:write_synthetic_nuscenes",
+        "sparse3d.synthetic.nuscenes:NuScenesSynthConfig",
+        "sparse3d.synthetic.nuscenes:write_synthetic_nuscenes",
         "Write a nuScenes v1.0-format database with ray-cast LiDAR that the official devkit loads.",
     ),
 }

@@ -1,5 +1,5 @@
 """Multi-view data: nerfstudio, Blender and COLMAP readers/writers into one
-:class:`MultiViewDataset`, and the synthetic object benchmark (``sparse3d.data.synthetic``)."""
+:class:`MultiViewDataset` (the synthetic objects are made by ``sparse3d.synthetic.objects``)."""
 
 from sparse3d.data.dataset import MultiViewDataset
 from sparse3d.data.loader import detect_format, load_multiview

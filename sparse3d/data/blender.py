@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sparse3d.core.io import write_json_atomic
+from sparse3d.io.atomic import write_json_atomic
 from sparse3d.data.camera_models import check_poses
 from sparse3d.data.dataset import MultiViewDataset
 from sparse3d.data.fields import finite_number, load_json, pose_matrix, require
 from sparse3d.data.images import ViewFiles, load_views, read_image, straight_rgb_under, view_names, write_png
-from sparse3d.render.cameras import Cameras, opengl_c2w_from_viewmats, viewmats_from_opengl_c2w
+from sparse3d.geometry.cameras import Cameras, opengl_c2w_from_viewmats, viewmats_from_opengl_c2w
 
 SPLITS = ("train", "val", "test")
 

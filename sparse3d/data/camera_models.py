@@ -3,7 +3,7 @@
 import torch
 from torch import Tensor
 
-from sparse3d.render.cameras import first_invalid_pose
+from sparse3d.geometry.cameras import first_invalid_pose
 
 # name -> (COLMAP model id, parameter names in COLMAP order).
 CAMERA_MODELS: dict[str, tuple[int, tuple[str, ...]]] = {

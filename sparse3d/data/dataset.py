@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from sparse3d.render.cameras import Cameras
+from sparse3d.geometry.cameras import Cameras
 
 
 @dataclass(frozen=True)

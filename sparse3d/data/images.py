@@ -15,7 +15,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from sparse3d.core.io import write_atomic
+from sparse3d.io.atomic import write_atomic
 
 # Array channels -> Pillow mode of an 8-bit image.
 _MODES_8BIT = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from sparse3d.core.io import write_text_atomic
+from sparse3d.io.atomic import write_text_atomic
 
 
 def read_split_file(path: Path, num_views: int) -> Tensor:

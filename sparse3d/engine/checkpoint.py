@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from sparse3d.core.io import save_torch_atomic
+from sparse3d.io.atomic import save_torch_atomic
 
 _NAME = re.compile(r"^step-(\d{6,})\.pt$")
 

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from sparse3d.engine.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from sparse3d.engine.config import MethodConfig, config_to_dict
 from sparse3d.engine.distributed import World, all_reduce_mean_
-from sparse3d.core.io import write_json_atomic, write_text_atomic
+from sparse3d.io.atomic import write_json_atomic, write_text_atomic
 from sparse3d.engine.method import Method
 
 # Keys that may change between a run and its resumption: where the run lives and how it is

@@ -22,7 +22,7 @@ from sparse3d.engine.distributed import World
 from sparse3d.engine.method import Method, TrainingCallback, ViewerContent
 from sparse3d.engine.registry import MethodSpecification
 from sparse3d.engine.seeding import derive_seed, step_generator
-from sparse3d.render.cameras import Cameras
+from sparse3d.geometry.cameras import Cameras
 from sparse3d.render.metrics import find_lpips_weights, image_metrics, ssim
 from sparse3d.render.ply import write_gaussians_ply
 from sparse3d.render.gaussians.projection import quat_scale_to_covar

@@ -1,7 +1,7 @@
 """A vectorised CPU z-buffer rasterizer for triangle meshes.
 
 Each pixel is sampled once, at its centre ``(u + 0.5, v + 0.5)`` (the convention of
-:mod:`sparse3d.render.cameras`), so coverage, depth and interpolated attributes are
+:mod:`sparse3d.geometry.cameras`), so coverage, depth and interpolated attributes are
 exact at that point: depth is the camera-frame z of the visible surface, and attributes
 use perspective-correct barycentrics. The synthetic object benchmark renders with it (at
 S times the resolution, then box-filtered), and tests use it as an oracle for the other

@@ -22,7 +22,7 @@ import plyfile
 import torch
 from torch import Tensor
 
-from sparse3d.core.io import write_atomic
+from sparse3d.io.atomic import write_atomic
 
 SPLAT_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
 """Names of the per-Gaussian tensors, as :func:`read_gaussians_ply` returns them (the

@@ -15,8 +15,8 @@ from sparse3d.data.colmap import read_colmap, write_colmap
 from sparse3d.data.images import composite_over_white, write_png
 from sparse3d.data.loader import detect_format, load_multiview
 from sparse3d.data.nerfstudio import read_nerfstudio
-from sparse3d.data.synthetic.generator import render_object, synthetic_cameras
-from sparse3d.data.synthetic.objects import build_object
+from sparse3d.synthetic.objects.generator import render_object, synthetic_cameras
+from sparse3d.synthetic.objects.objects import build_object
 
 FORMATS = ["nerfstudio", "blender", "colmap-bin", "colmap-txt"]
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from clirun import run_cli
-from sparse3d.data.synthetic.generator import SyntheticObjectsConfig, write_synthetic_objects
+from sparse3d.synthetic.objects.generator import SyntheticObjectsConfig, write_synthetic_objects
 from sparse3d.engine.distributed import World
 from sparse3d.engine.registry import discover_methods
 from sparse3d.engine.trainer import Trainer

@@ -9,8 +9,8 @@ from sparse3d.core.partition import set_partition
 from sparse3d.nn.dsvt import DSVT
 from sparse3d.nn.dsvt.attention import SetAttention, SetLayout
 from sparse3d.nn.dsvt.blocks import DSVTBlock
-from sparse3d.nn.dsvt.gather import GatherPlan, gather_rows
-from sparse3d.nn.dsvt.layer_norm import LayerNorm
+from sparse3d.nn.gather import GatherPlan, gather_rows
+from sparse3d.nn.layer_norm import LayerNorm
 
 
 def dense_window_attention(attn: SetAttention, feats, pos, coords, part, row, window, shift):

@@ -6,7 +6,7 @@ from nn.dsvt_cases import random_voxels
 from torch import nn
 
 from sparse3d.core.sparse_voxels import SparseVoxels
-from sparse3d.data.lidar import SpinningLidarConfig, simulate_sweeps, street_scene
+from sparse3d.synthetic.lidar import SpinningLidarConfig, simulate_sweeps, street_scene
 from sparse3d.nn.dsvt import (
     DSVT,
     DynamicVFE,

@@ -5,7 +5,7 @@ import urllib.request
 
 import pytest
 
-from sparse3d.data.synthetic.generator import SyntheticObjectsConfig, write_synthetic_objects
+from sparse3d.synthetic.objects.generator import SyntheticObjectsConfig, write_synthetic_objects
 from sparse3d.engine.checkpoint import list_checkpoints, load_checkpoint
 from sparse3d.engine.distributed import World
 from sparse3d.engine.registry import discover_methods

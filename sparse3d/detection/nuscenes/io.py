@@ -1,5 +1,5 @@
 """Reading the JSON files of the nuScenes code with clear errors (writes go through
-:mod:`sparse3d.core.io`)."""
+:mod:`sparse3d.io.atomic`)."""
 
 import json
 import os

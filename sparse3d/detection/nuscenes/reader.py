@@ -23,7 +23,7 @@ import numpy as np
 from sparse3d.detection.boxes import Pose, global_boxes_to_lidar
 from sparse3d.detection.nuscenes.classes import DETECTION_NAMES, category_to_detection_name
 from sparse3d.detection.nuscenes.errors import NuScenesFormatError
-from sparse3d.core.io import write_json_atomic
+from sparse3d.io.atomic import write_json_atomic
 from sparse3d.detection.nuscenes.io import read_json
 from sparse3d.detection.nuscenes.splits import scenes_of_split
 from sparse3d.detection.nuscenes.tables import NuScenesTables, tables_fingerprint

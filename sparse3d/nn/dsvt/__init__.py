@@ -11,6 +11,6 @@ from sparse3d.nn.dsvt.configs import (
     dsvt_p_nuscenes,
     dsvt_v_waymo,
 )
-from sparse3d.nn.dsvt.encoders import DynamicVFE
+from sparse3d.nn.vfe import DynamicVFE
 
 __all__ = ["DSVT", "DSVTConfig", "DSVTStageConfig", "DynamicVFE", "dsvt_p_nuscenes", "dsvt_v_waymo", "scatter_to_bev"]

@@ -15,8 +15,8 @@ from torch import Tensor, nn
 
 from sparse3d.core.linear import linear
 from sparse3d.core.partition import SetPartition
-from sparse3d.nn.dsvt.gather import GatherPlan, gather_rows
-from sparse3d.nn.dsvt.layer_norm import LayerNorm
+from sparse3d.nn.gather import GatherPlan, gather_rows
+from sparse3d.nn.layer_norm import LayerNorm
 from sparse3d.nn.linear import Linear
 
 

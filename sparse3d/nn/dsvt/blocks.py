@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from sparse3d.nn.dsvt.attention import SetAttention, SetLayout
-from sparse3d.nn.dsvt.layer_norm import LayerNorm
+from sparse3d.nn.layer_norm import LayerNorm
 from sparse3d.nn.linear import Linear
 from sparse3d.nn.norm import SparseBatchNorm1d
 

@@ -11,7 +11,7 @@ from sparse3d.core.linear import linear
 from sparse3d.core.sparse_voxels import SparseVoxels
 from sparse3d.core.unique import downsample_coords
 from sparse3d.nn.dsvt.attention import grouped_attention
-from sparse3d.nn.dsvt.layer_norm import LayerNorm
+from sparse3d.nn.layer_norm import LayerNorm
 from sparse3d.nn.linear import Linear
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from sparse3d.data.lidar import SpinningLidarConfig
-from sparse3d.detection.nuscenes.mock_results import mock_submission
+from sparse3d.synthetic.lidar import SpinningLidarConfig
+from sparse3d.synthetic.nuscenes_mock import mock_submission
 from sparse3d.detection.nuscenes.splits import scenes_of_split
-from sparse3d.detection.nuscenes.synth import NuScenesSynthConfig, write_synthetic_nuscenes
+from sparse3d.synthetic.nuscenes import NuScenesSynthConfig, write_synthetic_nuscenes
 from sparse3d.detection.nuscenes.tables import NuScenesTables
 
 # A coarser sensor than the default keeps generation fast; the geometry is the same.

@@ -10,7 +10,7 @@ from sparse3d.detection.nuscenes.eval.compare import max_abs_diff
 from sparse3d.detection.nuscenes.eval import DetectionConfig, evaluate_nuscenes
 from sparse3d.detection.nuscenes.eval.filters import filter_boxes
 from sparse3d.detection.nuscenes.eval.ground_truth import BikeRacks, load_split_ground_truth
-from sparse3d.detection.nuscenes.mock_results import mock_submission
+from sparse3d.synthetic.nuscenes_mock import mock_submission
 from sparse3d.detection.nuscenes.splits import scenes_of_split
 from sparse3d.detection.nuscenes.submission import submission_to_boxes
 

@@ -18,7 +18,7 @@ from sparse3d.detection.nuscenes.eval.filters import filter_boxes
 from sparse3d.detection.nuscenes.eval.ground_truth import load_split_ground_truth
 from sparse3d.detection.nuscenes.eval.matching import MetricCurves, accumulate_class
 from sparse3d.detection.nuscenes.eval.metrics import summarize
-from sparse3d.core.io import write_json_atomic
+from sparse3d.io.atomic import write_json_atomic
 from sparse3d.detection.nuscenes.splits import is_official_split
 from sparse3d.detection.nuscenes.submission import load_submission, submission_to_boxes
 from sparse3d.detection.nuscenes.tables import NuScenesTables

@@ -14,7 +14,7 @@ from sparse3d.detection.nuscenes.classes import (
     category_to_detection_name,
 )
 from sparse3d.detection.nuscenes.errors import NuScenesFormatError
-from sparse3d.core.io import write_bytes_atomic
+from sparse3d.io.atomic import write_bytes_atomic
 from sparse3d.detection.nuscenes.splits import scenes_of_split
 from sparse3d.detection.nuscenes.tables import NuScenesTables, tables_fingerprint
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from sparse3d.render.cameras import (
+from sparse3d.geometry.cameras import (
     Cameras,
     intrinsics_from_fov,
     invert_rigid,

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from sparse3d.core.segment import segment_reduce
 from sparse3d.core.sparse_voxels import SparseVoxels
 from sparse3d.core.voxelize import voxel_grid_shape, voxelize
-from sparse3d.nn.dsvt.gather import GatherPlan, gather_rows
+from sparse3d.nn.gather import GatherPlan, gather_rows
 from sparse3d.nn.linear import Linear
 from sparse3d.nn.norm import SparseBatchNorm1d
 

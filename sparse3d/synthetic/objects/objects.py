@@ -15,8 +15,8 @@ from plyfile import PlyData
 from torch import Tensor
 
 from sparse3d.data.images import read_image
-from sparse3d.data.synthetic import meshes, textures
-from sparse3d.data.synthetic.meshes import Mesh
+from sparse3d.synthetic.objects import meshes, textures
+from sparse3d.synthetic.objects.meshes import Mesh
 
 Albedo = Callable[[Tensor, Tensor], Tensor]
 """(object-frame positions [..., 3], UVs [..., 2]) -> RGB albedo [..., 3] in [0, 1]."""

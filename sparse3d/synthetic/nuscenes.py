@@ -4,7 +4,7 @@ Each scene is a straight street: a moving (or parked) ego vehicle drives along i
 spinning LIDAR_TOP on its roof, past objects of all 10 detection classes (moving at
 constant velocity, parked, standing), bicycle racks with cycles parked inside and just
 outside, ignored categories (debris, police cars, animals) and building facades. Every
-keyframe and sweep is ray-cast with :mod:`sparse3d.data.lidar`, and each annotation's
+keyframe and sweep is ray-cast with :mod:`sparse3d.synthetic.lidar`, and each annotation's
 ``num_lidar_pts`` is the number of keyframe points that actually lie inside its box.
 
 The database holds what the official devkit's ``NuScenes(...)`` needs to load and its
@@ -28,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sparse3d.data.lidar import LidarScene, SpinningLidarConfig, simulate_sweep
+from sparse3d.synthetic.lidar import LidarScene, SpinningLidarConfig, simulate_sweep
 from sparse3d.detection.boxes import Pose, matrix_to_quaternion, points_in_boxes, quaternion_to_matrix, yaw_matrices
 from sparse3d.detection.nuscenes.classes import ATTRIBUTE_NAMES, BICYCLE_RACK, category_to_detection_name
 from sparse3d.detection.nuscenes.errors import NuScenesFormatError
-from sparse3d.core.io import write_bytes_atomic, write_json_atomic
+from sparse3d.io.atomic import write_bytes_atomic, write_json_atomic
 
 LIDAR_TRANSLATION = (0.943713, 0.0, 1.84023)
 """LIDAR_TOP mounting position on the ego vehicle (metres), as on the nuScenes cars."""

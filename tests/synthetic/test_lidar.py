@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sparse3d.data.lidar import (
+from sparse3d.synthetic.lidar import (
     GROUND_ID,
     MISS_ID,
     LidarScene,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sparse3d.core.io import write_atomic, write_json_atomic
+from sparse3d.io.atomic import write_atomic, write_json_atomic
 
 
 def test_failed_write_keeps_old_content_and_leaves_no_temp(tmp_path):

@@ -44,8 +44,8 @@ from sparse3d.data.dataset import MultiViewDataset
 from sparse3d.data.images import composite_over_white, write_view_files
 from sparse3d.data.nerfstudio import write_nerfstudio
 from sparse3d.data.splits import write_split_file
-from sparse3d.data.synthetic.objects import SyntheticObject, build_object
-from sparse3d.render.cameras import Cameras, intrinsics_from_fov, look_at_viewmats
+from sparse3d.synthetic.objects.objects import SyntheticObject, build_object
+from sparse3d.geometry.cameras import Cameras, intrinsics_from_fov, look_at_viewmats
 from sparse3d.render.mesh_raster import interpolate_attributes, rasterize_mesh
 
 # Training rig: (azimuth, elevation) in degrees. The first four are the classic sparse
@@ -62,7 +62,7 @@ class SyntheticObjectsConfig:
     """What :func:`write_synthetic_objects` renders."""
 
     objects: tuple[str, ...] = ("sphere", "torus", "capsule", "box")
-    """Catalogue names (sparse3d.data.synthetic.objects): procedural "sphere", "torus",
+    """Catalogue names (sparse3d.synthetic.objects.objects): procedural "sphere", "torus",
     "capsule", "box"; with the pyvista package's example files installed (pip install
     --no-deps pyvista is enough) also "pyvista_airplane", "pyvista_ant", "pyvista_nut",
     "pyvista_earth"."""

@@ -11,10 +11,10 @@ import torch
 from sparse3d.data.blender import read_blender
 from sparse3d.data.images import composite_over_white
 from sparse3d.data.loader import load_multiview
-from sparse3d.data.synthetic import SyntheticObjectsConfig, write_synthetic_objects
-from sparse3d.data.synthetic.generator import render_object, render_view, synthetic_cameras
-from sparse3d.data.synthetic.meshes import Mesh
-from sparse3d.data.synthetic.objects import SyntheticObject, build_object
+from sparse3d.synthetic.objects import SyntheticObjectsConfig, write_synthetic_objects
+from sparse3d.synthetic.objects.generator import render_object, render_view, synthetic_cameras
+from sparse3d.synthetic.objects.meshes import Mesh
+from sparse3d.synthetic.objects.objects import SyntheticObject, build_object
 
 
 def _digest(folder: Path) -> dict[str, str]:
