@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 
 # Rebuilds sparse3d._C (incrementally, with ninja) when a native source changed; the lock
 # serialises concurrent builds that share build/.
-NATIVE_SOURCES := $(wildcard cuda/include/sparse3d/* cuda/cpu/* cuda/gpu/*)
+NATIVE_SOURCES := $(wildcard cuda/include/sparse3d/* cuda/glue/* cuda/cpu/* cuda/gpu/*)
 NATIVE_STAMP := build/.native-built
 
 build: setup $(NATIVE_STAMP)
@@ -53,9 +53,9 @@ demo: build
 
 # Compiles every .cu file on its own, as CI does, so CUDA sources cannot rot unseen on a
 # machine without a GPU (no CUDA build of torch is needed: .cu files include only cuda/).
-# Then syntax-checks the CUDA glue (cuda/gpu/ops_cuda.cpp) against the CUDA headers that
-# the CPU torch wheel ships; cuda/check/ declares the cuBLAS / cuSPARSE / cuSOLVER handle
-# types those headers name, which this machine's toolkit lacks.
+# Then syntax-checks each file of the CUDA glue (cuda/gpu/*_glue.cpp) against the CUDA
+# headers that the CPU torch wheel ships; cuda/check/ declares the cuBLAS / cuSPARSE /
+# cuSOLVER handle types those headers name, which this machine's toolkit lacks.
 CUDA_HOME ?= /usr/local/cuda
 
 cuda-check: $(STAMP)
@@ -63,11 +63,13 @@ cuda-check: $(STAMP)
 	  echo "nvcc -c $$f"; \
 	  nvcc -c -std=c++17 -O3 --expt-relaxed-constexpr -Icuda/include $$f -o build/cuda-check/$$(basename $$f).o; \
 	done
-	@echo "g++ -fsyntax-only cuda/gpu/ops_cuda.cpp"
-	@g++ -std=c++17 -fsyntax-only -w -DC10_CUDA_NO_CMAKE_CONFIGURE_FILE -Icuda/include -Icuda/gpu -I$(CUDA_HOME)/include -idirafter cuda/check \
-	  $$($(PY) -c "import sysconfig, torch.utils.cpp_extension as e; \
-	  print(' '.join('-I' + p for p in e.include_paths() + [sysconfig.get_paths()['include']]))") \
-	  cuda/gpu/ops_cuda.cpp
+	@set -e; torch_includes=$$($(PY) -c "import sysconfig, torch.utils.cpp_extension as e; \
+	  print(' '.join('-I' + p for p in e.include_paths() + [sysconfig.get_paths()['include']]))"); \
+	for f in cuda/gpu/*.cpp; do \
+	  echo "g++ -fsyntax-only $$f"; \
+	  g++ -std=c++17 -fsyntax-only -w -DC10_CUDA_NO_CMAKE_CONFIGURE_FILE -Icuda/include -Icuda/gpu -I$(CUDA_HOME)/include -idirafter cuda/check \
+	    $$torch_includes $$f; \
+	done
 
 clean:
 	rm -rf build $(VENV) sparse3d/_C*.so

@@ -61,9 +61,10 @@ class OptionalBuildExtension(BuildExtension):
 setup(
     # The top-level configs/ and viewer/ folders ship inside the package as
     # sparse3d.configs (method defaults) and sparse3d.viewer (the web viewer).
-    packages=find_packages(include=["sparse3d", "sparse3d.*"]) + ["sparse3d.configs", "sparse3d.viewer"],
+    packages=find_packages(include=["sparse3d", "sparse3d.*"]) + ["sparse3d.configs", "sparse3d.configs.dsvt", "sparse3d.viewer"],
     package_dir={"sparse3d.configs": "configs", "sparse3d.viewer": "viewer"},
-    package_data={"sparse3d.configs": ["*.yaml"]},
+    # "**" so that preset folders (configs/dsvt/) ship too; "*.yaml" alone stays at the top.
+    package_data={"sparse3d.configs": ["**/*.yaml"]},
     ext_modules=[native_extension()],
     cmdclass={"build_ext": OptionalBuildExtension.with_options(use_ninja=True)},
 )

@@ -1,6 +1,9 @@
 """sparse3d: a PyTorch engine for sparse 3D vision and neural rendering."""
 
+from sparse3d import _moved
 from sparse3d._native import HAS_NATIVE
+
+_moved.install()
 
 __version__ = "0.1.0"
 __all__ = ["HAS_NATIVE", "__version__"]

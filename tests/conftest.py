@@ -3,8 +3,8 @@
 from pathlib import Path
 
 import pytest
-
 from clirun import PLUGINS, plugin_environment
+
 from sparse3d.synthetic.objects import SyntheticObjectsConfig, write_synthetic_objects
 
 SMALL = SyntheticObjectsConfig(objects=("torus",), resolution=48, num_test_views=4)

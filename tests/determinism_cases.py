@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from sparse_cases import random_coords
 
 from sparse3d.core.partition import set_partition
 from sparse3d.core.sparse_voxels import SparseVoxels
@@ -21,7 +22,6 @@ from sparse3d.nn.backbones.voxel_resnet import VoxelResBackBone8x
 from sparse3d.nn.dsvt import DSVT, DynamicVFE
 from sparse3d.nn.linear import Linear
 from sparse3d.render.rasterize import RasterConfig, rasterize_gaussians
-from sparse_cases import random_coords
 
 sys.path.insert(0, str(Path(__file__).parent / "nn"))  # the DSVT test helpers
 from dsvt_cases import random_voxels, tiny_voxel_config  # noqa: E402

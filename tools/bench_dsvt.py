@@ -37,13 +37,13 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from sparse3d.core.sparse_voxels import SparseVoxels
-from sparse3d.synthetic.lidar import SpinningLidarConfig, simulate_sweeps, street_scene
 from sparse3d.nn import linear as deterministic_linear
-from sparse3d.nn.dsvt import DSVT, DynamicVFE, dsvt_p_nuscenes
+from sparse3d.nn.dsvt import DSVT, DynamicVFE, dsvt_preset
 from sparse3d.nn.dsvt import attention as dsvt_attention
 from sparse3d.nn.dsvt import backbone as bb
 from sparse3d.nn.dsvt.attention import SetAttention, SetLayout
 from sparse3d.nn.dsvt.backbone import shift_windows
+from sparse3d.synthetic.lidar import SpinningLidarConfig, simulate_sweeps, street_scene
 
 
 def window_rows(coords: torch.Tensor, shape, window, shift) -> torch.Tensor:
@@ -175,7 +175,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    config = dsvt_p_nuscenes()
+    config = dsvt_preset("dsvt_p_nuscenes")
     points = torch.from_numpy(simulate_sweeps(street_scene(seed=0), config=SpinningLidarConfig(azimuth_steps=2170)))
     vfe = DynamicVFE(config.point_channels, config.vfe_filters, config.pc_range, config.voxel_size)
     with torch.no_grad():

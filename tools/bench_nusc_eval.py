@@ -22,14 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from sparse3d.synthetic.lidar import SpinningLidarConfig
+from sparse3d.data.nuscenes.splits import scenes_of_split
+from sparse3d.data.nuscenes.tables import NuScenesTables
 from sparse3d.detection.nuscenes.eval import evaluate_nuscenes
 from sparse3d.detection.nuscenes.eval.compare import max_abs_diff
 from sparse3d.io.atomic import write_json_atomic
-from sparse3d.synthetic.nuscenes_mock import mock_submission
-from sparse3d.detection.nuscenes.splits import scenes_of_split
+from sparse3d.synthetic.lidar import SpinningLidarConfig
 from sparse3d.synthetic.nuscenes import NuScenesSynthConfig, write_synthetic_nuscenes
-from sparse3d.detection.nuscenes.tables import NuScenesTables
+from sparse3d.synthetic.nuscenes_mock import mock_submission
 
 
 def _run_devkit(root: Path, version: str, split: str, results: Path, out: Path) -> dict:

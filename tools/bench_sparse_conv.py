@@ -39,10 +39,10 @@ import torch
 from sparse3d.core.kernel_map import kernel_map
 from sparse3d.core.sparse_voxels import SparseVoxels
 from sparse3d.core.voxelize import voxelize
-from sparse3d.synthetic.lidar import SpinningLidarConfig, simulate_sweeps, street_scene
 from sparse3d.nn.backbones.voxel_resnet import VoxelResBackBone8x
 from sparse3d.nn.conv import SparseConv3d, SubMConv3d
 from sparse3d.nn.spconv_compat import patch_spconv_cpu_stream, spconv_voxel_res_backbone
+from sparse3d.synthetic.lidar import SpinningLidarConfig, simulate_sweeps, street_scene
 
 PC_RANGE = (-54.0, -54.0, -5.0, 54.0, 54.0, 3.0)
 VOXEL_SIZE = (0.075, 0.075, 0.2)
@@ -148,8 +148,8 @@ def main() -> None:
     ours_map = lambda: kernel_map(x.coords, x.coords, shape, shape, *geom)  # noqa: E731
     theirs_map = None
     if spconv is not None:
-        from spconv.pytorch import ops as spops
         from spconv.core import ConvAlgo
+        from spconv.pytorch import ops as spops
 
         theirs_map = lambda: spops.get_indice_pairs(x.coords, 1, list(shape), ConvAlgo.Native, [3] * 3, [1] * 3, [1] * 3, [1] * 3, [0] * 3, True, False)  # noqa: E731
     a, b = interleaved(ours_map, theirs_map, args.threads, args.repeats)

@@ -16,12 +16,15 @@ from pathlib import Path
 
 import torch
 
-from sparse3d.io.atomic import write_json_atomic
 from sparse3d.data.splits import write_split_file
-from sparse3d.synthetic.objects.generator import SyntheticObjectsConfig, write_synthetic_objects
 from sparse3d.engine.distributed import World
 from sparse3d.engine.registry import discover_methods
 from sparse3d.engine.trainer import Trainer
+from sparse3d.io.atomic import write_json_atomic
+from sparse3d.synthetic.objects.generator import (
+    SyntheticObjectsConfig,
+    write_synthetic_objects,
+)
 
 RIG_VIEWS = 9  # the generator's training-candidate views come first
 RING_VIEWS = 48

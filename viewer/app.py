@@ -1,19 +1,43 @@
-"""A viser app that shows a run: its Gaussians, its training cameras and its metrics,
-refreshed whenever training writes a newer checkpoint."""
+"""A viser app that shows a run: whatever its method's ``get_scene_layers()`` returns, and
+its latest metrics, refreshed whenever training writes a newer checkpoint.
 
-import json
+Each layer is drawn by its type (engine.scene): Splats as Gaussian splats, CameraFrusta as
+frusta with their images, PointCloud as points, Boxes3D as wireframe boxes, Mesh as a
+mesh. Nothing here knows which method made them. ``sparse3d-view`` finds :func:`serve`
+through the ``sparse3d.viewer`` entry point.
+"""
+
 import math
 import threading
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+import trimesh
 import viser
 
 from sparse3d.engine.checkpoint import list_checkpoints
-from sparse3d.engine.method import ViewerContent
 from sparse3d.engine.run import load_trained_method
-from sparse3d.geometry.cameras import invert_rigid, quats_from_rotmats
+from sparse3d.engine.scene import (
+    Boxes3D,
+    CameraFrusta,
+    Mesh,
+    PointCloud,
+    SceneLayer,
+    Splats,
+)
+from sparse3d.geometry.cameras import invert_rigid
+from sparse3d.geometry.rotations import quats_from_rotmats
+from sparse3d.io.read import read_json
+
+FRUSTUM_SCALE = 0.15
+"""Depth of a drawn camera frustum, in world units."""
+DEFAULT_COLOR = (90, 200, 255)
+"""RGB of points and meshes without colours, and of unlabelled boxes."""
+LABEL_COLORS = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+                (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212))
+"""RGB of boxes by class label (cycled)."""
 
 
 class RunViewer:
@@ -29,7 +53,9 @@ class RunViewer:
         self.run_dir = Path(run_dir)
         self.server = viser.ViserServer(host=host, port=port, verbose=False)
         self.shown_step: int | None = None
-        self.shown_content: ViewerContent | None = None
+        self.shown_layers: list[SceneLayer] = []
+        self.shown_handles: list[viser.SceneNodeHandle] = []
+        self._root: viser.FrameHandle | None = None
         self._status = self.server.gui.add_markdown("loading ...")
         self._lock = threading.Lock()
 
@@ -46,10 +72,14 @@ class RunViewer:
         with self._lock:
             name, method, step = load_trained_method(self.run_dir, torch.device("cpu"))
             with torch.no_grad():
-                content = method.get_viewer_content()
-            self._show(content)
+                layers = method.get_scene_layers()
+            # One root node per refresh: removing it removes every node drawn under it.
+            if self._root is not None:
+                self._root.remove()
+            self._root = self.server.scene.add_frame("/layers", show_axes=False)
+            self.shown_handles = draw_layers(self.server.scene, layers, "/layers")
             self._status.content = self._status_text(name, step)
-            self.shown_step, self.shown_content = step, content
+            self.shown_step, self.shown_layers = step, layers
         return True
 
     def serve_forever(self, poll_seconds: float = 2.0) -> None:
@@ -61,42 +91,130 @@ class RunViewer:
         finally:
             self.server.stop()
 
-    def _show(self, content: ViewerContent) -> None:
-        scene = self.server.scene
-        if content.splat_centers is not None:
-            scene.add_gaussian_splats(
-                "/splats",
-                centers=_numpy(content.splat_centers),
-                covariances=_numpy(content.splat_covariances),
-                rgbs=_numpy(content.splat_rgbs).clip(0.0, 1.0),
-                opacities=_numpy(content.splat_opacities)[:, None],
-            )
-        if content.camera_viewmats is not None:
-            c2w = invert_rigid(content.camera_viewmats)
-            wxyz = quats_from_rotmats(c2w[:, :3, :3])
-            for i, K in enumerate(content.camera_Ks):
-                image = None if content.camera_images is None else _numpy(content.camera_images[i])
-                # Without an image, the principal point at the centre gives the image size.
-                height, width = image.shape[:2] if image is not None else (2 * float(K[1, 2]), 2 * float(K[0, 2]))
-                scene.add_camera_frustum(
-                    f"/cameras/{i}",
-                    fov=2 * math.atan(0.5 * height / float(K[1, 1])),  # vertical, as viser expects
-                    aspect=width / height,
-                    scale=0.15,
-                    image=image,
-                    wxyz=_numpy(wxyz[i]),
-                    position=_numpy(c2w[i, :3, 3]),
-                )
-
     def _status_text(self, method_name: str, step: int) -> str:
         lines = [f"**{method_name}** · `{self.run_dir}` · step {step}"]
         metrics_path = self.run_dir / "metrics.json"
         if metrics_path.exists():
-            evals = json.loads(metrics_path.read_text()).get("eval", [])
+            evals = read_json(metrics_path, "metrics").get("eval", [])
             if evals:
                 lines += [f"- {k}: {v:.4g}" for k, v in evals[-1].items() if isinstance(v, float)]
         return "\n".join(lines)
 
 
+def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serves ``run_dir`` and follows its training until interrupted (Ctrl-C).
+
+    This is the ``app`` entry point of the ``sparse3d.viewer`` group, called by
+    ``sparse3d-view``; errors reading the run (ConfigError, CheckpointError) propagate.
+    """
+    viewer = RunViewer(run_dir, host, port)
+    viewer.refresh()
+    print(f"sparse3d: viewer at http://{host}:{viewer.port} (Ctrl-C to stop)")
+    try:
+        viewer.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+def draw_layers(scene: viser.SceneApi, layers: list[SceneLayer], root: str) -> list[viser.SceneNodeHandle]:
+    """Draws each layer by its type under the node path ``root``.
+
+    Args:
+        scene: the server's (or one client's) scene.
+        layers: what ``Method.get_scene_layers()`` returned.
+        root: parent node path, e.g. "/layers"; layer i becomes "{root}/{i}-{name}".
+
+    Returns:
+        Every node drawn, in drawing order.
+
+    Raises:
+        TypeError: for an object that is not a scene layer.
+    """
+    handles = []
+    for i, layer in enumerate(layers):
+        draw = _DRAW.get(type(layer))
+        if draw is None:
+            raise TypeError(f"draw_layers: {type(layer).__name__} is not a scene layer (engine.scene.SceneLayer)")
+        handles += draw(scene, f"{root}/{i}-{layer.name}", layer)
+    return handles
+
+
+def _draw_splats(scene: viser.SceneApi, name: str, layer: Splats) -> list[viser.SceneNodeHandle]:
+    return [
+        scene.add_gaussian_splats(
+            name,
+            centers=_numpy(layer.means),
+            covariances=_numpy(layer.covariances),
+            rgbs=_numpy(layer.rgbs).clip(0.0, 1.0),
+            opacities=_numpy(layer.opacities)[:, None],
+        )
+    ]
+
+
+def _draw_frusta(scene: viser.SceneApi, name: str, layer: CameraFrusta) -> list[viser.SceneNodeHandle]:
+    cams = layer.cameras
+    c2w = invert_rigid(cams.viewmats)  # viser places a frustum by its camera-to-world pose (OpenCV axes)
+    wxyz = quats_from_rotmats(c2w[:, :3, :3])
+    return [
+        scene.add_camera_frustum(
+            f"{name}/{i}",
+            fov=2 * math.atan(0.5 * cams.height / float(cams.Ks[i, 1, 1])),  # vertical, as viser expects
+            aspect=cams.width / cams.height,
+            scale=FRUSTUM_SCALE,
+            image=None if layer.images is None else _numpy(layer.images[i]),
+            wxyz=_numpy(wxyz[i]),
+            position=_numpy(c2w[i, :3, 3]),
+        )
+        for i in range(len(cams))
+    ]
+
+
+def _draw_points(scene: viser.SceneApi, name: str, layer: PointCloud) -> list[viser.SceneNodeHandle]:
+    colors = DEFAULT_COLOR if layer.colors is None else _numpy(layer.colors)
+    return [scene.add_point_cloud(name, _numpy(layer.points), colors, point_size=layer.point_size)]
+
+
+def _draw_boxes(scene: viser.SceneApi, name: str, layer: Boxes3D) -> list[viser.SceneNodeHandle]:
+    # The boxes hang under a node at the LiDAR pose, so their own poses stay in the LiDAR frame.
+    to_world = torch.eye(4) if layer.lidar_to_world is None else layer.lidar_to_world.cpu().float()
+    frame = scene.add_frame(
+        name, show_axes=False, wxyz=_numpy(quats_from_rotmats(to_world[:3, :3])), position=_numpy(to_world[:3, 3])
+    )
+    handles: list[viser.SceneNodeHandle] = [frame]
+    for i, (x, y, z, dx, dy, dz, yaw) in enumerate(layer.boxes.tolist()):
+        color = DEFAULT_COLOR if layer.labels is None else LABEL_COLORS[int(layer.labels[i]) % len(LABEL_COLORS)]
+        handles.append(
+            scene.add_box(
+                f"{name}/{i}",
+                color=color,
+                dimensions=(dx, dy, dz),  # box axes: dx along the heading, dz up
+                wireframe=True,
+                wxyz=(math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)),  # yaw about +z
+                position=(x, y, z),
+            )
+        )
+    return handles
+
+
+def _draw_mesh(scene: viser.SceneApi, name: str, layer: Mesh) -> list[viser.SceneNodeHandle]:
+    colors = None if layer.vertex_colors is None else _numpy(layer.vertex_colors)
+    # process=False keeps the vertices as given (no merging), so colours stay aligned.
+    mesh = trimesh.Trimesh(_numpy(layer.vertices), _numpy(layer.faces), vertex_colors=colors, process=False)
+    if colors is None:
+        mesh.visual.face_colors = DEFAULT_COLOR
+    return [scene.add_mesh_trimesh(name, mesh)]
+
+
+_DRAW: dict[type, Callable[[viser.SceneApi, str, SceneLayer], list[viser.SceneNodeHandle]]] = {
+    Splats: _draw_splats,
+    CameraFrusta: _draw_frusta,
+    PointCloud: _draw_points,
+    Boxes3D: _draw_boxes,
+    Mesh: _draw_mesh,
+}
+
+
 def _numpy(x: torch.Tensor) -> np.ndarray:
-    return x.detach().cpu().numpy()
+    """A CPU numpy copy; floating tensors as float32, which is what viser sends."""
+    x = x.detach().cpu()
+    return (x.float() if x.is_floating_point() else x).numpy()

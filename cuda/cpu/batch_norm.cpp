@@ -11,7 +11,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "batch_norm_args.h"
+#include "../glue/batch_norm_args.h"
 #include "cpu_features.h"
 #include "sparse3d/batch_norm.h"
 

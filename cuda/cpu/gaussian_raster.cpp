@@ -17,7 +17,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "checks.h"
+#include "../glue/checks.h"
 #include "gaussian_subtile_avx512.h"
 #include "sparse3d/gaussian.h"
 

@@ -15,8 +15,7 @@
 #include <atomic>
 #include <vector>
 
-#include "conv_args.h"
-#include "radix_sort.h"
+#include "../glue/conv_args.h"
 #include "radix_sort.h"
 #include "sparse3d/kernel_map.h"
 

@@ -5,13 +5,14 @@
 #include <torch/library.h>
 
 TORCH_LIBRARY(sparse3d, m) {
-  // segment reductions (sparse3d/core/segment.py)
+  // --- segment reductions (sparse3d/core/segment.py)
   m.def("segment_reduce(Tensor values, Tensor offsets, str reduce) -> (Tensor, Tensor)");
   m.def(
       "segment_reduce_bwd(Tensor v_out, Tensor offsets, Tensor arg, str reduce, int n) "
       "-> Tensor");
 
-  // Gaussian rasterizer, projection stage (sparse3d/render/gaussians/projection.py)
+  // --- Gaussian rasterizer
+  // projection stage (sparse3d/render/gaussians/projection.py)
   m.def(
       "gaussian_project(Tensor means, Tensor quats, Tensor scales, Tensor viewmats, Tensor Ks, "
       "int width, int height, float near_plane, float far_plane, float eps2d, float radius_clip) "
@@ -21,11 +22,11 @@ TORCH_LIBRARY(sparse3d, m) {
       "int width, int height, float near_plane, float far_plane, float eps2d, Tensor radii, "
       "Tensor v_means2d, Tensor v_conics, Tensor v_depths, Tensor v_compensations) "
       "-> (Tensor, Tensor, Tensor)");
-  // Gaussian rasterizer, tile binning (sparse3d/render/gaussians/tiles.py)
+  // tile binning (sparse3d/render/gaussians/tiles.py)
   m.def(
       "gaussian_bin(Tensor means2d, Tensor radii, Tensor depths, int width, int height, "
       "int tile_size) -> (Tensor, Tensor)");
-  // Gaussian rasterizer, compositing stage (sparse3d/render/gaussians/composite.py)
+  // compositing stage (sparse3d/render/gaussians/composite.py)
   m.def(
       "gaussian_rasterize(Tensor means2d, Tensor conics, Tensor colors, Tensor opacities, "
       "Tensor tile_offsets, Tensor flatten_ids, int width, int height, int tile_size) "
@@ -36,8 +37,7 @@ TORCH_LIBRARY(sparse3d, m) {
       "Tensor alphas, Tensor last_ids, Tensor v_render, Tensor v_alphas) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 
-  // sparse-voxel core, issue 3: kernel maps and sparse convolution
-  // (sparse3d/core/kernel_map.py, sparse3d/core/conv.py)
+  // --- kernel maps and sparse convolution (sparse3d/core/kernel_map.py, sparse3d/core/conv.py)
   m.def(
       "kernel_map(Tensor in_coords, Tensor out_coords, int[] in_shape, int[] out_shape, "
       "int[] kernel, int[] stride, int[] padding, int[] dilation) -> Tensor");
@@ -50,30 +50,31 @@ TORCH_LIBRARY(sparse3d, m) {
       "sparse_conv(Tensor feats, Tensor weight, Tensor nbr, Tensor? inv=None, "
       "Tensor? bias=None) -> Tensor");
   m.def("sparse_conv_bwd_weight(Tensor feats, Tensor v_out, Tensor nbr) -> Tensor");
-  // voxelization and coordinate deduplication (sparse3d/core/voxelize.py, coords.py)
+
+  // --- voxelization and coordinate deduplication (sparse3d/core/voxelize.py, coords.py)
   m.def(
       "voxelize(Tensor points, Tensor batch, float[] lower, float[] voxel_size, int[] grid, "
       "int max_points) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def("unique_coords(Tensor coords, int[] spatial_shape) -> (Tensor, Tensor)");
-  // deterministic batch-norm statistics over voxel features (sparse3d/core/batch_norm.py)
+
+  // --- batch norm (sparse3d/core/batch_norm.py)
+  // deterministic statistics over voxel features
   m.def("batch_norm_stats(Tensor values) -> (Tensor, Tensor)");
   m.def("batch_norm_bwd_reduce(Tensor v_out, Tensor values, Tensor mean) -> (Tensor, Tensor)");
   // act(values * scale + shift + residual): batch norm's affine step fused with the residual
-  // add and ReLU after it (sparse3d/core/batch_norm.py)
+  // add and ReLU after it
   m.def(
       "affine_act(Tensor values, Tensor scale, Tensor shift, Tensor? residual, bool relu) "
       "-> Tensor");
-  // end of issue 3 section
 
-  // linear layers with thread-count independent bits (sparse3d/core/linear.py)
+  // --- linear layers with thread-count independent bits (sparse3d/core/linear.py)
   m.def("linear_rows(Tensor x, Tensor weight, Tensor? bias=None) -> Tensor");
   m.def("linear_bwd_weight(Tensor v_out, Tensor x) -> Tensor");
 
-  // DSVT set partition, issue 6 (sparse3d/core/partition.py)
+  // --- DSVT set partition (sparse3d/core/partition.py)
   m.def(
       "set_partition(Tensor coords, int[] sparse_shape, int[] window, int[] shift, "
       "int set_size) -> (Tensor, Tensor, Tensor, Tensor)");
-  // end of issue 6 section
 }
 
 // `import sparse3d._C` runs the static registrations above; the module itself is empty.

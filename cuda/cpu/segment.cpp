@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-#include "segment_args.h"
+#include "../glue/segment_args.h"
 #include "sparse3d/segment.h"
 
 namespace sparse3d {

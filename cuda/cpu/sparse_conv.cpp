@@ -14,7 +14,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "conv_args.h"
+#include "../glue/conv_args.h"
 #include "cpu_features.h"
 #include "parallel.h"
 #include "sparse3d/conv.h"

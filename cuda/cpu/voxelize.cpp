@@ -8,7 +8,7 @@
 
 #include <vector>
 
-#include "conv_args.h"
+#include "../glue/conv_args.h"
 #include "group_keys.h"
 #include "sparse3d/voxelize.h"
 

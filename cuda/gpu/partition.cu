@@ -1,5 +1,6 @@
 // CUDA kernels of the DSVT set partition: one thread per voxel for the window keys, one
-// thread per (ordering, set) for the fill. The sort between them runs in the ATen glue.
+// thread per (ordering, set) for the fill. The sort between them runs in the ATen host steps
+// (../glue/partition_args.h).
 
 #include "cuda_utils.cuh"
 #include "launch.h"

@@ -1,6 +1,6 @@
 // CUDA kernels for voxelization: one thread per point computes its voxel key (the same
 // header code as the CPU), one thread per voxel decodes its key. Grouping and the stable
-// placement of points use sort-based ATen ops in the glue (ops_cuda.cpp).
+// placement of points use sort-based ATen ops in the glue (voxelize_glue.cpp).
 
 #include "cuda_utils.cuh"
 #include "launch.h"

@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 
 from sparse3d.cli.overrides import fail, parse_config, split_assignments
-from sparse3d.io.atomic import write_json_atomic
 from sparse3d.engine.checkpoint import CheckpointError
 from sparse3d.engine.config import ConfigError
+from sparse3d.io.atomic import write_json_atomic
 
 PROG = "sparse3d-eval"
 

@@ -1,21 +1,38 @@
-"""The Hydra-style ``key=value`` front of the command line, on top of tyro.
+"""The Hydra-style ``key=value`` front of the command line.
 
-``sparse3d-train method=splat model.sh_degree=2 trainer.max_steps=500`` is checked here
-(unknown keys get the closest valid ones) and rewritten to tyro's ``--model.sh_degree 2``
-form; tyro then parses and type-checks the values and renders ``--help``.
+``sparse3d-train method=splat model.sh_degree=2 trainer.max_steps=500`` is checked here by
+the validator that checks YAML configs (:func:`sparse3d.engine.config.update_config`):
+unknown keys get the closest valid ones, and each value is read as YAML, so a config file
+and the command line accept the same values. tyro renders ``--help``: every key with its
+type, default and documentation.
 """
 
+import contextlib
 import sys
+import types
 import typing
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import tyro
+import yaml
 
-from sparse3d.engine.config import config_keys, unknown_key_message
+from sparse3d.engine.config import (
+    ConfigError,
+    config_keys,
+    unknown_key_message,
+    update_config,
+)
+from sparse3d.io.read import parse_yaml
 
 T = TypeVar("T")
 
 HELP_FLAGS = ("-h", "--help")
+_SOURCE = "command line"
+"""How error messages name where a value came from."""
+_NONE = (None, "None")
+"""Parsed values that set a key which may be None to None: YAML's nulls, and ``None`` as
+``--help`` spells it (``--cache {None}|PATH``)."""
 
 
 def split_assignments(argv: list[str], prog: str) -> tuple[dict[str, str], bool]:
@@ -41,28 +58,44 @@ def split_assignments(argv: list[str], prog: str) -> tuple[dict[str, str], bool]
 
 
 def parse_config(default: T, assignments: dict[str, str], prog: str, description: str, wants_help: bool) -> T:
-    """Applies ``key=value`` assignments to a config dataclass through tyro.
+    """Applies ``key=value`` assignments to a config dataclass, checked as YAML values are.
 
-    Unknown keys exit with the closest valid keys; values tyro cannot convert exit with what
-    was expected. ``wants_help`` prints every key with its default and documentation.
+    A value is read as YAML (``3``, ``1e-3``, ``true``, ``null``, ``[a, b]``), except that
+    a key of type str or Path takes the text as written (``version=1.0`` is the string
+    "1.0", ``data=2024`` the folder "2024"), and that a key which may be None takes
+    ``None`` as well as the YAML nulls (``cache=None``, ``cache=null``).
+
+    Exits with status 2 for an unknown key (naming the closest valid keys), or a value of
+    the wrong type or one the config's own checks reject (after listing every key with its
+    type, as ``--help`` does). With
+    ``wants_help``, prints every key with its default (the assignments applied) and
+    documentation, and exits 0.
     """
     keys = config_keys(type(default))
-    args: list[str] = []
-    for key, value in assignments.items():
+    config = default
+    for key, text in assignments.items():
         if key not in keys:
-            fail(prog, unknown_key_message(key, list(keys), "command line"))
-        args += [f"--{key}", *_tyro_values(value, keys[key])]
+            fail(prog, unknown_key_message(key, list(keys), _SOURCE))
+        try:
+            value = parse_yaml(text)
+        except yaml.YAMLError:  # e.g. "[1,": the text itself, which the type check reports
+            value = text
+        hint = keys[key]
+        if _accepts(hint, type(None)) and value in _NONE:
+            value = None
+        elif _accepts(hint, str) or _accepts(hint, Path):
+            value = text
+        for part in reversed(key.split(".")):
+            value = {part: value}
+        try:
+            config = update_config(config, value, _SOURCE)
+        except ConfigError as err:
+            _print_keys(config, prog, description)
+            fail(prog, str(err))
     if wants_help:
-        args.append("--help")
-    return tyro.cli(
-        type(default),
-        default=default,
-        args=args,
-        prog=prog,
-        description=description + "\n\nSet any key below as key=value.",
-        config=(tyro.conf.FlagConversionOff,),
-        use_underscores=True,
-    )
+        _print_keys(config, prog, description)
+        raise SystemExit(0)
+    return config
 
 
 def fail(prog: str, message: str) -> NoReturn:
@@ -71,16 +104,22 @@ def fail(prog: str, message: str) -> NoReturn:
     raise SystemExit(2)
 
 
-def _tyro_values(value: str, hint: Any) -> list[str]:
-    """The tokens tyro expects for ``value``: bools capitalised, ``[a,b]`` as separate tokens."""
-    if _accepts(hint, bool) and value.lower() in ("true", "false"):
-        return [value.capitalize()]
-    if value.startswith("[") and value.endswith("]"):
-        return [v.strip() for v in value[1:-1].split(",") if v.strip()]
-    return [value]
+def _print_keys(config: Any, prog: str, description: str) -> None:
+    """Prints tyro's ``--help`` of the config dataclass ``config``: every key as
+    ``--section.key TYPE`` with its documentation and its value in ``config`` as default."""
+    with contextlib.suppress(SystemExit):  # tyro exits after printing the help
+        tyro.cli(
+            type(config),
+            default=config,
+            args=["--help"],
+            prog=prog,
+            description=description + "\n\nSet any key below as key=value.",
+            config=(tyro.conf.FlagConversionOff,),
+            use_underscores=True,
+        )
 
 
 def _accepts(hint: Any, kind: type) -> bool:
-    return hint is kind or kind in typing.get_args(hint)
-
-
+    """Whether the type ``hint`` is ``kind`` or a union with ``kind`` among its members."""
+    is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    return hint is kind or (is_union and kind in typing.get_args(hint))

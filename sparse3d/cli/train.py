@@ -11,7 +11,12 @@ from sparse3d.cli.overrides import fail, parse_config, split_assignments
 from sparse3d.engine.config import ConfigError, MethodConfig
 from sparse3d.engine.distributed import close_world, init_world
 from sparse3d.engine.registry import MethodSpecification, discover_methods
-from sparse3d.engine.trainer import RunDirError, Trainer, default_run_dir, resolve_device
+from sparse3d.engine.trainer import (
+    RunDirError,
+    Trainer,
+    default_run_dir,
+    resolve_device,
+)
 
 PROG = "sparse3d-train"
 

@@ -1,18 +1,31 @@
 """sparse3d-view run=RUN_DIR [port=8080] [host=127.0.0.1]: the interactive web viewer.
 
-Shows the run's Gaussians, training cameras and latest metrics in the browser, and
-follows training: a newer checkpoint refreshes the scene.
+Shows what the run's method draws (its scene layers: Gaussians, cameras, points, boxes,
+meshes) and its latest metrics in the browser, and follows training: a newer checkpoint
+refreshes the scene.
+
+The viewer is a sibling layer of the CLI, not below it, so it is found through the entry
+point ``app`` in the group ``sparse3d.viewer`` (sparse3d's pyproject.toml declares it)
+rather than imported; it needs the ``viewer`` extra (viser).
 """
 
 import sys
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 from sparse3d.cli.overrides import fail, parse_config, split_assignments
 from sparse3d.engine.checkpoint import CheckpointError
 from sparse3d.engine.config import ConfigError
 
 PROG = "sparse3d-view"
+VIEWER_GROUP = "sparse3d.viewer"
+INSTALL_HINT = "pip install 'sparse3d[viewer]'"
+
+
+class ViewerUnavailableError(RuntimeError):
+    """No viewer is installed, or it cannot be imported (e.g. viser is missing)."""
 
 
 @dataclass
@@ -27,17 +40,28 @@ class ViewCommand:
     """Interface to bind; the default keeps the viewer private to this machine."""
 
 
+def load_viewer() -> Callable[[Path, str, int], None]:
+    """The viewer's ``serve(run_dir, host, port)``, which serves until interrupted.
+
+    Raises:
+        ViewerUnavailableError: if no ``app`` entry point is in the group
+            ``sparse3d.viewer``, or loading it fails for a missing module.
+    """
+    entry = next(iter(metadata.entry_points(group=VIEWER_GROUP, name="app")), None)
+    if entry is None:
+        raise ViewerUnavailableError(
+            f"no viewer is installed (no entry point 'app' in group {VIEWER_GROUP}); reinstall sparse3d: {INSTALL_HINT}"
+        )
+    try:
+        return entry.load()
+    except ModuleNotFoundError as err:
+        raise ViewerUnavailableError(f"the viewer needs {err.name}, which is not installed: {INSTALL_HINT}") from err
+
+
 def main(command: ViewCommand) -> None:
     """Serves the viewer until interrupted."""
-    from sparse3d.viewer.app import RunViewer
-
-    viewer = RunViewer(command.run, command.host, command.port)
-    viewer.refresh()
-    print(f"sparse3d: viewer at http://{command.host}:{viewer.port} (Ctrl-C to stop)")
-    try:
-        viewer.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    serve = load_viewer()
+    serve(command.run, command.host, command.port)
 
 
 def entrypoint(argv: list[str] | None = None) -> None:
@@ -48,7 +72,7 @@ def entrypoint(argv: list[str] | None = None) -> None:
     command = parse_config(ViewCommand(run=Path()), assignments, PROG, ViewCommand.__doc__, wants_help)
     try:
         main(command)
-    except (ConfigError, CheckpointError) as err:
+    except (ConfigError, CheckpointError, ViewerUnavailableError) as err:
         fail(PROG, str(err))
 
 

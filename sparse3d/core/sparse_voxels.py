@@ -10,10 +10,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import count
 
-import torch
 from torch import Tensor
 
-from sparse3d.core.coords import Triple, as_triple, conv_output_shape, transposed_conv_output_shape, validate_coords
+from sparse3d.core.coords import (
+    Triple,
+    as_triple,
+    conv_output_shape,
+    transposed_conv_output_shape,
+    validate_coords,
+)
 from sparse3d.core.kernel_map import KernelMap, conv_map, kernel_map
 
 

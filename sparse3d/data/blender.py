@@ -14,12 +14,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sparse3d.io.atomic import write_json_atomic
 from sparse3d.data.camera_models import check_poses
 from sparse3d.data.dataset import MultiViewDataset
-from sparse3d.data.fields import finite_number, load_json, pose_matrix, require
-from sparse3d.data.images import ViewFiles, load_views, read_image, straight_rgb_under, view_names, write_png
-from sparse3d.geometry.cameras import Cameras, opengl_c2w_from_viewmats, viewmats_from_opengl_c2w
+from sparse3d.data.fields import finite_number, pose_matrix, require
+from sparse3d.data.images import (
+    ViewFiles,
+    load_views,
+    read_image,
+    straight_rgb_under,
+    view_names,
+    write_png,
+)
+from sparse3d.geometry.cameras import (
+    Cameras,
+    opengl_c2w_from_viewmats,
+    viewmats_from_opengl_c2w,
+)
+from sparse3d.io.atomic import write_json_atomic
+from sparse3d.io.read import read_json
 
 SPLITS = ("train", "val", "test")
 
@@ -35,7 +47,7 @@ def read_blender(root: Path) -> MultiViewDataset:
         path = root / f"transforms_{split}.json"
         if not path.is_file():
             continue
-        meta = load_json(path)
+        meta = read_json(path)
         fov = finite_number(require(meta, "camera_angle_x", str(path)), f"{path}: camera_angle_x", positive=True)
         if fov >= math.pi:
             raise ValueError(f"{path}: camera_angle_x must be below pi radians, got {fov}")

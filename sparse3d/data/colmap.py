@@ -16,7 +16,6 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from sparse3d.io.atomic import write_atomic, write_text_atomic
 from sparse3d.data.camera_models import (
     CAMERA_MODELS,
     MODEL_NAMES_BY_ID,
@@ -27,7 +26,9 @@ from sparse3d.data.camera_models import (
 )
 from sparse3d.data.dataset import MultiViewDataset
 from sparse3d.data.images import ViewFiles, load_views
-from sparse3d.geometry.cameras import Cameras, quats_from_rotmats, rotmats_from_quats
+from sparse3d.geometry.cameras import Cameras
+from sparse3d.geometry.rotations import quats_from_rotmats, rotmats_from_quats
+from sparse3d.io.atomic import write_atomic, write_text_atomic
 
 ModelFormat = Literal["auto", "bin", "txt"]
 

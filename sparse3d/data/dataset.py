@@ -15,7 +15,7 @@ class MultiViewDataset:
 
     All readers (nerfstudio, Blender, COLMAP) return this, already converted to the
     library conventions: OpenCV world-to-camera ``cameras.viewmats``, RGB composited over
-    white where the source had alpha (:func:`sparse3d.data.images.composite_over_white`,
+    white where the source had alpha (:func:`sparse3d.data.images.rgb_over_white_and_mask`,
     the coverage kept in ``alphas``), and masks as booleans (True = object).
     """
 

@@ -1,23 +1,11 @@
 """Checked access to fields of JSON metadata: errors name the file, the field and what
 was expected, instead of a KeyError or a silently wrong pose."""
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
-
-
-def load_json(path: Path) -> Any:
-    """Parses the JSON file at ``path``; raises FileNotFoundError / ValueError naming it."""
-    if not path.is_file():
-        raise FileNotFoundError(f"metadata file not found: {path}")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
 
 
 def require(obj: dict, key: str, where: str) -> Any:

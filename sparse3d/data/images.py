@@ -28,7 +28,7 @@ class ViewFiles:
     """Where one view's files are, and which metadata file named them (for messages)."""
 
     image: Path
-    """RGB or RGBA image (RGBA is composited over white by :func:`composite_over_white`;
+    """RGB or RGBA image (RGBA is composited over white by :func:`rgb_over_white_and_mask`;
     its alpha is kept, and becomes the mask unless ``mask`` is given)."""
     mask: Path | None
     """Single-channel mask image (> 50 % of full scale = object), or None."""
@@ -81,7 +81,7 @@ def load_views(views: list[ViewFiles], width: int, height: int) -> LoadedViews:
     )
 
 
-def composite_over_white(rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def rgb_over_white_and_mask(rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Composites straight (non-premultiplied) RGBA over a white background.
 
     Every reader and the synthetic generator go through this one function, so a writer can
@@ -96,7 +96,7 @@ def composite_over_white(rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             odd), and mask: bool [...], alpha > 50 % (alpha >= 128).
     """
     if rgba.dtype != np.uint8 or rgba.ndim < 1 or rgba.shape[-1] != 4:
-        raise ValueError(f"composite_over_white: expected uint8 [..., 4] RGBA, got {rgba.dtype} {list(rgba.shape)}")
+        raise ValueError(f"rgb_over_white_and_mask: expected uint8 [..., 4] RGBA, got {rgba.dtype} {list(rgba.shape)}")
     colour = rgba[..., :3].astype(np.int32)
     alpha = rgba[..., 3:].astype(np.int32)
     over_white = (colour * alpha + 255 * (255 - alpha) + 127) // 255
@@ -104,7 +104,7 @@ def composite_over_white(rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def straight_rgb_under(images: np.ndarray, alphas: np.ndarray, what: str) -> np.ndarray:
-    """The straight colours that :func:`composite_over_white` turns back into ``images``
+    """The straight colours that :func:`rgb_over_white_and_mask` turns back into ``images``
     under ``alphas``, exactly.
 
     Compositing maps straight colour ``c`` to ``round(c a + 255 (1 - a))``, ``a = alpha / 255``,
@@ -136,7 +136,7 @@ def straight_rgb_under(images: np.ndarray, alphas: np.ndarray, what: str) -> np.
     for offset in (0, -1, 1):
         candidate = np.clip(guess + offset, 0, 255).astype(np.uint8)
         rgba = np.concatenate([candidate, np.broadcast_to(alphas[..., None], candidate.shape[:-1] + (1,))], -1)
-        hit = (composite_over_white(rgba)[0] == images) & (chosen < 0)
+        hit = (rgb_over_white_and_mask(rgba)[0] == images) & (chosen < 0)
         chosen[hit] = candidate[hit]
     if (chosen < 0).any():
         bad = np.argwhere((chosen < 0).any(-1))[0]
@@ -268,7 +268,7 @@ def _read_rgb(view: ViewFiles, width: int, height: int) -> tuple[np.ndarray, np.
         img = np.concatenate([np.repeat(img[:, :, :1], 3, axis=2), img[:, :, 1:]], axis=2)
     if img.shape[2] == 3:
         return img, None, None
-    rgb, mask = composite_over_white(img)
+    rgb, mask = rgb_over_white_and_mask(img)
     return rgb, mask, img[:, :, 3]
 
 

@@ -14,12 +14,21 @@ from pathlib import Path
 
 import torch
 
-from sparse3d.io.atomic import write_json_atomic
-from sparse3d.data.camera_models import check_poses, distortion_or_none, intrinsics_from_params
+from sparse3d.data.camera_models import (
+    check_poses,
+    distortion_or_none,
+    intrinsics_from_params,
+)
 from sparse3d.data.dataset import MultiViewDataset
-from sparse3d.data.fields import finite_number, load_json, pose_matrix, positive_int, require
+from sparse3d.data.fields import finite_number, pose_matrix, positive_int, require
 from sparse3d.data.images import ViewFiles, load_views, view_names
-from sparse3d.geometry.cameras import Cameras, opengl_c2w_from_viewmats, viewmats_from_opengl_c2w
+from sparse3d.geometry.cameras import (
+    Cameras,
+    opengl_c2w_from_viewmats,
+    viewmats_from_opengl_c2w,
+)
+from sparse3d.io.atomic import write_json_atomic
+from sparse3d.io.read import read_json
 
 
 def read_nerfstudio(root: Path) -> MultiViewDataset:
@@ -31,7 +40,9 @@ def read_nerfstudio(root: Path) -> MultiViewDataset:
     """
     path = Path(root)
     path = path / "transforms.json" if path.is_dir() else path
-    meta = load_json(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"metadata file not found: {path}")
+    meta = read_json(path)
     frames = require(meta, "frames", str(path))
     if not isinstance(frames, list) or not frames:
         raise ValueError(f"{path}: 'frames' must be a non-empty list")

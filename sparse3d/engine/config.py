@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import yaml
+from sparse3d.io.read import read_yaml
 
 
 class ConfigError(ValueError):
@@ -70,8 +70,9 @@ def update_config(config: Any, values: dict[str, Any], source: str) -> Any:
     """Returns a copy of ``config`` with nested ``values`` applied, checking keys and types.
 
     Raises:
-        ConfigError: for an unknown key (with the closest valid keys) or a value of the wrong
-            type; the message starts with ``source`` (a file name, or "command line").
+        ConfigError: for an unknown key (with the closest valid keys), a value of the wrong
+            type, or values that the config's own checks reject; the message starts with
+            ``source`` (a file name, or "command line").
     """
     if not isinstance(values, dict):
         raise ConfigError(f"{source}: expected a mapping of keys to values, got {type(values).__name__}")
@@ -99,13 +100,12 @@ def unknown_key_message(key: str, valid: list[str], source: str) -> str:
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
-    """Reads a YAML mapping, with a clear error for a missing or malformed file."""
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    """Reads a YAML mapping of config keys (an empty file is an empty mapping).
+
+    Raises:
+        ConfigError: naming the file, when it is missing, not valid YAML or not a mapping.
+    """
+    data = read_yaml(path, error=ConfigError)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -143,7 +143,12 @@ def _update(config: Any, values: dict[str, Any], source: str, prefix: str) -> An
             changes[key] = _update(current, value, source, prefix=f"{dotted}.")
         else:
             changes[key] = coerce_value(value, hints[key], f"{source}: '{dotted}'")
-    return dataclasses.replace(config, **changes)
+    try:
+        return dataclasses.replace(config, **changes)
+    except ConfigError:
+        raise
+    except ValueError as err:  # the config's own checks (__post_init__) reject the combination
+        raise ConfigError(f"{source}: {err}") from err
 
 
 def coerce_value(value: Any, hint: Any, where: str) -> Any:

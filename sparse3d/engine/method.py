@@ -1,4 +1,10 @@
-"""The contract between a method and the trainer (nerfstudio's model contract, condensed)."""
+"""The contract between a method and the engine (nerfstudio's model contract, condensed).
+
+Besides training (``get_param_groups``, ``get_train_batch``, ``get_outputs``,
+``get_loss_dict``, callbacks) and evaluation, every method answers the two questions that
+the viewer, the evaluation and the exporters share: what it sees from a camera
+(``get_outputs_for_camera``) and what there is to draw (``get_scene_layers``).
+"""
 
 import abc
 from dataclasses import dataclass
@@ -10,6 +16,21 @@ from torch import Tensor, nn
 
 from sparse3d.engine.config import MethodConfig
 from sparse3d.engine.distributed import World
+from sparse3d.engine.scene import SceneLayer
+from sparse3d.geometry.cameras import Cameras
+
+
+@dataclass(frozen=True)
+class StepOutputs:
+    """What one training step produced: what an "after_step" callback reads."""
+
+    batch: Any
+    """The step's batch, from ``get_train_batch(step)``."""
+    outputs: Any
+    """The forward pass, from ``get_outputs(batch, step)`` (e.g. renders and rasterizer
+    meta); its tensors hold the gradients of the step's backward pass."""
+    losses: dict[str, Tensor]
+    """The scalar losses, from ``get_loss_dict(outputs, batch, step)``."""
 
 
 @dataclass
@@ -18,40 +39,24 @@ class TrainingCallback:
 
     where: Literal["before_step", "after_step"]
     """Before the forward pass, or after the optimiser step."""
-    fn: Callable[[int, dict[str, torch.optim.Optimizer]], None]
-    """Called with the step number and the optimisers (one per parameter group, by name)."""
+    fn: Callable[[int, dict[str, torch.optim.Optimizer], StepOutputs | None], None]
+    """Called with the step number, the optimisers (one per parameter group, by name), and
+    what the step produced: None before the step, a :class:`StepOutputs` after it."""
     every: int = 1
     """Call on steps divisible by this."""
-
-
-@dataclass
-class ViewerContent:
-    """What the web viewer draws for a method (world frame; any field may be None)."""
-
-    splat_centers: Tensor | None = None
-    """float [N, 3] Gaussian centres."""
-    splat_covariances: Tensor | None = None
-    """float [N, 3, 3] Gaussian covariances."""
-    splat_rgbs: Tensor | None = None
-    """float [N, 3] Gaussian colours in [0, 1] (view-independent part)."""
-    splat_opacities: Tensor | None = None
-    """float [N] Gaussian opacities in [0, 1]."""
-    camera_viewmats: Tensor | None = None
-    """float [C, 4, 4] world-to-camera transforms (OpenCV) of the training views."""
-    camera_Ks: Tensor | None = None
-    """float [C, 3, 3] intrinsics of the training views."""
-    camera_images: Tensor | None = None
-    """uint8 [C, H, W, 3] the training images."""
 
 
 class Method(nn.Module, abc.ABC):
     """A trainable method: owns its model, its data and its losses.
 
-    The trainer calls, for each step: ``get_train_batch`` → ``get_loss_dict`` (the sum is
-    minimised) → optimiser step → callbacks; and ``get_eval_metrics`` periodically. Every
-    random choice of a step must come from ``step`` (see ``engine.seeding``), so a resumed
-    run repeats an uninterrupted one exactly. With several processes, each one's batch is
-    its share of the global batch, and the trainer averages gradients across processes.
+    The trainer calls, for each step: ``update_to_step`` → "before_step" callbacks →
+    ``get_train_batch`` → ``get_outputs`` → ``get_loss_dict`` (the sum is minimised) →
+    optimiser step → "after_step" callbacks with the step's :class:`StepOutputs`; and
+    ``get_eval_metrics`` periodically. Every random choice of a step must come from
+    ``step`` (see ``engine.seeding``), so a resumed run repeats an uninterrupted one
+    exactly; nothing a step computes is kept on ``self`` for later hooks, which receive it
+    instead. With several processes, each one's batch is its share of the global batch,
+    and the trainer averages gradients across processes.
     """
 
     config: MethodConfig
@@ -70,25 +75,54 @@ class Method(nn.Module, abc.ABC):
         """This process's training batch for ``step``, a function of the step number alone."""
 
     @abc.abstractmethod
-    def get_loss_dict(self, batch: Any, step: int) -> dict[str, Tensor]:
-        """Scalar losses for ``batch``; the trainer minimises their sum."""
+    def get_outputs(self, batch: Any, step: int) -> Any:
+        """The forward pass on ``batch``: whatever ``get_loss_dict`` and the callbacks read
+        (a method-defined value, e.g. a dataclass of renders and rasterizer meta)."""
+
+    @abc.abstractmethod
+    def get_loss_dict(self, outputs: Any, batch: Any, step: int) -> dict[str, Tensor]:
+        """Scalar losses of ``outputs`` (from ``get_outputs(batch, step)``); the trainer
+        minimises their sum."""
 
     @abc.abstractmethod
     def get_eval_metrics(self, step: int) -> dict[str, float]:
-        """Metrics on held-out data (called on the main process only)."""
+        """Metrics on held-out data after ``step`` steps (called on the main process only)."""
 
     def get_eval_report(self, step: int) -> dict[str, Any]:
         """The full evaluation written by ``sparse3d-eval run=...`` (e.g. per-view metrics);
         by default the periodic metrics."""
         return self.get_eval_metrics(step)
 
+    def update_to_step(self, step: int) -> None:
+        """Sets whatever follows a schedule (e.g. the active SH degree) to its value after
+        ``step`` steps. The trainer calls it before every step and before evaluating, and
+        ``load_trained_method`` after loading a checkpoint; nothing by default."""
+
     def get_training_callbacks(self) -> list[TrainingCallback]:
         """Hooks around optimisation steps; none by default."""
         return []
 
-    def get_viewer_content(self) -> ViewerContent:
-        """What ``sparse3d-view`` draws; nothing by default."""
-        return ViewerContent()
+    def get_outputs_for_camera(self, camera: Cameras) -> dict[str, Tensor]:
+        """What the method sees from one arbitrary camera (viewer, evaluation, exporters).
+
+        Args:
+            camera: a batch of one camera (``len(camera) == 1``), any image size.
+
+        Returns:
+            For renderers "rgb" float [H, W, 3] in [0, 1], "alpha" float [H, W, 1] and
+            "depth" float [H, W, 1] (camera-frame z), plus any method-specific channel;
+            detectors return the LiDAR points and boxes seen by the camera instead.
+
+        Raises:
+            NotImplementedError: for methods that cannot be viewed from a camera (default).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot be viewed from a camera: it does not implement get_outputs_for_camera"
+        )
+
+    def get_scene_layers(self) -> list[SceneLayer]:
+        """What ``sparse3d-view`` draws (engine.scene types, detached); nothing by default."""
+        return []
 
     def export(self, run_dir: Path) -> None:
         """Writes the trained result (e.g. a .ply) into ``run_dir``; nothing by default."""

@@ -32,7 +32,8 @@ def load_trained_method(run_dir: Path, device: torch.device) -> tuple[str, Metho
     """The run's method with the weights of its newest checkpoint.
 
     Returns:
-        (method name, method in eval mode, step of the checkpoint).
+        (method name, method in eval mode at the checkpoint's step (``update_to_step``),
+        step of the checkpoint).
     """
     name, config = load_run_config(run_dir)
     checkpoints = list_checkpoints(run_dir)
@@ -41,4 +42,5 @@ def load_trained_method(run_dir: Path, device: torch.device) -> tuple[str, Metho
     step, path = checkpoints[-1]
     method = config.setup(world=World(), device=device)
     method.load_state_dict(load_checkpoint(path)["method"])
+    method.update_to_step(step)
     return name, method.eval(), step

@@ -14,11 +14,15 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from sparse3d.engine.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
-from sparse3d.engine.config import MethodConfig, config_to_dict
+from sparse3d.engine.checkpoint import (
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
+from sparse3d.engine.config import MethodConfig, config_to_dict, load_yaml
 from sparse3d.engine.distributed import World, all_reduce_mean_
+from sparse3d.engine.method import Method, StepOutputs
 from sparse3d.io.atomic import write_json_atomic, write_text_atomic
-from sparse3d.engine.method import Method
 
 # Keys that may change between a run and its resumption: where the run lives and how it is
 # watched, but nothing that changes what is computed.
@@ -72,6 +76,7 @@ class Trainer:
         self.optimizers = optimizers_for(self.method.get_param_groups())
         for name, state in (optimizer_states or {}).items():
             self.optimizers[name].load_state_dict(state)
+        self.method.update_to_step(self.start_step)  # schedules match the restored weights
         self.callbacks = self.method.get_training_callbacks()
 
     def train(self) -> dict[str, float]:
@@ -96,6 +101,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{losses['loss']:.4g}")
             if _due(done, trainer.eval_every, last) and self.world.is_main:
                 self.method.eval()
+                self.method.update_to_step(done)
                 with torch.no_grad():
                     metrics = {"step": done, **self.method.get_eval_metrics(done)}
                 self.method.train()
@@ -113,9 +119,11 @@ class Trainer:
         return self.history["eval"][-1] if self.history["eval"] else {}
 
     def _train_step(self, step: int) -> dict[str, float]:
-        self._run_callbacks("before_step", step)
+        self.method.update_to_step(step)
+        self._run_callbacks("before_step", step, None)
         batch = self.method.get_train_batch(step)
-        loss_dict = self.method.get_loss_dict(batch, step)
+        outputs = self.method.get_outputs(batch, step)
+        loss_dict = self.method.get_loss_dict(outputs, batch, step)
         loss = sum(loss_dict.values())
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
@@ -128,15 +136,15 @@ class Trainer:
             all_reduce_mean_([p.grad for p in params], self.world)
         for optimizer in self.optimizers.values():
             optimizer.step()
-        self._run_callbacks("after_step", step)
+        self._run_callbacks("after_step", step, StepOutputs(batch, outputs, loss_dict))
         values = torch.stack([loss.detach(), *(v.detach() for v in loss_dict.values())]).float()
         all_reduce_mean_([values], self.world)
         return dict(zip(["loss", *loss_dict], values.tolist()))
 
-    def _run_callbacks(self, where: str, step: int) -> None:
+    def _run_callbacks(self, where: str, step: int, produced: StepOutputs | None) -> None:
         for callback in self.callbacks:
             if callback.where == where and step % callback.every == 0:
-                callback.fn(step, self.optimizers)
+                callback.fn(step, self.optimizers, produced)
 
     def _save(self, step: int) -> None:
         state = {
@@ -163,7 +171,7 @@ class Trainer:
         path = self.run_dir / "config.yaml"
         current = {"method": self.method_name, **config_to_dict(self.config)}
         if path.exists():
-            saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            saved = load_yaml(path)
             changed = sorted(k for k in _diff_keys(saved, current) if k not in RESUMABLE_KEYS)
             if changed:
                 raise RunDirError(

@@ -15,21 +15,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sparse3d.data.dataset import MultiViewDataset
 from sparse3d.data.loader import load_multiview
 from sparse3d.engine.config import MethodConfig
 from sparse3d.engine.distributed import World
-from sparse3d.engine.method import Method, TrainingCallback, ViewerContent
+from sparse3d.engine.method import Method, StepOutputs, TrainingCallback
 from sparse3d.engine.registry import MethodSpecification
+from sparse3d.engine.scene import CameraFrusta, SceneLayer, Splats
 from sparse3d.engine.seeding import derive_seed, step_generator
 from sparse3d.geometry.cameras import Cameras
+from sparse3d.render.gaussians.init import initial_gaussians, random_points, scene_scale
+from sparse3d.render.gaussians.projection import quat_scale_to_covar
+from sparse3d.render.gaussians.sh import sh_to_color
 from sparse3d.render.metrics import find_lpips_weights, image_metrics, ssim
 from sparse3d.render.ply import write_gaussians_ply
-from sparse3d.render.gaussians.projection import quat_scale_to_covar
-from sparse3d.render.rasterize import RasterConfig, rasterize_gaussians
+from sparse3d.render.rasterize import RasterConfig, RasterMeta, rasterize_gaussians
 from sparse3d.render.strategy.default import DefaultStrategy
 
-SH_C0 = 0.28209479177387814  # the degree-0 SH basis constant: colour = SH_C0 * dc + 0.5
 INIT_KEY = 104729  # separate the initialisation and densification seeds from the step seeds
 DENSIFY_KEY = 1299709
 
@@ -81,6 +82,16 @@ class SplatDataConfig:
     sparse_test.txt; None keeps the format's own train/test split."""
 
 
+@dataclass(frozen=True)
+class SplatOutputs:
+    """The forward pass of one training step."""
+
+    rgb: Tensor
+    """float [C, H, W, 3] renders over white, in [0, 1] up to overshoot."""
+    meta: RasterMeta
+    """The rasterizer's meta; ``means2d`` retains its gradient for densification."""
+
+
 class Splat(Method):
     """3D Gaussian splatting on the training views of a multi-view data set."""
 
@@ -96,10 +107,26 @@ class Splat(Method):
         self.cameras = self.data.cameras.to(device)
         self.images = self.data.images.to(device)  # uint8 [N, H, W, 3], converted per batch
         self.scene_scale = scene_scale(self.data.cameras)
-        self.splats = nn.ParameterDict(initial_gaussians(self.data, config.model, self.scene_scale, config.trainer.seed))
+        self.splats = nn.ParameterDict(
+            {k: nn.Parameter(v) for k, v in self._initial_gaussians(config.trainer.seed).items()}
+        )
         self.splats.to(device)
         self.strategy_state = config.model.strategy.initialize_state(self.scene_scale)
-        self._last_meta = None
+        self.sh_degree = 0  # the SH degree rendered now, set by update_to_step
+
+    def _initial_gaussians(self, seed: int) -> dict[str, Tensor]:
+        """Gaussians on the data set's points, or on random points in the view volume."""
+        m = self.config.model
+        g = torch.Generator().manual_seed(derive_seed(seed, INIT_KEY))
+        if m.init == "points":
+            data = self.data
+            if data.points is None or len(data.points) == 0:
+                raise ValueError(f"{data.source}: model.init=points, but the data set has no points; use model.init=random")
+            points = data.points.float()
+            rgbs = data.point_colors.float() / 255.0 if data.point_colors is not None else torch.full_like(points, 0.5)
+        else:
+            points, rgbs = random_points(m.num_random, m.init_extent * self.scene_scale, g)
+        return initial_gaussians(points, rgbs, m.sh_degree, m.init_opacity, g)
 
     def get_param_groups(self) -> list[dict[str, Any]]:
         m = self.config.model
@@ -113,53 +140,76 @@ class Splat(Method):
         }
         return [{"name": name, "params": [self.splats[name]], "lr": lr, "eps": 1e-15} for name, lr in lrs.items()]
 
+    def update_to_step(self, step: int) -> None:
+        """Raises the SH degree one band every ``sh_degree_interval`` steps."""
+        self.sh_degree = min(step // self.config.model.sh_degree_interval, self.config.model.sh_degree)
+
     def get_train_batch(self, step: int) -> Tensor:
         """int64 [1] index of this step's training view."""
         train = self.data.train_indices
         pick = torch.randint(len(train), (1,), generator=step_generator(self.config.trainer.seed, step))
         return train[pick]
 
-    def get_loss_dict(self, batch: Tensor, step: int) -> dict[str, Tensor]:
-        render, meta = self.render(self.cameras[batch], self.active_sh_degree(step))
-        meta.means2d.retain_grad()  # densification reads the image-plane gradient
-        self._last_meta = meta
+    def get_outputs(self, batch: Tensor, step: int) -> SplatOutputs:
+        """Renders the training view(s) ``batch`` (int64 [C] indices)."""
+        rgb, _, meta = self._rasterize(self.cameras[batch], self.config.model.raster)
+        if meta.means2d.requires_grad:  # densification reads the image-plane gradient
+            meta.means2d.retain_grad()
+        return SplatOutputs(rgb, meta)
+
+    def get_loss_dict(self, outputs: SplatOutputs, batch: Tensor, step: int) -> dict[str, Tensor]:
+        """(1 - lambda) L1 + lambda D-SSIM against the training images."""
         target = self.images[batch].float() / 255.0
         lam = self.config.model.ssim_lambda
         return {
-            "l1": (1.0 - lam) * F.l1_loss(render, target),
-            "dssim": lam * (1.0 - ssim(render, target).mean()),
+            "l1": (1.0 - lam) * F.l1_loss(outputs.rgb, target),
+            "dssim": lam * (1.0 - ssim(outputs.rgb, target).mean()),
         }
 
     def get_training_callbacks(self) -> list[TrainingCallback]:
         return [TrainingCallback("after_step", self._densify)]
 
-    def _densify(self, step: int, optimizers: dict[str, torch.optim.Optimizer]) -> None:
+    def _densify(self, step: int, optimizers: dict[str, torch.optim.Optimizer], produced: StepOutputs | None) -> None:
         # Splitting samples from the global RNG: seed it from the step, so that a resumed
         # run samples what an uninterrupted one would have.
         cuda_devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(derive_seed(self.config.trainer.seed, step, DENSIFY_KEY))
-            self.config.model.strategy.step_post_backward(self.splats, optimizers, self.strategy_state, step, self._last_meta)
+            self.config.model.strategy.step_post_backward(
+                self.splats, optimizers, self.strategy_state, step, produced.outputs.meta
+            )
 
-    def render(self, cameras: Cameras, sh_degree: int) -> tuple[Tensor, Any]:
-        """Renders the Gaussians over a white background.
+    def get_outputs_for_camera(self, camera: Cameras) -> dict[str, Tensor]:
+        """Renders the Gaussians from one camera over white, at the current SH degree.
+
+        Args:
+            camera: a batch of one camera, any image size W x H.
 
         Returns:
-            float [C, H, W, 3] RGB in [0, 1] (up to overshoot), and the rasterizer meta.
+            "rgb" float [H, W, 3] in [0, 1] up to overshoot, "alpha" float [H, W, 1], and
+            "depth" float [H, W, 1] expected camera-frame z (0 where alpha is 0).
+        """
+        if len(camera) != 1:
+            raise ValueError(f"get_outputs_for_camera: expected one camera, got {len(camera)}")
+        # The colour channels are composited exactly as with "RGB" alone; depth rides along.
+        raster = dataclasses.replace(self.config.model.raster, render_mode="RGB+ED")
+        render, alpha, _ = self._rasterize(camera.to(self.device), raster)
+        return {"rgb": render[0, ..., :3], "alpha": alpha[0], "depth": render[0, ..., 3:]}
+
+    def _rasterize(self, cameras: Cameras, raster: RasterConfig) -> tuple[Tensor, Tensor, RasterMeta]:
+        """Renders the Gaussians into ``cameras`` over a white background.
+
+        Returns:
+            float [C, H, W, D] render (RGB first), float [C, H, W, 1] alphas, and the meta.
         """
         s = self.splats
         colors = torch.cat([s["sh0"], s["shN"]], dim=1)
         white = torch.ones(len(cameras), 3, device=self.device)
-        render, _, meta = rasterize_gaussians(
+        return rasterize_gaussians(
             s["means"], s["quats"], torch.exp(s["scales"]), torch.sigmoid(s["opacities"]), colors,
-            cameras.viewmats, cameras.Ks, cameras.width, cameras.height, self.config.model.raster,
-            sh_degree=sh_degree, backgrounds=white,
+            cameras.viewmats, cameras.Ks, cameras.width, cameras.height, raster,
+            sh_degree=self.sh_degree, backgrounds=white,
         )
-        return render, meta
-
-    def active_sh_degree(self, step: int) -> int:
-        """The SH degree in use at ``step`` (raised one band every sh_degree_interval steps)."""
-        return min(step // self.config.model.sh_degree_interval, self.config.model.sh_degree)
 
     def get_eval_metrics(self, step: int) -> dict[str, float]:
         report = self.get_eval_report(step)
@@ -167,34 +217,38 @@ class Splat(Method):
 
     def get_eval_report(self, step: int) -> dict[str, Any]:
         """PSNR / SSIM (plain, and masked on white when the data has masks) and LPIPS (None
-        unless its weights exist locally) per held-out view, and their means."""
+        unless its weights exist locally) per held-out view, and their means; each view is
+        rendered by ``get_outputs_for_camera``."""
         lpips_weights = find_lpips_weights()
         views = []
         for index in self.data.test_indices.tolist():
-            render, _ = self.render(self.cameras[index], self.active_sh_degree(step))
+            render = self.get_outputs_for_camera(self.cameras[index])["rgb"][None].clamp(0, 1)  # [1, H, W, 3]
             target = self.images[index : index + 1].float() / 255.0
-            view = {"name": self.data.image_names[index], **image_metrics(render.clamp(0, 1), target, None, lpips_weights).mean()}
+            view = {"name": self.data.image_names[index], **image_metrics(render, target, None, lpips_weights).mean()}
             if self.data.masks is not None:
                 mask = self.data.masks[index : index + 1].to(self.device)
-                masked = image_metrics(render.clamp(0, 1), target, mask, lpips_weights).mean()
+                masked = image_metrics(render, target, mask, lpips_weights).mean()
                 view |= {f"masked_{k}": v for k, v in masked.items()}
             views.append(view)
         keys = [k for k in views[0] if k != "name"] if views else []
         means = {k: None if views[0][k] is None else sum(v[k] for v in views) / len(views) for k in keys}
         return {**means, "num_gaussians": float(len(self.splats["means"])), "views": views}
 
-    def get_viewer_content(self) -> ViewerContent:
-        s = self.splats
+    def get_scene_layers(self) -> list[SceneLayer]:
+        """The Gaussians (degree-0 colours) and the training cameras with their images."""
+        s = {k: v.detach() for k, v in self.splats.items()}
         train = self.data.train_indices
-        return ViewerContent(
-            splat_centers=s["means"],
-            splat_covariances=quat_scale_to_covar(s["quats"], torch.exp(s["scales"])),
-            splat_rgbs=(s["sh0"][:, 0] * SH_C0 + 0.5).clamp(0, 1),
-            splat_opacities=torch.sigmoid(s["opacities"]),
-            camera_viewmats=self.data.cameras.viewmats[train],
-            camera_Ks=self.data.cameras.Ks[train],
-            camera_images=self.data.images[train],
-        )
+        # At degree 0 the colour does not depend on the view direction: any direction does.
+        rgbs = sh_to_color(0, s["means"], s["sh0"]).clamp(max=1.0)
+        return [
+            Splats(
+                means=s["means"],
+                covariances=quat_scale_to_covar(s["quats"], torch.exp(s["scales"])),
+                rgbs=rgbs,
+                opacities=torch.sigmoid(s["opacities"]),
+            ),
+            CameraFrusta(self.data.cameras[train], self.data.images[train], name="training views"),
+        ]
 
     def get_extra_state(self) -> dict[str, Any]:
         # The densification statistics accumulate between refinements: a resumed run
@@ -214,46 +268,6 @@ class Splat(Method):
         """Writes the Gaussians as a standard 3DGS PLY (point_cloud.ply)."""
         s = {k: v.detach().cpu() for k, v in self.splats.items()}
         write_gaussians_ply(Path(run_dir) / "point_cloud.ply", s["means"], s["scales"], s["quats"], s["opacities"], s["sh0"], s["shN"])
-
-
-def scene_scale(cameras: Cameras) -> float:
-    """1.1 x the largest distance of a camera centre from their mean (the 3DGS convention)."""
-    centers = cameras.centers
-    return 1.1 * float((centers - centers.mean(0)).norm(dim=1).max())
-
-
-def initial_gaussians(data: MultiViewDataset, model: SplatModelConfig, scale: float, seed: int) -> dict[str, nn.Parameter]:
-    """Initial Gaussian parameters (centres, log-scales, quaternions, opacity logits, SH)."""
-    g = torch.Generator().manual_seed(derive_seed(seed, INIT_KEY))
-    if model.init == "points":
-        if data.points is None or len(data.points) == 0:
-            raise ValueError(f"{data.source}: model.init=points, but the data set has no points; use model.init=random")
-        points = data.points.float()
-        rgb = data.point_colors.float() / 255.0 if data.point_colors is not None else torch.full_like(points, 0.5)
-    else:
-        points = model.init_extent * scale * (torch.rand(model.num_random, 3, generator=g) * 2 - 1)
-        rgb = torch.rand(model.num_random, 3, generator=g)
-    n = len(points)
-    nearest = mean_neighbour_distance(points, k=3)
-    n_sh = (model.sh_degree + 1) ** 2
-    params = {
-        "means": points,
-        "scales": torch.log(nearest.clamp_min(1e-7))[:, None].repeat(1, 3),
-        "quats": F.normalize(torch.rand(n, 4, generator=g), dim=-1),
-        "opacities": torch.logit(torch.full((n,), model.init_opacity)),
-        "sh0": ((rgb - 0.5) / SH_C0)[:, None, :],
-        "shN": torch.zeros(n, n_sh - 1, 3),
-    }
-    return {k: nn.Parameter(v.contiguous()) for k, v in params.items()}
-
-
-def mean_neighbour_distance(points: Tensor, k: int, chunk: int = 4096) -> Tensor:
-    """float [N] mean distance of each point to its k nearest other points (brute force, chunked)."""
-    out = []
-    for start in range(0, len(points), chunk):
-        d = torch.cdist(points[start : start + chunk], points)
-        out.append(d.topk(k + 1, largest=False).values[:, 1:].mean(dim=1))
-    return torch.cat(out)
 
 
 @dataclass

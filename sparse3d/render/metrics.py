@@ -83,9 +83,10 @@ def ssim_map(img: Tensor, ref: Tensor, border: Border = "same") -> Tensor:
     return out.reshape(*batch, *out.shape[1:])
 
 
-def composite_over_white(img: Tensor, mask: Tensor) -> Tensor:
-    """``img`` [..., H, W, C] where ``mask`` [..., H, W] (bool or float alpha in [0, 1])
-    is set, white elsewhere."""
+def image_over_white(img: Tensor, mask: Tensor) -> Tensor:
+    """The image composited over a white background: ``img`` [..., H, W, C] (float in
+    [0, 1]) where ``mask`` [..., H, W] (bool, or float alpha in [0, 1]) is set, white
+    elsewhere; float [..., H, W, C] of ``img``'s dtype."""
     alpha = mask.to(img.dtype)[..., None]
     return img * alpha + (1.0 - alpha)
 
@@ -93,12 +94,12 @@ def composite_over_white(img: Tensor, mask: Tensor) -> Tensor:
 def masked_psnr(img: Tensor, ref: Tensor, mask: Tensor) -> Tensor:
     """PSNR after compositing both images over white with the ground-truth ``mask``
     [..., H, W] (GaussianObject protocol); float [...]."""
-    return psnr(composite_over_white(img, mask), composite_over_white(ref, mask))
+    return psnr(image_over_white(img, mask), image_over_white(ref, mask))
 
 
 def masked_ssim(img: Tensor, ref: Tensor, mask: Tensor, border: Border = "same") -> Tensor:
     """SSIM after compositing both images over white with ``mask`` (GaussianObject protocol)."""
-    return ssim(composite_over_white(img, mask), composite_over_white(ref, mask), border)
+    return ssim(image_over_white(img, mask), image_over_white(ref, mask), border)
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def image_metrics(
             None to report LPIPS as absent. Nothing is downloaded.
     """
     if mask is not None:
-        img, ref = composite_over_white(img, mask), composite_over_white(ref, mask)
+        img, ref = image_over_white(img, mask), image_over_white(ref, mask)
     lpips = None
     if lpips_weights is not None:
         with torch.no_grad():

@@ -21,13 +21,16 @@ import torch
 from torch import Tensor
 
 from sparse3d._native import HAS_NATIVE
+from sparse3d.geometry.cameras import camera_centers
 from sparse3d.render.gaussians.composite import (
     rasterize_to_pixels,
     rasterize_to_pixels_ref,
 )
 from sparse3d.render.gaussians.config import RasterConfig
-from sparse3d.geometry.cameras import camera_centers
-from sparse3d.render.gaussians.projection import project_gaussians, project_gaussians_ref
+from sparse3d.render.gaussians.projection import (
+    project_gaussians,
+    project_gaussians_ref,
+)
 from sparse3d.render.gaussians.sh import MAX_SH_DEGREE, num_sh_bases, sh_to_color
 from sparse3d.render.gaussians.tiles import bin_gaussians
 

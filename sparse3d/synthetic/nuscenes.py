@@ -21,18 +21,26 @@ Examples:
 
 import hashlib
 import os
-import struct
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from sparse3d.synthetic.lidar import LidarScene, SpinningLidarConfig, simulate_sweep
-from sparse3d.detection.boxes import Pose, matrix_to_quaternion, points_in_boxes, quaternion_to_matrix, yaw_matrices
-from sparse3d.detection.nuscenes.classes import ATTRIBUTE_NAMES, BICYCLE_RACK, category_to_detection_name
-from sparse3d.detection.nuscenes.errors import NuScenesFormatError
+from sparse3d.data.images import write_png
+from sparse3d.data.nuscenes.classes import (
+    ATTRIBUTE_NAMES,
+    BICYCLE_RACK,
+    category_to_detection_name,
+)
+from sparse3d.data.nuscenes.errors import NuScenesFormatError
+from sparse3d.geometry.poses import Pose, points_in_boxes
+from sparse3d.geometry.rotations import (
+    quats_from_rotmats,
+    rotmats_from_quats,
+    yaw_matrices,
+)
 from sparse3d.io.atomic import write_bytes_atomic, write_json_atomic
+from sparse3d.synthetic.lidar import LidarScene, SpinningLidarConfig, simulate_sweep
 
 LIDAR_TRANSLATION = (0.943713, 0.0, 1.84023)
 """LIDAR_TOP mounting position on the ego vehicle (metres), as on the nuScenes cars."""
@@ -189,7 +197,7 @@ def _finish_static_tables(root: Path, tables: dict[str, list]) -> None:
     tables["sensor"] = [{"token": token("sensor", "LIDAR_TOP"), "channel": "LIDAR_TOP", "modality": "lidar"}]
     map_token = token("map", "synth-street")
     filename = f"maps/{map_token}.png"
-    write_bytes_atomic(root / filename, _tiny_png())
+    write_png(root / filename, np.full((1, 1), 128, np.uint8))  # the devkit only checks that the map file exists
     tables["map"] = [{"token": map_token, "log_tokens": [log["token"] for log in tables["log"]],
                       "category": "semantic_prior", "filename": filename}]
 
@@ -229,7 +237,7 @@ def _write_scene(root: Path, config: NuScenesSynthConfig, scene_idx: int, tables
     tables["calibrated_sensor"].append({
         "token": scene.calib_token, "sensor_token": token("sensor", "LIDAR_TOP"),
         "translation": scene.calib.translation.tolist(),
-        "rotation": _quat_list(matrix_to_quaternion(scene.calib.rotation)), "camera_intrinsic": [],
+        "rotation": _quat_list(quats_from_rotmats(scene.calib.rotation)), "camera_intrinsic": [],
     })
     for k, sample_tok in enumerate(scene.sample_tokens):
         tables["sample"].append({
@@ -297,7 +305,7 @@ def _write_sweep(root: Path, config: NuScenesSynthConfig, rng, tables: dict[str,
     write_bytes_atomic(root / filename, points.tobytes())
     sd_token = token(config.seed, "sample_data", scene.index, t_us)
     tables["ego_pose"].append({"token": sd_token, "timestamp": t_us, "rotation": _quat_list(
-        matrix_to_quaternion(ego.rotation)), "translation": ego.translation.tolist()})
+        quats_from_rotmats(ego.rotation)), "translation": ego.translation.tolist()})
     previous = tables["sample_data"][-1] if k > 0 or j < config.sweeps_per_sample else None
     if previous is not None:
         previous["next"] = sd_token
@@ -333,7 +341,7 @@ def _points_and_counts(points: np.ndarray, lidar_to_global: Pose, boxes: list, s
         return points, np.zeros(0, np.int64)
     global_points = lidar_to_global.apply(points[:, :3])
     centers = np.stack([b[0] for b in boxes])
-    rotations = quaternion_to_matrix(np.stack([b[1] for b in boxes]))
+    rotations = rotmats_from_quats(np.stack([b[1] for b in boxes]))
     extents = np.stack(sizes_wlh)[:, [1, 0, 2]]
     outer = points_in_boxes(global_points, centers, rotations, extents + 2 * _BOUNDARY_GUARD)
     inner = points_in_boxes(global_points, centers, rotations, extents - 2 * _BOUNDARY_GUARD)
@@ -462,7 +470,7 @@ def _box_at(inst: _Instance, t: float) -> tuple[np.ndarray, np.ndarray]:
     """Centre [3] and quaternion (w, x, y, z) [4] of an instance at scene time ``t``."""
     roll, pitch = inst.tilt
     rotation = yaw_matrices(inst.yaw) @ _axis_rotation(1, pitch) @ _axis_rotation(0, roll)
-    return inst.position + inst.velocity * t, matrix_to_quaternion(rotation)
+    return inst.position + inst.velocity * t, quats_from_rotmats(rotation)
 
 
 def _lidar_scene(instances: list[_Instance], alive: list[int], static: np.ndarray, t: float) -> LidarScene:
@@ -486,13 +494,3 @@ def _axis_rotation(axis: int, angle: float) -> np.ndarray:
 
 def _quat_list(q: np.ndarray) -> list[float]:
     return [float(v) for v in q]
-
-
-def _tiny_png() -> bytes:
-    """A valid 1x1 grey PNG: the devkit only checks that the map file exists."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
-    pixels = zlib.compress(b"\x00\x80")  # one scanline: filter byte 0, grey value 128
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")

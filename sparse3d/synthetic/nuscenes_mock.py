@@ -9,10 +9,18 @@ class range), and one sample left with an empty list. Deterministic from the see
 
 import numpy as np
 
-from sparse3d.detection.boxes import matrix_to_quaternion, quaternion_to_matrix, yaw_matrices
-from sparse3d.detection.nuscenes.classes import CLASS_ATTRIBUTES, DETECTION_NAMES, category_to_detection_name
-from sparse3d.detection.nuscenes.submission import make_submission
-from sparse3d.detection.nuscenes.tables import NuScenesTables
+from sparse3d.data.nuscenes.classes import (
+    CLASS_ATTRIBUTES,
+    DETECTION_NAMES,
+    category_to_detection_name,
+)
+from sparse3d.data.nuscenes.results import make_submission
+from sparse3d.data.nuscenes.tables import NuScenesTables
+from sparse3d.geometry.rotations import (
+    quats_from_rotmats,
+    rotmats_from_quats,
+    yaw_matrices,
+)
 
 
 def mock_submission(
@@ -110,7 +118,7 @@ def _attribute(rng, db, ann, name: str) -> str:
 
 
 def _rotate_about_z(quaternion: np.ndarray, angle: float) -> np.ndarray:
-    return matrix_to_quaternion(yaw_matrices(angle) @ quaternion_to_matrix(quaternion))
+    return quats_from_rotmats(yaw_matrices(angle) @ rotmats_from_quats(quaternion))
 
 
 def _box(token, translation, size, rotation, velocity, name, score, attribute) -> dict:

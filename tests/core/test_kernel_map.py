@@ -3,6 +3,7 @@ references on random voxel sets, plus hand-checked and edge cases."""
 
 import pytest
 import torch
+from sparse_cases import random_coords
 
 import sparse3d
 from sparse3d.core.coords import conv_output_shape
@@ -14,7 +15,6 @@ from sparse3d.core.kernel_map import (
     kernel_map,
     kernel_map_ref,
 )
-from sparse_cases import random_coords
 
 # (kernel, stride, padding, dilation): submanifold-like, strided, anisotropic, dilated.
 GEOMETRIES = [

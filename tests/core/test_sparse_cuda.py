@@ -2,13 +2,13 @@
 
 import pytest
 import torch
+from sparse_cases import random_coords
 
 import sparse3d
 from sparse3d.core.conv import sparse_conv
 from sparse3d.core.kernel_map import conv_map, invert_kernel_map, kernel_map
 from sparse3d.core.unique import unique_coords
 from sparse3d.core.voxelize import voxelize
-from sparse_cases import random_coords
 
 pytestmark = pytest.mark.skipif(
     not (torch.cuda.is_available() and sparse3d.HAS_NATIVE), reason="needs a GPU and the native extension"

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from sparse_cases import random_voxels
 
 from sparse3d.core.coords import conv_output_shape, coord_keys, keys_to_coords
 from sparse3d.core.sparse_voxels import SparseVoxels
-from sparse_cases import random_voxels
 
 
 def _voxels(coords, feats=None, shape=(4, 4, 4), batch_size=1):

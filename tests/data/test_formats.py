@@ -12,7 +12,7 @@ import torch
 
 from sparse3d.data.blender import read_blender, write_blender
 from sparse3d.data.colmap import read_colmap, write_colmap
-from sparse3d.data.images import composite_over_white, write_png
+from sparse3d.data.images import rgb_over_white_and_mask, write_png
 from sparse3d.data.loader import detect_format, load_multiview
 from sparse3d.data.nerfstudio import read_nerfstudio
 from sparse3d.synthetic.objects.generator import render_object, synthetic_cameras
@@ -68,7 +68,7 @@ def test_blender_round_trip_of_soft_alpha(synthetic_folder, tmp_path):
     alphas = torch.randint(0, 256, (n, h, w), generator=gen, dtype=torch.uint8)
     alphas[:, :4] = torch.tensor([0, 1, 254, 255], dtype=torch.uint8)[:, None]  # the extremes in every view
     straight = torch.randint(0, 256, (n, h, w, 3), generator=gen, dtype=torch.uint8)
-    rgb, masks = composite_over_white(torch.cat([straight, alphas[..., None]], -1).numpy())
+    rgb, masks = rgb_over_white_and_mask(torch.cat([straight, alphas[..., None]], -1).numpy())
     soft = dataclasses.replace(data, images=torch.from_numpy(rgb), masks=torch.from_numpy(masks), alphas=alphas)
     write_blender(soft, tmp_path)
     back = read_blender(tmp_path)

@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sparse3d.data.images import composite_over_white, read_image, straight_rgb_under, write_png
+from sparse3d.data.images import (
+    read_image,
+    rgb_over_white_and_mask,
+    straight_rgb_under,
+    write_png,
+)
 
 
 @pytest.mark.parametrize(
@@ -52,25 +57,25 @@ def test_read_image_normalises_modes_of_other_writers(tmp_path):
         write_png(tmp_path / "w.png", np.zeros((4, 4, 3), np.uint16))
 
 
-def test_composite_over_white_on_every_colour_and_alpha():
+def test_rgb_over_white_and_mask_on_every_colour_and_alpha():
     c, a = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")  # [256, 256] each
     rgba = np.stack([c, 255 - c, np.full_like(c, 7), a], -1).astype(np.uint8)
-    rgb, mask = composite_over_white(rgba)
+    rgb, mask = rgb_over_white_and_mask(rgba)
     # c a / 255 + 255 - a is never a half-integer (255 is odd), so float64 rounding is exact.
     expected = np.round(rgba[..., :3] * (a[..., None] / 255.0) + (255.0 - a[..., None])).astype(np.uint8)
     assert rgb.dtype == np.uint8 and np.array_equal(rgb, expected)
     assert np.array_equal(rgb[:, 255], rgba[:, 255, :3]) and (rgb[:, 0] == 255).all()  # opaque / transparent
     assert np.array_equal(mask, a >= 128)
     with pytest.raises(ValueError, match=r"expected uint8 \[\.\.\., 4\] RGBA"):
-        composite_over_white(rgba[..., :3])
+        rgb_over_white_and_mask(rgba[..., :3])
 
 
 def test_straight_colours_reproduce_every_reachable_composite():
     c, a = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
     alphas = a.astype(np.uint8)
-    images = composite_over_white(np.stack([c, c, c, a], -1).astype(np.uint8))[0]  # every reachable (image, alpha)
+    images = rgb_over_white_and_mask(np.stack([c, c, c, a], -1).astype(np.uint8))[0]  # every reachable (image, alpha)
     straight = straight_rgb_under(images, alphas, "all pairs")
-    assert np.array_equal(composite_over_white(np.concatenate([straight, alphas[..., None]], -1))[0], images)
+    assert np.array_equal(rgb_over_white_and_mask(np.concatenate([straight, alphas[..., None]], -1))[0], images)
     assert (straight[alphas == 0] == 255).all()
     # Under alpha 1 the composite is 254 or 255, so 100 is out of reach.
     images = np.array([[[255, 255, 255], [100, 255, 255]]], np.uint8)

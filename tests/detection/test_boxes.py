@@ -3,14 +3,12 @@
 import numpy as np
 import pytest
 
-from sparse3d.detection.boxes import (
-    Pose,
-    global_boxes_to_lidar,
-    lidar_boxes_to_global,
-    matrix_to_quaternion,
-    points_in_boxes,
-    quaternion_to_matrix,
+from sparse3d.detection.boxes import global_boxes_to_lidar, lidar_boxes_to_global
+from sparse3d.geometry.poses import Pose, points_in_boxes
+from sparse3d.geometry.rotations import (
     quaternion_yaw,
+    quats_from_rotmats,
+    rotmats_from_quats,
     yaw_to_quaternion,
 )
 
@@ -30,12 +28,12 @@ def test_quaternion_matrix_round_trip():
     q = rng.normal(size=(100, 4))
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     q *= np.sign(q[:, :1])
-    m = quaternion_to_matrix(q)
+    m = rotmats_from_quats(q)
     np.testing.assert_allclose(m @ np.swapaxes(m, 1, 2), np.broadcast_to(np.eye(3), m.shape), atol=1e-12)
     np.testing.assert_allclose(np.linalg.det(m), 1.0, atol=1e-12)
-    np.testing.assert_allclose(matrix_to_quaternion(m), q, atol=1e-12)
+    np.testing.assert_allclose(quats_from_rotmats(m), q, atol=1e-12)
     # Unnormalised input is normalised first; the zero quaternion has yaw 0.
-    np.testing.assert_allclose(quaternion_to_matrix(3 * q[0]), m[0], atol=1e-12)
+    np.testing.assert_allclose(rotmats_from_quats(3 * q[0]), m[0], atol=1e-12)
     assert quaternion_yaw(np.zeros(4)) == 0.0
 
 
@@ -46,14 +44,14 @@ def test_yaw_is_the_heading_of_the_x_axis():
     pitch = np.array([np.cos(np.pi / 16), 0.0, np.sin(np.pi / 16), 0.0])
     assert abs(quaternion_yaw(pitch)) < 1e-15
     # ... and for yaw followed by roll the heading is still the yaw.
-    roll = matrix_to_quaternion(quaternion_to_matrix(yaw_to_quaternion(0.7)) @ quaternion_to_matrix(
+    roll = quats_from_rotmats(rotmats_from_quats(yaw_to_quaternion(0.7)) @ rotmats_from_quats(
         np.array([np.cos(0.1), np.sin(0.1), 0.0, 0.0])))
     np.testing.assert_allclose(quaternion_yaw(roll), 0.7, atol=1e-12)
 
 
 def test_points_in_boxes_inclusive_bounds():
     centres = np.array([[0.0, 0.0, 0.0]])
-    rot = quaternion_to_matrix(yaw_to_quaternion(np.array([np.pi / 2])))
+    rot = rotmats_from_quats(yaw_to_quaternion(np.array([np.pi / 2])))
     extents = np.array([[4.0, 2.0, 1.0]])  # after the 90 degree yaw, length runs along world y
     points = np.array([[0, 2.0, 0], [0, 2.01, 0], [1.0, 0, 0], [1.01, 0, 0], [0, 0, 0.5], [0, 0, -0.51]])
     np.testing.assert_array_equal(points_in_boxes(points, centres, rot, extents)[0], [1, 0, 1, 0, 1, 0])
@@ -87,5 +85,5 @@ def test_lidar_to_global_matches_devkit_box_transforms():
             box.translate(pose.translation)
         np.testing.assert_allclose(fields["translation"][i], box.center, atol=1e-9)
         np.testing.assert_allclose(fields["size"][i], box.wlh, atol=1e-12)
-        np.testing.assert_allclose(quaternion_to_matrix(fields["rotation"][i]), box.rotation_matrix, atol=1e-12)
+        np.testing.assert_allclose(rotmats_from_quats(fields["rotation"][i]), box.rotation_matrix, atol=1e-12)
         np.testing.assert_allclose(fields["velocity"][i], box.velocity[:2], atol=1e-9)

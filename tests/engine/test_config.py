@@ -6,7 +6,14 @@ from typing import Literal
 
 import pytest
 
-from sparse3d.engine.config import ConfigError, MethodConfig, config_keys, config_to_dict, load_yaml, update_config
+from sparse3d.engine.config import (
+    ConfigError,
+    MethodConfig,
+    config_keys,
+    config_to_dict,
+    load_yaml,
+    update_config,
+)
 
 
 @dataclass

@@ -3,8 +3,8 @@
 import json
 
 import torch
-
 from clirun import run_cli
+
 from sparse3d.engine.checkpoint import load_checkpoint
 
 

@@ -7,10 +7,15 @@ import time
 
 import pytest
 import torch
-
 from clirun import VENV_BIN, run_cli
-from sparse3d.engine.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+
+from sparse3d.engine.checkpoint import (
+    CheckpointError,
+    list_checkpoints,
+    load_checkpoint,
+)
 from sparse3d.engine.distributed import World
+from sparse3d.engine.method import StepOutputs, TrainingCallback
 from sparse3d.engine.registry import discover_methods
 from sparse3d.engine.trainer import RunDirError, Trainer
 
@@ -44,6 +49,29 @@ def test_same_seed_same_result_different_seed_differs(plugin_path, tmp_path):
         config = fitcheck_config(plugin_path, tmp_path / name, max_steps=20, seed=seed)
         finals.append(Trainer(config, "fitcheck", config.output, World()).train()["eval_mse"])
     assert finals[0] == finals[1] and finals[0] != finals[2]
+
+
+def test_callbacks_receive_what_the_step_produced(plugin_path, tmp_path):
+    from sparse3d_fitcheck import target_function
+
+    config = fitcheck_config(plugin_path, tmp_path, max_steps=3, log_every=1)
+    trainer = Trainer(config, "fitcheck", config.output, World())
+    calls = []
+
+    def record(step, optimizers, produced):
+        calls.append((step, set(optimizers), produced))
+
+    trainer.callbacks += [TrainingCallback("before_step", record), TrainingCallback("after_step", record)]
+    trainer.train()
+    assert [(step, names) for step, names, _ in calls] == [(s, {"mlp"}) for s in (0, 0, 1, 1, 2, 2)]
+    assert all(produced is None for _, _, produced in calls[0::2])  # before the forward pass
+    for (step, _, produced), logged in zip(calls[1::2], trainer.history["train"], strict=True):
+        assert isinstance(produced, StepOutputs)
+        assert torch.equal(produced.batch, trainer.method.get_train_batch(step))
+        assert produced.outputs.shape == (64, 1) and produced.outputs.grad_fn is not None  # the forward pass
+        mse = (produced.outputs - target_function(produced.batch)).square().mean()
+        assert produced.losses.keys() == {"mse"} and torch.equal(produced.losses["mse"], mse)
+        assert logged["mse"] == pytest.approx(mse.item())
 
 
 def test_changed_config_is_refused(plugin_path, tmp_path):

@@ -11,10 +11,9 @@ from sparse3d.geometry.cameras import (
     invert_rigid,
     look_at_viewmats,
     opengl_c2w_from_viewmats,
-    quats_from_rotmats,
-    rotmats_from_quats,
     viewmats_from_opengl_c2w,
 )
+from sparse3d.geometry.rotations import quats_from_rotmats, rotmats_from_quats
 
 
 def _random_quats(n: int, seed: int) -> torch.Tensor:

@@ -6,12 +6,18 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from clirun import run_cli
-from sparse3d.synthetic.objects.generator import SyntheticObjectsConfig, write_synthetic_objects
+
 from sparse3d.engine.distributed import World
 from sparse3d.engine.registry import discover_methods
+from sparse3d.engine.scene import CameraFrusta, Splats
 from sparse3d.engine.trainer import Trainer
+from sparse3d.geometry.cameras import Cameras, intrinsics_from_fov, look_at_viewmats
+from sparse3d.render.rasterize import RasterConfig, rasterize_gaussians
+from sparse3d.synthetic.objects.generator import (
+    SyntheticObjectsConfig,
+    write_synthetic_objects,
+)
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +83,40 @@ def test_resume_across_densification_matches_uninterrupted_run(tiny_object, tmp_
     assert len(uninterrupted["means"]) > 2 * 400  # refinement really happened twice
     for name, value in uninterrupted.items():
         assert torch.equal(value, resumed[name]), name
+
+
+def test_scene_layers_are_the_gaussians_and_the_training_views(tiny_object, tmp_path):
+    method = splat_config(tiny_object, tmp_path / "run", steps=1).setup(world=World(), device=torch.device("cpu"))
+    splats, frusta = method.get_scene_layers()
+    assert isinstance(splats, Splats) and isinstance(frusta, CameraFrusta)
+    assert splats.means.shape == (400, 3) and splats.covariances.shape == (400, 3, 3)
+    assert splats.rgbs.shape == (400, 3) and splats.opacities.shape == (400,)
+    assert 0 <= splats.rgbs.min() and splats.rgbs.max() <= 1 and 0 < splats.opacities.min() < 1
+    torch.testing.assert_close(splats.covariances, splats.covariances.transpose(1, 2))
+    train = method.data.train_indices
+    assert torch.equal(frusta.cameras.viewmats, method.data.cameras.viewmats[train])
+    assert frusta.images.dtype == torch.uint8 and frusta.images.shape == (len(train), 32, 32, 3)
+
+
+def test_outputs_for_a_training_camera_are_the_rasterizer_render(tiny_object, tmp_path):
+    method = splat_config(tiny_object, tmp_path / "run", steps=1).setup(world=World(), device=torch.device("cpu"))
+    method.update_to_step(10**6)  # every SH band
+    camera = method.cameras[method.data.train_indices[0]]
+    with torch.no_grad():
+        out = method.get_outputs_for_camera(camera)
+        s = {k: v.detach() for k, v in method.splats.items()}
+        args = (s["means"], s["quats"], s["scales"].exp(), s["opacities"].sigmoid(), torch.cat([s["sh0"], s["shN"]], 1),
+                camera.viewmats, camera.Ks, 32, 32)
+        rgb, alpha, _ = rasterize_gaussians(*args, RasterConfig(), sh_degree=3, backgrounds=torch.ones(1, 3))
+        depth, _, _ = rasterize_gaussians(*args, RasterConfig(render_mode="ED"), sh_degree=3)
+    assert out.keys() == {"rgb", "alpha", "depth"}
+    assert torch.equal(out["rgb"], rgb[0]) and torch.equal(out["alpha"], alpha[0])
+    torch.testing.assert_close(out["depth"], depth[0])
+    assert (out["alpha"] > 0.5).any() and (out["depth"][out["alpha"] > 0.5] > 0).all()
+
+    # Any camera, any image size; one at a time.
+    eye = torch.tensor([[0.0, -3.0, 1.0]])
+    other = Cameras(look_at_viewmats(eye, torch.zeros(1, 3)), intrinsics_from_fov(45.0, 20, 12)[None], 20, 12)
+    assert method.get_outputs_for_camera(other)["rgb"].shape == (12, 20, 3)
+    with pytest.raises(ValueError, match="one camera"):
+        method.get_outputs_for_camera(method.cameras[:2])

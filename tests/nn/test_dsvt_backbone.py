@@ -1,20 +1,13 @@
-"""DSVT pooling, encoders, BEV scatter and the published configurations."""
+"""DSVT pooling, encoders and the published configurations."""
 
 import pytest
 import torch
 from nn.dsvt_cases import random_voxels
 from torch import nn
 
-from sparse3d.core.sparse_voxels import SparseVoxels
-from sparse3d.synthetic.lidar import SpinningLidarConfig, simulate_sweeps, street_scene
-from sparse3d.nn.dsvt import (
-    DSVT,
-    DynamicVFE,
-    dsvt_p_nuscenes,
-    dsvt_v_waymo,
-    scatter_to_bev,
-)
+from sparse3d.nn.dsvt import DSVT, DynamicVFE, dsvt_preset, scatter_to_bev
 from sparse3d.nn.dsvt.pooling import AttentionPool3d
+from sparse3d.synthetic.lidar import SpinningLidarConfig, simulate_sweeps, street_scene
 
 
 def lidar_points(azimuth_steps: int = 1084) -> torch.Tensor:
@@ -25,7 +18,7 @@ def lidar_points(azimuth_steps: int = 1084) -> torch.Tensor:
 
 def test_dsvt_p_nuscenes_forward_backward_on_lidar_scene():
     torch.manual_seed(0)
-    config = dsvt_p_nuscenes()
+    config = dsvt_preset("dsvt_p_nuscenes")
     assert config.grid_shape == (360, 360, 1)
     vfe = DynamicVFE(config.point_channels, config.vfe_filters, config.pc_range, config.voxel_size)
     backbone = DSVT(config)
@@ -46,7 +39,7 @@ def test_dsvt_p_nuscenes_forward_backward_on_lidar_scene():
 
 def test_dsvt_v_waymo_stages_pool_z_to_one():
     torch.manual_seed(1)
-    config = dsvt_v_waymo()
+    config = dsvt_preset("dsvt_v_waymo")
     assert config.grid_shape == (468, 468, 32)
     voxels = random_voxels(2, 200, config.grid_shape, config.channels, batch_size=2)
     out = DSVT(config)(voxels)
@@ -104,18 +97,6 @@ def test_dynamic_vfe_rejects_wrong_point_width():
     vfe = DynamicVFE(5, (8,), [-4, -4, -2, 4, 4, 2], [2, 2, 4])
     with pytest.raises(ValueError, match=r"points must be \[P, 5\], got \[10, 4\]"):
         vfe(torch.zeros(10, 4), batch_size=1)
-
-
-def test_scatter_to_bev_hand_case():
-    coords = torch.tensor([[0, 2, 1, 0], [1, 0, 3, 1], [0, 1, 1, 1]], dtype=torch.int32)
-    feats = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
-    bev = scatter_to_bev(SparseVoxels(coords, feats, (3, 4, 2), 2))
-    assert bev.shape == (2, 4, 4, 3)  # [B, C * Z, Y, X]
-    want = torch.zeros(2, 4, 4, 3)
-    want[0, 0, 1, 2], want[0, 2, 1, 2] = 1.0, 2.0  # channel c * Z + z
-    want[1, 1, 3, 0], want[1, 3, 3, 0] = 3.0, 4.0
-    want[0, 1, 1, 1], want[0, 3, 1, 1] = 5.0, 6.0
-    assert torch.equal(bev, want)
 
 
 def test_training_a_tiny_dsvt_lowers_the_loss():

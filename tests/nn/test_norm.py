@@ -3,12 +3,12 @@ thread count."""
 
 import pytest
 import torch
+from sparse_cases import random_voxels
 from torch import nn
 
 from sparse3d.core.column_sum import column_sum
 from sparse3d.nn.norm import SparseBatchNorm1d
 from sparse3d.nn.sequential import SparseSequential
-from sparse_cases import random_voxels
 
 
 def _with_threads(threads, fn):

@@ -4,6 +4,7 @@ all gradients (features, weight, bias), in float64 on small grids."""
 import pytest
 import torch
 import torch.nn.functional as F
+from sparse_cases import random_voxels
 from torch import nn
 
 from sparse3d.core.sparse_voxels import SparseVoxels
@@ -18,7 +19,6 @@ from sparse3d.nn.conv import (
     SubMConv3d,
 )
 from sparse3d.nn.sequential import SparseSequential
-from sparse_cases import random_voxels
 
 
 def _active(x: SparseVoxels) -> torch.Tensor:

@@ -4,6 +4,7 @@ and gradients, and SparseConvTensor converters."""
 
 import pytest
 import torch
+from sparse_cases import random_voxels, sort_by_coords
 
 from sparse3d.nn.conv import (
     SparseConv2d,
@@ -15,7 +16,6 @@ from sparse3d.nn.conv import (
     SubMConv3d,
 )
 from sparse3d.nn.spconv_compat import from_spconv, patch_spconv_cpu_stream, to_spconv
-from sparse_cases import random_voxels, sort_by_coords
 
 spconv = pytest.importorskip("spconv.pytorch")
 

@@ -3,12 +3,15 @@ encoder built from spconv layers (1 thread), and training gradients."""
 
 import pytest
 import torch
+from sparse_cases import random_coords, sort_by_coords
 from torch import nn
 
 from sparse3d.core.sparse_voxels import SparseVoxels
-from sparse3d.nn.backbones.voxel_resnet import VoxelResBackBone8x, load_openpcdet_state_dict
+from sparse3d.nn.backbones.voxel_resnet import (
+    VoxelResBackBone8x,
+    load_openpcdet_state_dict,
+)
 from sparse3d.nn.spconv_compat import patch_spconv_cpu_stream, spconv_voxel_res_backbone
-from sparse_cases import random_coords, sort_by_coords
 
 GRID = (64, 48, 40)  # (x, y, z); z = 40 as nuScenes, so every stage keeps its depth
 

@@ -11,9 +11,9 @@ from sparse3d.render import metrics
 from sparse3d.render.metrics import (
     LpipsVgg,
     LpipsWeights,
-    composite_over_white,
     gaussian_window,
     image_metrics,
+    image_over_white,
     masked_psnr,
     masked_ssim,
     psnr,
@@ -105,7 +105,7 @@ def test_masked_metrics_follow_the_white_background_protocol():
     pred[:, :2] = 0.9  # errors outside the mask do not count
     pred[:, 4:12, 4:12] += 0.1  # error 0.1 on 64 of 256 pixels: mse = 0.0025
     assert masked_psnr(pred, gt, mask).item() == pytest.approx(-10 * math.log10(0.0025), abs=1e-4)
-    white = composite_over_white(gt, mask)
+    white = image_over_white(gt, mask)
     assert (white[~mask] == 1).all() and (white[mask] == 0.5).all()
     assert masked_ssim(gt, gt, mask).item() == pytest.approx(1.0)
     out = image_metrics(pred, gt, mask)

@@ -5,7 +5,12 @@ import plyfile
 import pytest
 import torch
 
-from sparse3d.render.ply import SPLAT_KEYS, ply_property_names, read_gaussians_ply, write_gaussians_ply
+from sparse3d.render.ply import (
+    SPLAT_KEYS,
+    ply_property_names,
+    read_gaussians_ply,
+    write_gaussians_ply,
+)
 
 
 def _gaussians(n: int, degree: int, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -208,7 +208,7 @@ def test_check_sanity_names_the_problem():
 def test_split_samples_children_inside_flat_gaussians():
     # A Gaussian flat along its local z (scale 1e-9, float32) has a covariance that is not
     # numerically positive-definite; its children must still be sampled, in its plane.
-    from sparse3d.geometry.cameras import rotmats_from_quats
+    from sparse3d.geometry.rotations import rotmats_from_quats
     from sparse3d.render.strategy.ops import split
 
     params, optimizers = make_params(4)

@@ -9,10 +9,14 @@ import pytest
 import torch
 
 from sparse3d.data.blender import read_blender
-from sparse3d.data.images import composite_over_white
+from sparse3d.data.images import rgb_over_white_and_mask
 from sparse3d.data.loader import load_multiview
 from sparse3d.synthetic.objects import SyntheticObjectsConfig, write_synthetic_objects
-from sparse3d.synthetic.objects.generator import render_object, render_view, synthetic_cameras
+from sparse3d.synthetic.objects.generator import (
+    render_object,
+    render_view,
+    synthetic_cameras,
+)
 from sparse3d.synthetic.objects.meshes import Mesh
 from sparse3d.synthetic.objects.objects import SyntheticObject, build_object
 
@@ -157,7 +161,7 @@ def test_supersampling_box_filters_a_render_at_three_times_the_resolution():
     assert torch.equal(three.depths, one.depths)
     for i in (0, 4, 9):
         rgba, _ = render_view(obj, cams.viewmats[i], cams.Ks[i], 40, 40, 3)
-        assert torch.equal(three.images[i], torch.from_numpy(composite_over_white(rgba.numpy())[0]))
+        assert torch.equal(three.images[i], torch.from_numpy(rgb_over_white_and_mask(rgba.numpy())[0]))
         assert torch.equal(three.alphas[i], rgba[..., 3])
         K_fine = cams.Ks[i].double().clone()
         K_fine[:2] *= 3

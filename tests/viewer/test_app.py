@@ -1,16 +1,26 @@
-"""The web viewer serves a run on 127.0.0.1 and follows new checkpoints."""
+"""The web viewer serves a run on 127.0.0.1, follows new checkpoints, and draws every scene
+layer type."""
 
+import math
 import socket
 import urllib.request
 
+import numpy as np
 import pytest
+import torch
 
-from sparse3d.synthetic.objects.generator import SyntheticObjectsConfig, write_synthetic_objects
 from sparse3d.engine.checkpoint import list_checkpoints, load_checkpoint
 from sparse3d.engine.distributed import World
 from sparse3d.engine.registry import discover_methods
+from sparse3d.engine.scene import Boxes3D, CameraFrusta, Mesh, PointCloud, Splats
 from sparse3d.engine.trainer import Trainer
+from sparse3d.geometry.cameras import Cameras, intrinsics_from_fov, look_at_viewmats
+from sparse3d.synthetic.objects.generator import (
+    SyntheticObjectsConfig,
+    write_synthetic_objects,
+)
 
+viser = pytest.importorskip("viser")
 viewer_app = pytest.importorskip("sparse3d.viewer.app")
 
 
@@ -37,8 +47,9 @@ def test_viewer_shows_the_newest_checkpoint(tmp_path):
         assert viewer.refresh() and viewer.shown_step == 2
         assert not viewer.refresh()  # nothing new
         n = load_checkpoint(list_checkpoints(run)[-1][1])["method"]["splats.means"].shape[0]
-        assert viewer.shown_content.splat_centers.shape == (n, 3)
-        assert viewer.shown_content.camera_images.shape[0] == 9  # the training views
+        splats, frusta = viewer.shown_layers
+        assert splats.means.shape == (n, 3)
+        assert frusta.images.shape[0] == 9  # the training views
         page = urllib.request.urlopen(f"http://127.0.0.1:{viewer.port}/", timeout=10).read().decode()
         assert "<title>Viser</title>" in page
 
@@ -55,3 +66,39 @@ def test_default_host_is_loopback_and_empty_run_is_not_an_error(tmp_path):
         assert not viewer.refresh()  # no checkpoint yet: nothing to show
     finally:
         viewer.server.stop()
+
+
+def test_every_layer_type_is_drawn_by_its_type():
+    eyes = torch.tensor([[0.0, -4.0, 1.0], [4.0, 0.0, 1.0]])
+    cams = Cameras(look_at_viewmats(eyes, torch.zeros(2, 3)), intrinsics_from_fov(50.0, 16, 12).expand(2, 3, 3), 16, 12)
+    lidar_to_world = torch.eye(4)
+    lidar_to_world[:3, 3] = torch.tensor([1.0, 2.0, 0.0])
+    layers = [
+        Splats(torch.zeros(5, 3), 0.01 * torch.eye(3).expand(5, 3, 3), torch.rand(5, 3), torch.rand(5)),
+        CameraFrusta(cams, torch.zeros(2, 12, 16, 3, dtype=torch.uint8)),
+        PointCloud(torch.rand(7, 3), torch.zeros(7, 3, dtype=torch.uint8)),
+        Boxes3D(torch.tensor([[1.0, 0.0, 0.5, 4.0, 2.0, 1.5, math.pi / 2], [0.0, 5.0, 0.5, 1.0, 1.0, 1.0, 0.0]]),
+                labels=torch.tensor([0, 3]), scores=torch.tensor([0.9, 0.4]), lidar_to_world=lidar_to_world),
+        Mesh(torch.eye(3), torch.tensor([[0, 1, 2]]), torch.full((3, 3), 200, dtype=torch.uint8)),
+        # Without the optional fields: one colour for all, the LiDAR frame as the world frame.
+        PointCloud(torch.rand(4, 3)),
+        Boxes3D(torch.zeros(1, 7)),
+        Mesh(torch.eye(3), torch.tensor([[0, 1, 2]])),
+    ]
+    server = viser.ViserServer(host="127.0.0.1", port=free_port(), verbose=False)
+    try:
+        handles = viewer_app.draw_layers(server.scene, layers, "/layers")
+        assert [type(h).__name__ for h in handles] == [
+            "GaussianSplatHandle", "CameraFrustumHandle", "CameraFrustumHandle", "PointCloudHandle",
+            "FrameHandle", "BoxHandle", "BoxHandle", "GlbHandle",
+            "PointCloudHandle", "FrameHandle", "BoxHandle", "GlbHandle",
+        ]
+        # Frusta sit at the camera centres; boxes at their LiDAR pose, under the LiDAR frame.
+        np.testing.assert_allclose(handles[1].position, cams.centers[0].numpy(), atol=1e-5)
+        np.testing.assert_allclose(handles[4].position, [1.0, 2.0, 0.0])
+        np.testing.assert_allclose(handles[5].position, [1.0, 0.0, 0.5])
+        np.testing.assert_allclose(handles[5].wxyz, [math.sqrt(0.5), 0.0, 0.0, math.sqrt(0.5)], atol=1e-7)
+        with pytest.raises(TypeError, match="not a scene layer"):
+            viewer_app.draw_layers(server.scene, [torch.zeros(3)], "/bad")
+    finally:
+        server.stop()

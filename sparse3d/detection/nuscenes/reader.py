@@ -20,13 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-from sparse3d.detection.boxes import Pose, global_boxes_to_lidar
-from sparse3d.detection.nuscenes.classes import DETECTION_NAMES, category_to_detection_name
-from sparse3d.detection.nuscenes.errors import NuScenesFormatError
+from sparse3d.data.nuscenes.classes import (
+    DETECTION_NAMES,
+    category_to_detection_name,
+)
+from sparse3d.data.nuscenes.errors import NuScenesFormatError
+from sparse3d.data.nuscenes.splits import scenes_of_split
+from sparse3d.data.nuscenes.tables import NuScenesTables, tables_fingerprint
+from sparse3d.detection.boxes import global_boxes_to_lidar
+from sparse3d.geometry.poses import Pose
 from sparse3d.io.atomic import write_json_atomic
-from sparse3d.detection.nuscenes.io import read_json
-from sparse3d.detection.nuscenes.splits import scenes_of_split
-from sparse3d.detection.nuscenes.tables import NuScenesTables, tables_fingerprint
+from sparse3d.io.read import read_json
 
 _CACHE_FORMAT = 1
 
@@ -181,7 +185,7 @@ class NuScenesReader:
     def _load_or_build_infos(self, tables: NuScenesTables | None) -> list[SampleInfo]:
         cache = self._cache_path()
         if cache is not None and cache.is_file():
-            content = read_json(cache, "nuScenes info cache")
+            content = read_json(cache, "nuScenes info cache", NuScenesFormatError)
             if content.get("format") == _CACHE_FORMAT:
                 return [_info_from_dict(d) for d in content["infos"]]
         tables = tables or NuScenesTables(self.config.dataroot, self.config.version)

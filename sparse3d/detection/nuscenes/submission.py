@@ -13,11 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from sparse3d.detection.boxes import Pose, lidar_boxes_to_global
+from sparse3d.data.nuscenes.classes import (
+    ATTRIBUTE_NAMES,
+    DETECTION_NAMES,
+    guess_attribute,
+)
+from sparse3d.data.nuscenes.errors import NuScenesFormatError
+from sparse3d.detection.boxes import lidar_boxes_to_global
 from sparse3d.detection.nuscenes.box_set import EvalBoxSet
-from sparse3d.detection.nuscenes.classes import ATTRIBUTE_NAMES, DETECTION_NAMES, guess_attribute
-from sparse3d.detection.nuscenes.errors import NuScenesFormatError
-from sparse3d.detection.nuscenes.io import read_json
+from sparse3d.geometry.poses import Pose
+from sparse3d.io.read import read_json
 
 _REQUIRED_BOX_FIELDS = ("sample_token", "translation", "size", "rotation", "velocity", "detection_name",
                         "attribute_name")
@@ -38,7 +43,7 @@ def load_submission(path: str | Path, max_boxes_per_sample: int = 500) -> dict:
             ``results``, a sample whose entry is not a list, or one with more than
             ``max_boxes_per_sample`` boxes.
     """
-    data = _decode_typed(Path(path)) or read_json(path, "submission")
+    data = _decode_typed(Path(path)) or read_json(path, "submission", NuScenesFormatError)
     if not isinstance(data, dict) or "results" not in data or not isinstance(data["results"], dict):
         raise NuScenesFormatError(f"{path}: a submission needs a 'results' object mapping sample tokens to box lists")
     if not isinstance(data.get("meta"), dict):
@@ -212,13 +217,6 @@ def boxes_to_submission_entries(
             "attribute_name": attributes[i] if attributes is not None else guess_attribute(name, float(speeds[i])),
         })
     return entries
-
-
-def make_submission(results: dict[str, list[dict]], use_lidar: bool = True, use_camera: bool = False) -> dict:
-    """Wraps per-sample box lists into a submission with its ``meta`` block."""
-    meta = {"use_camera": use_camera, "use_lidar": use_lidar, "use_radar": False, "use_map": False,
-            "use_external": False}
-    return {"meta": meta, "results": results}
 
 
 # ---------------------------------------------------------------- typed decoding (msgspec)

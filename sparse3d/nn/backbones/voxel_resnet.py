@@ -12,6 +12,7 @@ from functools import partial
 from torch import Tensor, nn
 
 from sparse3d.core.sparse_voxels import SparseVoxels
+from sparse3d.nn.bev import scatter_to_bev
 from sparse3d.nn.conv import SparseConv3d, SubMConv3d
 from sparse3d.nn.norm import SparseBatchNorm1d
 from sparse3d.nn.sequential import SparseModule, SparseSequential
@@ -56,10 +57,9 @@ class VoxelEncoderOutput:
     """x_conv1 .. x_conv4 (strides 1, 2, 4, 8), as OpenPCDet's multi_scale_3d_features."""
 
     def bev(self) -> Tensor:
-        """Height-compressed BEV map float [B, 128 * D, Y, X] (OpenPCDet's HeightCompression)."""
-        dense = self.encoded.dense()  # [B, C, D, Y, X]
-        b, c, d, h, w = dense.shape
-        return dense.reshape(b, c * d, h, w)
+        """Height-compressed BEV map float [B, 128 * D, Y, X], channel c * D + d (OpenPCDet's
+        HeightCompression), e.g. [B, 256, 180, 180] for nuScenes."""
+        return scatter_to_bev(self.encoded, axes="zyx")
 
 
 class VoxelResBackBone8x(nn.Module):

@@ -1,5 +1,5 @@
-"""The DSVT backbone: stages of rotated-set blocks, attention pooling between stages, and
-the scatter of the final voxels to a BEV map."""
+"""The DSVT backbone: stages of rotated-set blocks and attention pooling between stages
+(its output goes to BEV through :func:`sparse3d.nn.bev.scatter_to_bev`)."""
 
 from collections.abc import Sequence
 
@@ -11,7 +11,7 @@ from sparse3d.core.partition import set_partition
 from sparse3d.core.sparse_voxels import SparseVoxels
 from sparse3d.nn.dsvt.attention import SetLayout
 from sparse3d.nn.dsvt.blocks import DSVTBlock
-from sparse3d.nn.dsvt.configs import DSVTConfig, DSVTStageConfig
+from sparse3d.nn.dsvt.config import DSVTConfig, DSVTStageConfig
 from sparse3d.nn.dsvt.pooling import AttentionPool3d
 
 
@@ -42,8 +42,8 @@ class DSVT(nn.Module):
         config: the backbone configuration (its VFE fields are not used here).
 
     Examples:
-        >>> from sparse3d.nn.dsvt import dsvt_p_nuscenes
-        >>> backbone = DSVT(dsvt_p_nuscenes())
+        >>> from sparse3d.nn.dsvt import dsvt_preset
+        >>> backbone = DSVT(dsvt_preset("dsvt_p_nuscenes"))
         >>> len(backbone.stages[0])
         4
     """
@@ -77,17 +77,3 @@ class DSVT(nn.Module):
             if i < len(self.pools):
                 voxels = self.pools[i](voxels)
         return voxels
-
-
-def scatter_to_bev(voxels: SparseVoxels) -> Tensor:
-    """Dense BEV map of sparse voxels (OpenPCDet's PointPillarScatter3d).
-
-    Args:
-        voxels: coords (batch, x, y, z) on (X, Y, Z), feats float [N, C].
-
-    Returns:
-        float [B, C * Z, Y, X]; channel c * Z + z holds channel c of cell z; empty cells are 0.
-    """
-    dense = voxels.dense(channels_first=False)  # [B, X, Y, Z, C]
-    b, x, y, z, c = dense.shape
-    return dense.permute(0, 4, 3, 2, 1).reshape(b, c * z, y, x)

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from sparse3d._native import HAS_NATIVE
-from sparse3d.geometry.cameras import rotmats_from_quats
+from sparse3d.geometry.rotations import rotmats_from_quats
 
 # gsplat's screen-space extent: 3.33 standard deviations per axis, where a Gaussian of
 # opacity 1 falls just below the 1/255 alpha threshold (exp(-3.33^2 / 2) < 1/255).

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 import torch
 from torch import Tensor
 
-from sparse3d.geometry.cameras import rotmats_from_quats
+from sparse3d.geometry.rotations import rotmats_from_quats
 from sparse3d.render.gaussians.projection import quat_scale_to_covar
 
 Params = MutableMapping[str, torch.nn.Parameter]

@@ -7,7 +7,7 @@ grid (``SyntheticObjectsConfig.supersampling``, odd, so the middle sample is the
 centre) and box-filtered. Its coverage (the fraction of covered samples) is the alpha,
 its straight colour the mean shaded colour of the covered samples; the RGBA is quantised
 to 8 bits and composited over white by
-:func:`sparse3d.data.images.composite_over_white`, the function every reader uses. The
+:func:`sparse3d.data.images.rgb_over_white_and_mask`, the function every reader uses. The
 mask is alpha > 50 %, the depth the camera z at the pixel centre (exact there, 0 where
 the centre ray misses the object): so depth > 0 and the mask differ only on partly
 covered silhouette pixels, and there only at corners and features thinner than a pixel
@@ -41,12 +41,12 @@ from tqdm import tqdm
 from sparse3d.data.blender import write_blender
 from sparse3d.data.colmap import write_colmap
 from sparse3d.data.dataset import MultiViewDataset
-from sparse3d.data.images import composite_over_white, write_view_files
+from sparse3d.data.images import rgb_over_white_and_mask, write_view_files
 from sparse3d.data.nerfstudio import write_nerfstudio
 from sparse3d.data.splits import write_split_file
-from sparse3d.synthetic.objects.objects import SyntheticObject, build_object
 from sparse3d.geometry.cameras import Cameras, intrinsics_from_fov, look_at_viewmats
 from sparse3d.render.mesh_raster import interpolate_attributes, rasterize_mesh
+from sparse3d.synthetic.objects.objects import SyntheticObject, build_object
 
 # Training rig: (azimuth, elevation) in degrees. The first four are the classic sparse
 # set (one per quadrant, 15-30 deg up); views 5-6 and 7-9 fill the diagonals.
@@ -161,7 +161,7 @@ def render_object(obj: SyntheticObject, cameras: Cameras, supersampling: int) ->
         for i in range(len(cameras))
     ]
     rgba = torch.stack([view_rgba for view_rgba, _ in views])  # [N, H, W, 4]
-    images, masks = composite_over_white(rgba.numpy())
+    images, masks = rgb_over_white_and_mask(rgba.numpy())
     n_train = len(_TRAIN_RIG)
     return MultiViewDataset(
         cameras=cameras,

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from sparse3d.data.nuscenes.splits import scenes_of_split
+from sparse3d.data.nuscenes.tables import NuScenesTables
 from sparse3d.synthetic.lidar import SpinningLidarConfig
-from sparse3d.synthetic.nuscenes_mock import mock_submission
-from sparse3d.detection.nuscenes.splits import scenes_of_split
 from sparse3d.synthetic.nuscenes import NuScenesSynthConfig, write_synthetic_nuscenes
-from sparse3d.detection.nuscenes.tables import NuScenesTables
+from sparse3d.synthetic.nuscenes_mock import mock_submission
 
 # A coarser sensor than the default keeps generation fast; the geometry is the same.
 _TEST_LIDAR = SpinningLidarConfig(azimuth_steps=540)

@@ -5,12 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from sparse3d.detection.boxes import Pose
+from sparse3d.data.nuscenes.classes import DETECTION_NAMES, guess_attribute
+from sparse3d.data.nuscenes.results import make_submission
 from sparse3d.detection.nuscenes import NuScenesFormatError
-from sparse3d.detection.nuscenes.classes import DETECTION_NAMES, guess_attribute
 from sparse3d.detection.nuscenes.eval import evaluate_nuscenes
 from sparse3d.detection.nuscenes.reader import NuScenesReader, NuScenesReaderConfig
-from sparse3d.detection.nuscenes.submission import boxes_to_submission_entries, make_submission
+from sparse3d.detection.nuscenes.submission import boxes_to_submission_entries
+from sparse3d.geometry.poses import Pose
 
 
 @pytest.mark.parametrize("name, speed, expected", [

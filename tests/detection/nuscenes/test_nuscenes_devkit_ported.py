@@ -7,8 +7,12 @@ import random
 import numpy as np
 import pytest
 
+from sparse3d.data.nuscenes.classes import (
+    ATTRIBUTE_NAMES,
+    CLASS_ATTRIBUTES,
+    DETECTION_NAMES,
+)
 from sparse3d.detection.nuscenes.box_set import EvalBoxSet
-from sparse3d.detection.nuscenes.classes import ATTRIBUTE_NAMES, CLASS_ATTRIBUTES, DETECTION_NAMES
 from sparse3d.detection.nuscenes.eval.config import TP_METRICS, DetectionConfig
 from sparse3d.detection.nuscenes.eval.matching import MetricCurves, accumulate_class
 from sparse3d.detection.nuscenes.eval.metrics import calc_ap, calc_tp, summarize

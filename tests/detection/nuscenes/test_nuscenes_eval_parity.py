@@ -5,14 +5,17 @@ import json
 
 import numpy as np
 import pytest
-from sparse3d.detection.nuscenes.eval.compare import max_abs_diff
 
+from sparse3d.data.nuscenes.splits import scenes_of_split
 from sparse3d.detection.nuscenes.eval import DetectionConfig, evaluate_nuscenes
+from sparse3d.detection.nuscenes.eval.compare import max_abs_diff
 from sparse3d.detection.nuscenes.eval.filters import filter_boxes
-from sparse3d.detection.nuscenes.eval.ground_truth import BikeRacks, load_split_ground_truth
-from sparse3d.synthetic.nuscenes_mock import mock_submission
-from sparse3d.detection.nuscenes.splits import scenes_of_split
+from sparse3d.detection.nuscenes.eval.ground_truth import (
+    BikeRacks,
+    load_split_ground_truth,
+)
 from sparse3d.detection.nuscenes.submission import submission_to_boxes
+from sparse3d.synthetic.nuscenes_mock import mock_submission
 
 nuscenes = pytest.importorskip("nuscenes")
 
@@ -87,7 +90,7 @@ def test_cached_ground_truth_gives_identical_metrics(synth_databases, tmp_path, 
     fresh = evaluate_nuscenes(results, db.root, db.version, "synth_val", None, cache_dir=cache)
     assert len(list(cache.glob("*.npz"))) == 1
 
-    from sparse3d.detection.nuscenes import tables
+    from sparse3d.data.nuscenes import tables
 
     def no_tables(*args, **kwargs):
         raise AssertionError("the GT cache should have been used")

@@ -2,12 +2,12 @@
 
 import numpy as np
 
-from sparse3d.detection.boxes import yaw_to_quaternion
+from sparse3d.data.nuscenes.classes import DETECTION_NAMES
 from sparse3d.detection.nuscenes.box_set import EvalBoxSet
-from sparse3d.detection.nuscenes.classes import DETECTION_NAMES
 from sparse3d.detection.nuscenes.eval.config import DetectionConfig
 from sparse3d.detection.nuscenes.eval.filters import ego_distances, filter_boxes
 from sparse3d.detection.nuscenes.eval.ground_truth import BikeRacks
+from sparse3d.geometry.rotations import yaw_to_quaternion
 
 
 def _boxes(rows):

@@ -8,9 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from sparse3d.detection.boxes import points_in_boxes, quaternion_to_matrix, yaw_matrices
-from sparse3d.detection.nuscenes import tables as tables_module
+from sparse3d.data.nuscenes import tables as tables_module
 from sparse3d.detection.nuscenes.reader import NuScenesReader, NuScenesReaderConfig
+from sparse3d.geometry.poses import points_in_boxes
+from sparse3d.geometry.rotations import rotmats_from_quats, yaw_matrices
 
 
 def _reader(db, split, num_sweeps=3, cache_dir=None):
@@ -24,7 +25,7 @@ def test_keyframe_points_in_lidar_frame_boxes_match_num_lidar_pts(synth_database
     for sample in _reader(db, "synth_all"):
         key = sample.points[sample.points[:, 4] == 0]
         rotations = [tables.get("sample_annotation", t)["rotation"] for t in _reader_tokens(db, sample.token)]
-        tilted = np.array([quaternion_to_matrix(np.array(q))[2, 2] < 1 - 1e-12 for q in rotations], bool)
+        tilted = np.array([rotmats_from_quats(np.array(q))[2, 2] < 1 - 1e-12 for q in rotations], bool)
         boxes = sample.gt_boxes[~tilted]
         if len(boxes) == 0:
             continue

@@ -5,9 +5,13 @@ import hashlib
 import numpy as np
 import pytest
 
-from sparse3d.synthetic.lidar import SpinningLidarConfig
+from sparse3d.data.nuscenes.classes import (
+    CLASS_ATTRIBUTES,
+    DETECTION_NAMES,
+    category_to_detection_name,
+)
 from sparse3d.detection.nuscenes import NuScenesFormatError
-from sparse3d.detection.nuscenes.classes import CLASS_ATTRIBUTES, DETECTION_NAMES, category_to_detection_name
+from sparse3d.synthetic.lidar import SpinningLidarConfig
 from sparse3d.synthetic.nuscenes import NuScenesSynthConfig, write_synthetic_nuscenes
 
 

@@ -7,11 +7,11 @@ import shutil
 
 import numpy as np
 import pytest
-from sparse3d.detection.nuscenes.eval.compare import max_abs_diff
 
+from sparse3d.data.nuscenes.tables import NuScenesTables
 from sparse3d.detection.nuscenes import NuScenesFormatError
 from sparse3d.detection.nuscenes.eval import evaluate_nuscenes
-from sparse3d.detection.nuscenes.tables import NuScenesTables
+from sparse3d.detection.nuscenes.eval.compare import max_abs_diff
 
 
 @pytest.fixture(scope="module")

@@ -63,10 +63,13 @@ class FitCheck(Method):
         share = m.batch_size // self.world.size
         return self.train_x[index[self.world.rank * share : (self.world.rank + 1) * share]]
 
-    def get_loss_dict(self, batch: Tensor, step: int) -> dict[str, Tensor]:
+    def get_outputs(self, batch: Tensor, step: int) -> Tensor:
         if self.config.model.step_sleep:
             time.sleep(self.config.model.step_sleep)
-        return {"mse": (self.mlp(batch) - target_function(batch)).square().mean()}
+        return self.mlp(batch)
+
+    def get_loss_dict(self, outputs: Tensor, batch: Tensor, step: int) -> dict[str, Tensor]:
+        return {"mse": (outputs - target_function(batch)).square().mean()}
 
     def get_eval_metrics(self, step: int) -> dict[str, float]:
         return {"eval_mse": (self.mlp(self.eval_x) - target_function(self.eval_x)).square().mean().item()}

@@ -2,8 +2,8 @@
 
 from dataclasses import dataclass, field
 
-from sparse3d.detection.nuscenes.classes import DETECTION_NAMES
-from sparse3d.detection.nuscenes.errors import NuScenesFormatError
+from sparse3d.data.nuscenes.classes import DETECTION_NAMES
+from sparse3d.data.nuscenes.errors import NuScenesFormatError
 
 TP_METRICS: tuple[str, ...] = ("trans_err", "scale_err", "orient_err", "vel_err", "attr_err")
 """The five true-positive error metrics, in the devkit's order."""

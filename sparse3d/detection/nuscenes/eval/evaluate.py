@@ -10,18 +10,18 @@ from pathlib import Path
 
 import numpy as np
 
+from sparse3d.data.nuscenes.classes import DETECTION_NAMES
+from sparse3d.data.nuscenes.errors import NuScenesFormatError
+from sparse3d.data.nuscenes.splits import is_official_split
+from sparse3d.data.nuscenes.tables import NuScenesTables
 from sparse3d.detection.nuscenes.box_set import EvalBoxSet
-from sparse3d.detection.nuscenes.classes import DETECTION_NAMES
-from sparse3d.detection.nuscenes.errors import NuScenesFormatError
 from sparse3d.detection.nuscenes.eval.config import DetectionConfig
 from sparse3d.detection.nuscenes.eval.filters import filter_boxes
 from sparse3d.detection.nuscenes.eval.ground_truth import load_split_ground_truth
 from sparse3d.detection.nuscenes.eval.matching import MetricCurves, accumulate_class
 from sparse3d.detection.nuscenes.eval.metrics import summarize
-from sparse3d.io.atomic import write_json_atomic
-from sparse3d.detection.nuscenes.splits import is_official_split
 from sparse3d.detection.nuscenes.submission import load_submission, submission_to_boxes
-from sparse3d.detection.nuscenes.tables import NuScenesTables
+from sparse3d.io.atomic import write_json_atomic
 
 
 def evaluate_nuscenes(

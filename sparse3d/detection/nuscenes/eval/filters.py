@@ -2,11 +2,11 @@
 
 import numpy as np
 
-from sparse3d.detection.boxes import quaternion_to_matrix
+from sparse3d.data.nuscenes.classes import DETECTION_NAMES
 from sparse3d.detection.nuscenes.box_set import EvalBoxSet
-from sparse3d.detection.nuscenes.classes import DETECTION_NAMES
 from sparse3d.detection.nuscenes.eval.config import DetectionConfig
 from sparse3d.detection.nuscenes.eval.ground_truth import BikeRacks
+from sparse3d.geometry.rotations import rotmats_from_quats
 
 _CYCLES = np.array([DETECTION_NAMES.index("bicycle"), DETECTION_NAMES.index("motorcycle")])
 
@@ -66,7 +66,7 @@ def _centre_in_box(points: np.ndarray, centres: np.ndarray, sizes_wlh: np.ndarra
     Returns:
         bool [Q].
     """
-    rot = quaternion_to_matrix(quats)  # [Q, 3, 3]
+    rot = rotmats_from_quats(quats)  # [Q, 3, 3]
     width, length, height = sizes_wlh[:, 0], sizes_wlh[:, 1], sizes_wlh[:, 2]
 
     def corner(sx, sy, sz):

@@ -6,17 +6,17 @@ from pathlib import Path
 
 import numpy as np
 
-from sparse3d.detection.nuscenes.box_set import EvalBoxSet
-from sparse3d.detection.nuscenes.classes import (
+from sparse3d.data.nuscenes.classes import (
     ATTRIBUTE_NAMES,
     BICYCLE_RACK,
     DETECTION_NAMES,
     category_to_detection_name,
 )
-from sparse3d.detection.nuscenes.errors import NuScenesFormatError
+from sparse3d.data.nuscenes.errors import NuScenesFormatError
+from sparse3d.data.nuscenes.splits import scenes_of_split
+from sparse3d.data.nuscenes.tables import NuScenesTables, tables_fingerprint
+from sparse3d.detection.nuscenes.box_set import EvalBoxSet
 from sparse3d.io.atomic import write_bytes_atomic
-from sparse3d.detection.nuscenes.splits import scenes_of_split
-from sparse3d.detection.nuscenes.tables import NuScenesTables, tables_fingerprint
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from sparse3d.detection.boxes import quaternion_yaw
+from sparse3d.geometry.rotations import quaternion_yaw
 
 
 def center_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:

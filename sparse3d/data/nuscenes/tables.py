@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sparse3d.detection.nuscenes.errors import NuScenesFormatError
-from sparse3d.detection.nuscenes.io import read_json
+from sparse3d.data.nuscenes.errors import NuScenesFormatError
+from sparse3d.io.read import read_json
 
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "attribute": ("token", "name"),
@@ -67,7 +67,7 @@ class NuScenesTables:
             raise NuScenesFormatError(f"nuScenes tables: no folder {folder} (dataroot={dataroot}, version={version})")
         self._index: dict[str, dict[str, int]] = {}
         for name, fields in REQUIRED_FIELDS.items():
-            records = read_json(folder / f"{name}.json", f"nuScenes table {name!r}")
+            records = read_json(folder / f"{name}.json", f"nuScenes table {name!r}", NuScenesFormatError)
             _check_records(folder / f"{name}.json", records, fields)
             setattr(self, name, records)
             self._index[name] = {rec["token"]: i for i, rec in enumerate(records)}

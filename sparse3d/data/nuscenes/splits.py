@@ -6,8 +6,8 @@ they are the nuScenes v1.0 split definitions.
 
 from pathlib import Path
 
-from sparse3d.detection.nuscenes.errors import NuScenesFormatError
-from sparse3d.detection.nuscenes.io import read_json
+from sparse3d.data.nuscenes.errors import NuScenesFormatError
+from sparse3d.io.read import read_json
 
 _VAL_RANGES = (
     (3, 3), (12, 18), (35, 36), (38, 39), (92, 110), (221, 221), (268, 278), (329, 332), (344, 346),
@@ -79,7 +79,7 @@ def scenes_of_split(dataroot: str | Path, version: str, split: str) -> list[str]
         raise NuScenesFormatError(
             f"split {split!r} is not an official nuScenes split and there is no custom split file {path}"
         )
-    splits = read_json(path, "custom splits")
+    splits = read_json(path, "custom splits", NuScenesFormatError)
     if not isinstance(splits, dict) or split not in splits:
         known = sorted(splits) if isinstance(splits, dict) else []
         raise NuScenesFormatError(f"{path}: no split {split!r} (splits in the file: {known})")

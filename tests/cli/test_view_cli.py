@@ -1,0 +1,31 @@
+"""sparse3d-view finds the viewer through the sparse3d.viewer entry point, and says in one
+line what to install when it cannot load it."""
+
+import sys
+
+import pytest
+
+from sparse3d.cli import view
+
+
+def test_viewer_is_found_through_its_entry_point():
+    viewer_app = pytest.importorskip("sparse3d.viewer.app")
+    assert view.load_viewer() is viewer_app.serve
+
+
+def test_missing_viser_is_a_one_line_error(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "viser", None)  # `import viser` now raises ModuleNotFoundError
+    monkeypatch.delitem(sys.modules, "sparse3d.viewer.app", raising=False)  # re-import the app
+    with pytest.raises(SystemExit) as exit_info:
+        view.entrypoint([f"run={tmp_path}"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "sparse3d-view: error: the viewer needs viser, which is not installed: pip install 'sparse3d[viewer]'\n"
+
+
+def test_no_viewer_entry_point_is_a_one_line_error(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(view.metadata, "entry_points", lambda **selection: ())
+    with pytest.raises(SystemExit):
+        view.entrypoint([f"run={tmp_path}"])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no entry point 'app' in group sparse3d.viewer" in err
