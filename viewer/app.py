@@ -17,7 +17,8 @@ import torch
 import trimesh
 import viser
 
-from sparse3d.engine.checkpoint import list_checkpoints
+from sparse3d.engine.checkpoint import CheckpointError, list_checkpoints
+from sparse3d.engine.config import ConfigError
 from sparse3d.engine.run import load_trained_method
 from sparse3d.engine.scene import (
     Boxes3D,
@@ -47,10 +48,18 @@ class RunViewer:
         run_dir: a directory written by ``sparse3d-train``.
         host: interface to bind; 127.0.0.1 keeps the viewer private to this machine.
         port: TCP port (0 picks a free one; see :attr:`port`).
+
+    Raises:
+        FileNotFoundError: if ``run_dir`` does not exist (before any server starts).
+        NotADirectoryError: if ``run_dir`` is a file.
     """
 
     def __init__(self, run_dir: Path, host: str = "127.0.0.1", port: int = 8080) -> None:
         self.run_dir = Path(run_dir)
+        if not self.run_dir.exists():
+            raise FileNotFoundError(f"run directory {self.run_dir} does not exist")
+        if not self.run_dir.is_dir():
+            raise NotADirectoryError(f"run={self.run_dir} is a file, not a run directory")
         self.server = viser.ViserServer(host=host, port=port, verbose=False)
         self.shown_step: int | None = None
         self.shown_layers: list[SceneLayer] = []
@@ -64,10 +73,21 @@ class RunViewer:
         """The TCP port the server listens on."""
         return self.server.get_port()
 
+    @property
+    def status(self) -> str:
+        """The status text shown in the page (markdown)."""
+        return self._status.content
+
     def refresh(self) -> bool:
-        """Reloads the scene if the run has a newer checkpoint; returns True if it did."""
+        """Reloads the scene if the run has a newer checkpoint; returns True if it did.
+
+        Without any checkpoint yet, the status says so (and that the viewer waits for one).
+        """
         checkpoints = list_checkpoints(self.run_dir)
-        if not checkpoints or checkpoints[-1][0] == self.shown_step:
+        if not checkpoints:
+            self._status.content = waiting_text(self.run_dir)
+            return False
+        if checkpoints[-1][0] == self.shown_step:
             return False
         with self._lock:
             name, method, step = load_trained_method(self.run_dir, torch.device("cpu"))
@@ -83,11 +103,24 @@ class RunViewer:
         return True
 
     def serve_forever(self, poll_seconds: float = 2.0) -> None:
-        """Keeps the scene up to date until interrupted (Ctrl-C)."""
+        """Keeps the scene up to date until interrupted (Ctrl-C).
+
+        A checkpoint that cannot be read (e.g. of another config) is reported in the page
+        and the terminal, and the viewer keeps polling for a newer one.
+        """
         stop = threading.Event()
+        failed = None
         try:
             while not stop.wait(poll_seconds):
-                self.refresh()
+                try:
+                    self.refresh()
+                except (ConfigError, CheckpointError) as err:
+                    if str(err) != failed:
+                        print(f"sparse3d: viewer: {err}")
+                    failed = str(err)
+                    self._status.content = f"**cannot show** `{self.run_dir}`: {err}"
+                else:
+                    failed = None
         finally:
             self.server.stop()
 
@@ -110,10 +143,17 @@ def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 8080) -> None:
     viewer = RunViewer(run_dir, host, port)
     viewer.refresh()
     print(f"sparse3d: viewer at http://{host}:{viewer.port} (Ctrl-C to stop)")
+    if viewer.shown_step is None:
+        print(f"sparse3d: {waiting_text(viewer.run_dir).replace('`', '')}")
     try:
         viewer.serve_forever()
     except KeyboardInterrupt:
         pass
+
+
+def waiting_text(run_dir: Path) -> str:
+    """The status of a run directory without a checkpoint yet (markdown)."""
+    return f"no checkpoint in `{run_dir}` yet: showing the run as soon as training writes `ckpt/step-*.pt`"
 
 
 def draw_layers(scene: viser.SceneApi, layers: list[SceneLayer], root: str) -> list[viser.SceneNodeHandle]:

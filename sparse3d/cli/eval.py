@@ -1,7 +1,9 @@
 """sparse3d-eval: evaluate a trained run, or score a nuScenes detection submission.
 
     sparse3d-eval run=RUN_DIR
-    sparse3d-eval results=PRED.json dataroot=DIR version=VERSION split=SPLIT out=OUT_DIR
+    sparse3d-eval results=PRED.json dataroot=DIR [version=VERSION] [split=SPLIT] [out=OUT_DIR]
+
+The keys given pick the evaluation: run= evaluates a run, results= scores a submission.
 """
 
 import json
@@ -10,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import tyro
 
-from sparse3d.cli.overrides import fail, parse_config, split_assignments
+from sparse3d.cli.overrides import fail, help_text, parse_config, split_assignments
 from sparse3d.engine.checkpoint import CheckpointError
 from sparse3d.engine.config import ConfigError
 from sparse3d.io.atomic import write_json_atomic
@@ -58,6 +61,18 @@ def evaluate_run(run_dir: Path) -> dict:
     return report
 
 
+def check_output_folders(command: NuScenesEval) -> None:
+    """Checks, before the evaluation, that ``out`` and ``cache`` are not files.
+
+    Raises:
+        NotADirectoryError: naming the key and the file.
+    """
+    for key in ("out", "cache"):
+        folder = getattr(command, key)
+        if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
+            raise NotADirectoryError(f"{key}={folder} is a file; give a folder (it is created if missing)")
+
+
 def main(command: RunEval | NuScenesEval) -> None:
     """Runs one evaluation and prints its result."""
     if isinstance(command, RunEval):
@@ -69,6 +84,7 @@ def main(command: RunEval | NuScenesEval) -> None:
     from sparse3d.detection.nuscenes.eval.evaluate import evaluate_nuscenes
     from sparse3d.detection.nuscenes.eval.report import format_metrics_table
 
+    check_output_folders(command)
     summary = evaluate_nuscenes(
         command.results, command.dataroot, command.version, command.split, command.out, cache_dir=command.cache
     )
@@ -76,26 +92,43 @@ def main(command: RunEval | NuScenesEval) -> None:
     print(f"sparse3d: wrote {command.out / 'metrics_summary.json'} and {command.out / 'metrics_details.json'}")
 
 
+FORMS = {"run": RunEval, "results": NuScenesEval}
+"""The key that picks each evaluation."""
+
+
+def full_help() -> str:
+    """The help of both evaluations: the usage, then each one's keys."""
+    parts = [__doc__.strip(), ""]
+    for kind in FORMS.values():
+        parts.append(help_text(_default(kind), PROG, kind.__doc__))
+    return "\n".join(parts)
+
+
+def _default(kind: type) -> RunEval | NuScenesEval:
+    """The config with its required keys (the fields without default) marked as such."""
+    if kind is RunEval:
+        return RunEval(run=tyro.MISSING)
+    return NuScenesEval(results=tyro.MISSING, dataroot=tyro.MISSING)
+
+
 def entrypoint(argv: list[str] | None = None) -> None:
     """Console script: picks the evaluation from the keys given (run= or results=)."""
     assignments, wants_help = split_assignments(sys.argv[1:] if argv is None else argv, PROG)
-    if "results" in assignments:
-        kind, default = NuScenesEval, NuScenesEval(results=Path(), dataroot=Path())
-        missing = [k for k in ("results", "dataroot") if k not in assignments]
-    elif "run" in assignments:
-        kind, default, missing = RunEval, RunEval(run=Path()), []
-    else:
+    picked = [key for key in FORMS if key in assignments]
+    if len(picked) != 1:
         if wants_help:
-            print(__doc__.strip())
+            print(full_help(), end="")
             raise SystemExit(0)
-        fail(PROG, "give run=RUN_DIR, or results=PRED.json dataroot=DIR ...\n" + __doc__)
-    if missing:
-        fail(PROG, f"missing {', '.join(k + '=...' for k in missing)}")
-    command = parse_config(default, assignments, PROG, kind.__doc__, wants_help)
+        which = "one of them, " if picked else ""
+        fail(PROG, f"give run=RUN_DIR, or results=PRED.json dataroot=DIR ... ({which}see {PROG} --help)")
+    kind = FORMS[picked[0]]
+    command = parse_config(_default(kind), assignments, PROG, kind.__doc__, wants_help)
     try:
         main(command)
-    except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as err:
+    except (ConfigError, CheckpointError, ValueError) as err:
         fail(PROG, str(err))
+    except OSError as err:  # a missing or unreadable file, a file where a folder must be
+        fail(PROG, str(err) if not err.filename else f"{err.filename}: {err.strerror or err}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """sparse3d-train method=NAME data=PATH [key=value ...]: train a method.
 
 Run it again with the same arguments to resume from the last checkpoint; launch it with
-``torchrun --nproc_per_node=N`` to train on N processes.
+``torchrun --nproc_per_node=N`` to train on N processes. Ctrl-C (SIGINT) or SIGTERM finishes
+the current step, writes a checkpoint, prints the command that resumes, and exits with 130.
 """
 
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -14,11 +17,13 @@ from sparse3d.engine.registry import MethodSpecification, discover_methods
 from sparse3d.engine.trainer import (
     RunDirError,
     Trainer,
+    TrainingInterrupted,
     default_run_dir,
     resolve_device,
 )
 
 PROG = "sparse3d-train"
+INTERRUPTED = 130  # the shell's code for a process ended by SIGINT (128 + 2)
 
 
 def main(method_name: str, config: MethodConfig) -> Path:
@@ -79,6 +84,27 @@ def entrypoint(argv: list[str] | None = None) -> None:
         # Bad input (a missing data folder, a malformed file, a run of another config)
         # is reported by its message, which names the file and the field.
         fail(PROG, str(err))
+    except TrainingInterrupted as stop:
+        if stop.checkpoint is not None:  # only the main process wrote one, and speaks
+            print(resume_hint(stop, sys.argv[1:] if argv is None else argv), flush=True)
+        raise SystemExit(INTERRUPTED) from None
+    except KeyboardInterrupt:
+        # Ctrl-C before training started (loading data), or a second one during a step.
+        print(f"{PROG}: interrupted; no checkpoint written for the current step", file=sys.stderr, flush=True)
+        raise SystemExit(INTERRUPTED) from None
+
+
+def resume_hint(stop: TrainingInterrupted, args: list[str]) -> str:
+    """What to print after an interruption: the checkpoint, and the command that resumes."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    launcher = [PROG] if world_size == 1 else ["torchrun", f"--nproc_per_node={world_size}", "-m", "sparse3d.cli.train"]
+    command = shlex.join([*launcher, *args])
+    if not any(a.startswith("output=") for a in args):  # the default run dir is relative to the working directory
+        command = f"cd {shlex.quote(os.getcwd())} && {command}"
+    return (
+        f"sparse3d: {stop.signal_name}: stopped after step {stop.step}; checkpoint {stop.checkpoint}\n"
+        f"sparse3d: resume with: {command}"
+    )
 
 
 if __name__ == "__main__":

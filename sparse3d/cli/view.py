@@ -9,15 +9,18 @@ point ``app`` in the group ``sparse3d.viewer`` (sparse3d's pyproject.toml declar
 rather than imported; it needs the ``viewer`` extra (viser).
 """
 
+import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
+import tyro
+
 from sparse3d.cli.overrides import fail, parse_config, split_assignments
 from sparse3d.engine.checkpoint import CheckpointError
-from sparse3d.engine.config import ConfigError
+from sparse3d.engine.config import ConfigError, between, check_ranges
 
 PROG = "sparse3d-view"
 VIEWER_GROUP = "sparse3d.viewer"
@@ -33,11 +36,39 @@ class ViewCommand:
     """Open a run in the web viewer."""
 
     run: Path
-    """Run directory written by sparse3d-train (it may still be training)."""
-    port: int = 8080
-    """TCP port of the viewer."""
+    """Run directory written by sparse3d-train (it may still be training, or not have
+    written its first checkpoint yet: the viewer waits for it)."""
+    port: int = field(default=8080, metadata=between(0, 65535))
+    """TCP port of the viewer (0 picks a free one; a port in use is answered by the next free one)."""
     host: str = "127.0.0.1"
     """Interface to bind; the default keeps the viewer private to this machine."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
+class ViewArgumentError(ValueError):
+    """The run directory does not exist, or the host is not an address of this machine."""
+
+
+def check_command(command: ViewCommand) -> None:
+    """Checks what the viewer would only find out after starting its server thread.
+
+    Raises:
+        ViewArgumentError: if ``command.run`` is not a directory, or ``command.host`` cannot
+            be bound.
+    """
+    run = Path(command.run)
+    if not run.exists():
+        raise ViewArgumentError(f"run directory {run} does not exist (train one with sparse3d-train)")
+    if not run.is_dir():
+        raise ViewArgumentError(f"run={run} is a file, not a run directory")
+    try:
+        infos = socket.getaddrinfo(command.host, 0, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.bind(infos[0][4])  # port 0: checks the address only; viser handles a busy port
+    except OSError as err:
+        raise ViewArgumentError(f"cannot listen on host={command.host}: {err.strerror or err}") from err
 
 
 def load_viewer() -> Callable[[Path, str, int], None]:
@@ -59,7 +90,13 @@ def load_viewer() -> Callable[[Path, str, int], None]:
 
 
 def main(command: ViewCommand) -> None:
-    """Serves the viewer until interrupted."""
+    """Serves the viewer until interrupted.
+
+    Raises:
+        ViewArgumentError: see :func:`check_command`.
+        ViewerUnavailableError: see :func:`load_viewer`.
+    """
+    check_command(command)
     serve = load_viewer()
     serve(command.run, command.host, command.port)
 
@@ -67,12 +104,10 @@ def main(command: ViewCommand) -> None:
 def entrypoint(argv: list[str] | None = None) -> None:
     """Console script: ``run=RUN_DIR`` plus optional ``port=`` and ``host=``."""
     assignments, wants_help = split_assignments(sys.argv[1:] if argv is None else argv, PROG)
-    if "run" not in assignments and not wants_help:
-        fail(PROG, f"missing run=RUN_DIR (see {PROG} --help)")
-    command = parse_config(ViewCommand(run=Path()), assignments, PROG, ViewCommand.__doc__, wants_help)
+    command = parse_config(ViewCommand(run=tyro.MISSING), assignments, PROG, ViewCommand.__doc__, wants_help)
     try:
         main(command)
-    except (ConfigError, CheckpointError, ViewerUnavailableError) as err:
+    except (ConfigError, CheckpointError, ViewerUnavailableError, ViewArgumentError) as err:
         fail(PROG, str(err))
 
 

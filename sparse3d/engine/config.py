@@ -3,6 +3,16 @@
 Every method's config subclasses :class:`MethodConfig`. Values come, in order, from the
 dataclass defaults, the method's ``configs/<method>.yaml`` and the command line; the
 resolved config is saved as ``config.yaml`` in the run directory.
+
+A numeric field declares its allowed values once, as field metadata::
+
+    max_steps: int = field(default=1000, metadata=at_least(1))
+    init_opacity: float = field(default=0.1, metadata=between(0, 1, closed=False))
+
+:func:`update_config` (YAML files and the command line alike) rejects a value outside
+the range with a :class:`ConfigError` naming the source, the dotted key and the range;
+:func:`check_ranges` does the same for a config built in code (call it in
+``__post_init__``).
 """
 
 import dataclasses
@@ -20,26 +30,97 @@ class ConfigError(ValueError):
     """A config value or key is invalid; the message names where it came from."""
 
 
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a numeric config field (each item of a list or tuple field).
+
+    ``None`` leaves that side open-ended; ``low_open`` / ``high_open`` exclude the bound.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"in {left}{self.low:g}, {self.high:g}{right}"
+
+
+RANGE_KEY = "range"
+"""The field-metadata key under which a :class:`Range` is declared."""
+
+
+def at_least(low: float) -> dict[str, Range]:
+    """Field metadata: values >= ``low`` (counts, step numbers, seeds)."""
+    return {RANGE_KEY: Range(low=low)}
+
+
+def positive() -> dict[str, Range]:
+    """Field metadata: values > 0 (learning rates, scales, sizes)."""
+    return {RANGE_KEY: Range(low=0, low_open=True)}
+
+
+def between(low: float, high: float, closed: bool = True) -> dict[str, Range]:
+    """Field metadata: values in [low, high] (``closed=False``: in (low, high))."""
+    return {RANGE_KEY: Range(low=low, high=high, low_open=not closed, high_open=not closed)}
+
+
+def check_ranges(config: Any) -> None:
+    """Checks the declared ranges of ``config``'s own fields (not nested sections).
+
+    For ``__post_init__``: a config built in code is held to the same ranges as one read
+    from YAML or the command line.
+
+    Raises:
+        ValueError: naming the config class, the field and its range.
+    """
+    name = type(config).__name__
+    for f in _public_fields(config):
+        bounds = f.metadata.get(RANGE_KEY)
+        if bounds is not None:
+            _check_range(getattr(config, f.name), bounds, f"{name}.{f.name}", ValueError)
+
+
+def _check_range(value: Any, bounds: Range, where: str, error: type[Exception]) -> None:
+    values = value if isinstance(value, (list, tuple)) else (value,)
+    for v in values:
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v not in bounds:
+            raise error(f"{where}: expected a value {bounds}, got {value!r}")
+
+
 @dataclass
 class TrainerConfig:
     """How the engine runs the optimisation loop."""
 
-    max_steps: int = 1000
-    """Number of optimisation steps."""
-    eval_every: int = 500
+    max_steps: int = field(default=1000, metadata=at_least(1))
+    """Number of optimisation steps (>= 1)."""
+    eval_every: int = field(default=500, metadata=at_least(0))
     """Evaluate every this many steps (and after the last step); 0 evaluates only at the end."""
-    ckpt_every: int = 500
+    ckpt_every: int = field(default=500, metadata=at_least(0))
     """Write a checkpoint every this many steps (and after the last step); 0 only at the end."""
-    keep_ckpts: int = 2
+    keep_ckpts: int = field(default=2, metadata=at_least(0))
     """How many of the most recent checkpoints to keep (0 keeps all)."""
-    log_every: int = 10
-    """Record the training losses in metrics.json every this many steps."""
-    seed: int = 0
-    """Seed of every random choice of the run (initialisation, batches)."""
+    log_every: int = field(default=10, metadata=at_least(1))
+    """Record the training losses in metrics.json every this many steps (>= 1)."""
+    seed: int = field(default=0, metadata=at_least(0))
+    """Seed of every random choice of the run (initialisation, batches); >= 0."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where to train; "auto" takes CUDA when it is available."""
     progress: bool = True
     """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 @dataclass
@@ -55,6 +136,9 @@ class MethodConfig:
     """Run directory; default outputs/<data name>/<method>. Rerunning a command resumes it."""
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     """Optimisation loop."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self)  # the ranges of a subclass's own fields (nested sections check theirs)
 
     def setup(self, **kwargs):
         """Builds the method this config describes."""
@@ -142,7 +226,7 @@ def _update(config: Any, values: dict[str, Any], source: str, prefix: str) -> An
                 raise ConfigError(f"{source}: '{dotted}' is a section; expected a mapping, got {value!r}")
             changes[key] = _update(current, value, source, prefix=f"{dotted}.")
         else:
-            changes[key] = coerce_value(value, hints[key], f"{source}: '{dotted}'")
+            changes[key] = coerce_value(value, hints[key], f"{source}: '{dotted}'", fields[key].metadata.get(RANGE_KEY))
     try:
         return dataclasses.replace(config, **changes)
     except ConfigError:
@@ -151,8 +235,21 @@ def _update(config: Any, values: dict[str, Any], source: str, prefix: str) -> An
         raise ConfigError(f"{source}: {err}") from err
 
 
-def coerce_value(value: Any, hint: Any, where: str) -> Any:
-    """Converts a YAML value to the annotated type ``hint``, or raises ConfigError."""
+def coerce_value(value: Any, hint: Any, where: str, bounds: Range | None = None) -> Any:
+    """Converts a YAML value to the annotated type ``hint``, or raises ConfigError.
+
+    Args:
+        where: how the message names the value (``"<source>: '<dotted key>'"``).
+        bounds: the field's declared :class:`Range` (checked on each number, also inside
+            lists and tuples), or None.
+    """
+    value = _coerce(value, hint, where)
+    if bounds is not None:
+        _check_range(value, bounds, where, ConfigError)
+    return value
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -160,7 +257,7 @@ def coerce_value(value: Any, hint: Any, where: str) -> Any:
         errors = []
         for option in (a for a in args if a is not type(None)):
             try:
-                return coerce_value(value, option, where)
+                return _coerce(value, option, where)
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError(f"{where}: expected {_type_name(hint)}, got {value!r}")
@@ -172,7 +269,7 @@ def coerce_value(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         item = args[0] if args else Any
-        items = [coerce_value(v, item, where) for v in value]
+        items = [_coerce(v, item, where) for v in value]
         return tuple(items) if origin is tuple else items
     if hint is Any:
         return value

@@ -3,10 +3,26 @@
 A run directory holds ``config.yaml``, ``ckpt/step-XXXXXX.pt`` and ``metrics.json``
 (plus what the method exports). Running the same command again resumes from the newest
 checkpoint and ends exactly where an uninterrupted run would have.
+
+The run's files are written only once training can start (the data loaded and the method
+built), so a failed start leaves nothing behind; a directory with a ``config.yaml`` but no
+checkpoint is not a run to protect, and a new run may take it over. ``config.yaml`` stores
+the data path (every path key) absolute, plus where the run was made (see
+:mod:`sparse3d.engine.run`), so the run directory works from anywhere and after a move.
+
+SIGINT (Ctrl-C) or SIGTERM during training finishes the current step, writes its
+checkpoint, and raises :class:`TrainingInterrupted`; the same command resumes from there,
+exactly. With several processes (torchrun forwards the signal to every worker) the
+processes agree on the step to stop after, through the collective every step already
+makes, and the main process writes the checkpoint. A second signal stops at once
+(KeyboardInterrupt), without a checkpoint.
 """
 
 import math
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +38,13 @@ from sparse3d.engine.checkpoint import (
 from sparse3d.engine.config import MethodConfig, config_to_dict, load_yaml
 from sparse3d.engine.distributed import World, all_reduce_mean_
 from sparse3d.engine.method import Method, StepOutputs
+from sparse3d.engine.run import (
+    ORIGIN_KEY,
+    absolute,
+    path_keys,
+    run_origin,
+    with_absolute_paths,
+)
 from sparse3d.io.atomic import write_json_atomic, write_text_atomic
 
 # Keys that may change between a run and its resumption: where the run lives and how it is
@@ -38,6 +61,47 @@ RESUMABLE_KEYS = {
 
 class RunDirError(RuntimeError):
     """The run directory belongs to a different run."""
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on SIGINT/SIGTERM after a completed step, whose checkpoint was written.
+
+    Attributes:
+        step: completed steps, saved in ``checkpoint``.
+        checkpoint: the checkpoint written (None on processes other than the main one).
+        signal_name: "SIGINT" or "SIGTERM".
+    """
+
+    def __init__(self, step: int, checkpoint: Path | None, signal_name: str) -> None:
+        super().__init__(f"interrupted by {signal_name} after step {step}")
+        self.step, self.checkpoint, self.signal_name = step, checkpoint, signal_name
+
+
+class _StopRequest:
+    """Catches SIGINT/SIGTERM while active: the first sets ``signum``, a second raises
+    KeyboardInterrupt. Only the main thread can install handlers; elsewhere it does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
 
 
 def resolve_device(name: str) -> torch.device:
@@ -66,10 +130,11 @@ class Trainer:
     """
 
     def __init__(self, config: MethodConfig, method_name: str, run_dir: Path, world: World) -> None:
+        config = with_absolute_paths(config)  # the run works from any directory, see engine/run.py
         self.config, self.method_name, self.run_dir, self.world = config, method_name, Path(run_dir), world
         self.device = resolve_device(config.trainer.device)
         self.history: dict[str, list[dict[str, float]]] = {"train": [], "eval": []}
-        self._write_or_check_config()
+        self._check_config()
         torch.manual_seed(config.trainer.seed)  # identical initial parameters on every process
         self.method: Method = config.setup(world=world, device=self.device)
         self.start_step, optimizer_states = self._restore_method()
@@ -78,12 +143,27 @@ class Trainer:
             self.optimizers[name].load_state_dict(state)
         self.method.update_to_step(self.start_step)  # schedules match the restored weights
         self.callbacks = self.method.get_training_callbacks()
+        self._stop: _StopRequest | None = None
+        if self.world.is_main:  # training can start: only now the directory becomes a run
+            self._write_config()
 
     def train(self) -> dict[str, float]:
-        """Runs the remaining steps; returns the final evaluation metrics."""
+        """Runs the remaining steps; returns the final evaluation metrics.
+
+        Raises:
+            TrainingInterrupted: on SIGINT/SIGTERM, after the current step and its checkpoint.
+        """
         trainer = self.config.trainer
         if self.start_step >= trainer.max_steps and self.history["eval"]:
             return self.history["eval"][-1]
+        with _StopRequest() as self._stop:
+            try:
+                return self._train_loop()
+            finally:
+                self._stop = None
+
+    def _train_loop(self) -> dict[str, float]:
+        trainer = self.config.trainer
         bar = tqdm(
             total=trainer.max_steps,
             initial=self.start_step,
@@ -93,7 +173,7 @@ class Trainer:
             mininterval=0.1 if sys.stderr.isatty() else 30.0,  # keep logs short when not a terminal
         )
         for step in range(self.start_step, trainer.max_steps):
-            losses = self._train_step(step)
+            losses, stop_signal = self._train_step(step)
             done = step + 1
             last = done == trainer.max_steps
             if done % trainer.log_every == 0 or last:
@@ -107,18 +187,24 @@ class Trainer:
                 self.method.train()
                 self.history["eval"].append(metrics)
                 bar.write(_format_metrics(metrics))
+            saved = None
             if self.world.is_main:
-                if _due(done, trainer.ckpt_every, last):
-                    self._save(done)
-                if done % trainer.log_every == 0 or last:
+                if _due(done, trainer.ckpt_every, last) or stop_signal:
+                    saved = self._save(done)
+                if done % trainer.log_every == 0 or last or stop_signal:
                     write_json_atomic(self.run_dir / "metrics.json", self.history)
             bar.update(1)
+            if stop_signal and not last:
+                bar.close()
+                raise TrainingInterrupted(done, saved, signal.Signals(stop_signal).name)
         bar.close()
         if self.world.is_main:
             self.method.export(self.run_dir)
         return self.history["eval"][-1] if self.history["eval"] else {}
 
-    def _train_step(self, step: int) -> dict[str, float]:
+    def _train_step(self, step: int) -> tuple[dict[str, float], int]:
+        """One optimisation step; returns its (process-averaged) losses and the signal number
+        that asks to stop after it (0: none), agreed by all processes."""
         self.method.update_to_step(step)
         self._run_callbacks("before_step", step, None)
         batch = self.method.get_train_batch(step)
@@ -138,22 +224,27 @@ class Trainer:
             optimizer.step()
         self._run_callbacks("after_step", step, StepOutputs(batch, outputs, loss_dict))
         values = torch.stack([loss.detach(), *(v.detach() for v in loss_dict.values())]).float()
-        all_reduce_mean_([values], self.world)
-        return dict(zip(["loss", *loss_dict], values.tolist()))
+        # The stop request rides on the collective that averages the losses, so every process
+        # learns after the same step that one of them was signalled (mean > 0).
+        signum = self._stop.signum if self._stop is not None and self._stop.signum is not None else 0
+        stop = torch.tensor([float(signum)], device=values.device)
+        all_reduce_mean_([values, stop], self.world)
+        stop_signal = signum or (int(signal.SIGTERM) if stop.item() > 0 else 0)
+        return dict(zip(["loss", *loss_dict], values.tolist())), stop_signal
 
     def _run_callbacks(self, where: str, step: int, produced: StepOutputs | None) -> None:
         for callback in self.callbacks:
             if callback.where == where and step % callback.every == 0:
                 callback.fn(step, self.optimizers, produced)
 
-    def _save(self, step: int) -> None:
+    def _save(self, step: int) -> Path:
         state = {
             "step": step,
             "method": self.method.state_dict(),
             "optimizers": {name: o.state_dict() for name, o in self.optimizers.items()},
             "history": self.history,
         }
-        save_checkpoint(self.run_dir, step, state, keep=self.config.trainer.keep_ckpts)
+        return save_checkpoint(self.run_dir, step, state, keep=self.config.trainer.keep_ckpts)
 
     def _restore_method(self) -> tuple[int, dict[str, Any] | None]:
         checkpoints = list_checkpoints(self.run_dir)
@@ -167,19 +258,33 @@ class Trainer:
             print(f"sparse3d: resuming {self.run_dir} from {path.name} (step {step})")
         return step, state["optimizers"]
 
-    def _write_or_check_config(self) -> None:
+    def _current_config(self) -> dict[str, Any]:
+        return {"method": self.method_name, **config_to_dict(self.config)}
+
+    def _check_config(self) -> None:
+        """Refuses a run directory that holds checkpoints of a different config. A directory
+        with a config.yaml but no checkpoint (a start that failed) may be taken over."""
         path = self.run_dir / "config.yaml"
-        current = {"method": self.method_name, **config_to_dict(self.config)}
-        if path.exists():
-            saved = load_yaml(path)
-            changed = sorted(k for k in _diff_keys(saved, current) if k not in RESUMABLE_KEYS)
-            if changed:
-                raise RunDirError(
-                    f"{self.run_dir} holds a run with a different config (keys {', '.join(changed)}); "
-                    "choose another output=DIR, or delete the directory to start over"
-                )
-        if self.world.is_main:
-            write_text_atomic(path, yaml.safe_dump(current, sort_keys=False))
+        if not path.exists() or not list_checkpoints(self.run_dir):
+            return
+        saved = load_yaml(path)
+        origin = saved.pop(ORIGIN_KEY, None)
+        current = self._current_config()
+        moved = set(path_keys(self.config))  # compared as locations, not strings
+        changed = sorted(
+            k for k in _diff_keys(saved, current)
+            if k not in RESUMABLE_KEYS
+            and not (k in moved and _same_location(_get(saved, k), _get(current, k), origin, self.run_dir))
+        )
+        if changed:
+            raise RunDirError(
+                f"{self.run_dir} holds a run with a different config (keys {', '.join(changed)}); "
+                "choose another output=DIR, or delete the directory to start over"
+            )
+
+    def _write_config(self) -> None:
+        current = {**self._current_config(), ORIGIN_KEY: run_origin(self.run_dir)}
+        write_text_atomic(self.run_dir / "config.yaml", yaml.safe_dump(current, sort_keys=False))
 
 
 def optimizers_for(param_groups: list[dict[str, Any]]) -> dict[str, torch.optim.Optimizer]:
@@ -204,6 +309,26 @@ def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
         elif va != vb:
             keys.append(f"{prefix}{k}")
     return keys
+
+
+def _get(values: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        values = values.get(part) if isinstance(values, dict) else None
+    return values
+
+
+def _same_location(saved: Any, current: Any, origin: Any, run_dir: Path) -> bool:
+    """Whether a path saved in config.yaml names the data that ``current`` names, given
+    where the run directory is now: the same absolute path, the same place relative to the
+    run directory (the tree was moved), or (a run saved before paths were stored absolute)
+    the same path relative to the working directory."""
+    if not isinstance(saved, str) or not isinstance(current, str):
+        return False
+    if absolute(saved) == absolute(current):
+        return True
+    if isinstance(origin, dict) and origin.get("run_dir") and os.path.isabs(saved):
+        return os.path.relpath(saved, origin["run_dir"]) == os.path.relpath(current, absolute(run_dir))
+    return False
 
 
 def _format_metrics(metrics: dict[str, float]) -> str:

@@ -15,8 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sparse3d.data.loader import load_multiview
-from sparse3d.engine.config import MethodConfig
+from sparse3d.data.loader import DataFormat, load_multiview
+from sparse3d.engine.config import (
+    MethodConfig,
+    at_least,
+    between,
+    check_ranges,
+    positive,
+)
 from sparse3d.engine.distributed import World
 from sparse3d.engine.method import Method, StepOutputs, TrainingCallback
 from sparse3d.engine.registry import MethodSpecification
@@ -41,45 +47,53 @@ class SplatModelConfig:
 
     init: Literal["points", "random"] = "random"
     """Start from the data set's points, or from random points in the view volume."""
-    num_random: int = 10000
+    num_random: int = field(default=10000, metadata=at_least(1))
     """Number of random initial Gaussians."""
-    init_extent: float = 1.0
+    init_extent: float = field(default=1.0, metadata=positive())
     """Random points fill a cube of this half-size times the scene scale."""
-    init_opacity: float = 0.1
-    """Initial opacity of every Gaussian."""
-    sh_degree: int = 3
-    """Highest spherical-harmonics degree of the colours."""
-    sh_degree_interval: int = 1000
+    init_opacity: float = field(default=0.1, metadata=between(0, 1, closed=False))
+    """Initial opacity of every Gaussian, in (0, 1)."""
+    sh_degree: int = field(default=3, metadata=between(0, 3))
+    """Highest spherical-harmonics degree of the colours (0 to 3)."""
+    sh_degree_interval: int = field(default=1000, metadata=at_least(1))
     """Raise the active SH degree by one every this many steps."""
-    ssim_lambda: float = 0.2
+    ssim_lambda: float = field(default=0.2, metadata=between(0, 1))
     """Weight of the D-SSIM term; L1 gets 1 - ssim_lambda."""
-    means_lr: float = 1.6e-4
+    means_lr: float = field(default=1.6e-4, metadata=positive())
     """Learning rate of the centres, times the scene scale."""
-    scales_lr: float = 5e-3
+    scales_lr: float = field(default=5e-3, metadata=positive())
     """Learning rate of the log-scales."""
-    quats_lr: float = 1e-3
+    quats_lr: float = field(default=1e-3, metadata=positive())
     """Learning rate of the rotations."""
-    opacities_lr: float = 5e-2
+    opacities_lr: float = field(default=5e-2, metadata=positive())
     """Learning rate of the opacity logits."""
-    sh0_lr: float = 2.5e-3
+    sh0_lr: float = field(default=2.5e-3, metadata=positive())
     """Learning rate of the degree-0 SH coefficients."""
-    shN_lr: float = 2.5e-3 / 20
+    shN_lr: float = field(default=2.5e-3 / 20, metadata=positive())
     """Learning rate of the higher SH coefficients."""
     raster: RasterConfig = field(default_factory=RasterConfig)
     """Rasterizer options."""
     strategy: DefaultStrategy = field(default_factory=DefaultStrategy)
     """Densification: clone, split, prune and opacity reset."""
 
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
 
 @dataclass
 class SplatDataConfig:
     """Which images train and which evaluate."""
 
-    format: Literal["auto", "nerfstudio", "blender", "colmap"] = "auto"
-    """Data format of the data directory."""
-    num_train_views: int | None = None
+    format: DataFormat = "auto"
+    """Data format of the data directory: auto (detect it), nerfstudio (transforms.json),
+    blender (transforms_train.json), colmap (sparse/0: the binary model if present, else
+    text), colmap-bin or colmap-txt (that COLMAP encoding only)."""
+    num_train_views: int | None = field(default=None, metadata=at_least(1))
     """Train on the data's sparse_<k>.txt split (4, 6 or 9 views) and evaluate on
     sparse_test.txt; None keeps the format's own train/test split."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 @dataclass(frozen=True)

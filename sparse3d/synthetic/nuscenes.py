@@ -33,6 +33,7 @@ from sparse3d.data.nuscenes.classes import (
     category_to_detection_name,
 )
 from sparse3d.data.nuscenes.errors import NuScenesFormatError
+from sparse3d.engine.config import at_least, between, check_ranges
 from sparse3d.geometry.poses import Pose, points_in_boxes
 from sparse3d.geometry.rotations import (
     quats_from_rotmats,
@@ -56,15 +57,15 @@ SWEEP_INTERVAL_US = 50_000
 class NuScenesSynthConfig:
     """What :func:`write_synthetic_nuscenes` generates."""
 
-    seed: int = 0
-    """Seeds everything: same seed and config give byte-identical files."""
-    num_scenes: int = 2
+    seed: int = field(default=0, metadata=at_least(0))
+    """Seeds everything (>= 0): same seed and config give byte-identical files."""
+    num_scenes: int = field(default=2, metadata=at_least(1))
     """Number of scenes (one log each)."""
-    samples_per_scene: int = 3
+    samples_per_scene: int = field(default=3, metadata=at_least(1))
     """Keyframes per scene, 0.5 s apart."""
-    sweeps_per_sample: int = 1
+    sweeps_per_sample: int = field(default=1, metadata=between(0, 9))
     """Non-keyframe LiDAR sweeps (0.05 s apart) written before each keyframe (<= 9)."""
-    objects_per_scene: int = 40
+    objects_per_scene: int = field(default=40, metadata=at_least(10))
     """Annotated objects per scene, besides bike racks and ignored categories; every
     detection class appears at least once."""
     version: str = "v1.0-synth"
@@ -72,7 +73,7 @@ class NuScenesSynthConfig:
     scene_names: tuple[str, ...] = ()
     """Names of the scenes (default ``scene-0001``, ...). With real nuScenes names and a
     version such as ``v1.0-mini``, the official splits (e.g. ``mini_val``) apply."""
-    val_fraction: float = 0.5
+    val_fraction: float = field(default=0.5, metadata=between(0, 1))
     """Fraction of scenes (at least one) in the ``synth_val`` split; the rest is ``synth_train``."""
     lidar: SpinningLidarConfig = field(default_factory=SpinningLidarConfig)
     """The spinning LiDAR that produces the point clouds."""
@@ -97,6 +98,7 @@ class NuScenesSynthConfig:
             )
         if not self.version or "/" in self.version:
             raise NuScenesFormatError(f"NuScenesSynthConfig: version must be a folder name, got {self.version!r}")
+        check_ranges(self)  # the declared ranges the checks above do not cover (seed, val_fraction)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from sparse3d.cli.overrides import parse_config
+from sparse3d.cli.overrides import (
+    help_text,
+    parse_config,
+    split_arguments,
+    split_assignments,
+)
 
 
 @dataclass
@@ -54,3 +59,107 @@ def test_errors_exit_with_the_validators_message(capsys, key, text, message):
         parse_config(Command(), {key: text}, "prog", "doc", False)
     assert exit_info.value.code == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+@dataclass
+class Documented:
+    count: int = 1
+    """Short,
+    then more.
+
+    - item one
+    - item two"""
+
+
+def test_help_joins_docstring_lines_into_sentences():
+    text = help_text(Documented(), "prog", "doc")
+    assert "Short, then more." in text  # tyro broke the line before "then more."
+    assert re.search(r"item one\s*\n.*- item two", text)  # list items keep their lines
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["limit=5", "section.lr=0.5", "run=r"],
+     ["--limit", "5", "--section.lr", "0.5", "--run", "r"],
+     ["--limit=5", "--section.lr=0.5", "--run=r"],
+     ["--limit", "5", "section.lr=0.5", "--run=r"]],
+)
+def test_tyro_flags_and_key_value_give_the_same_assignments(argv):
+    assert split_assignments(argv, "prog") == ({"limit": "5", "section.lr": "0.5", "run": "r"}, False)
+
+
+def test_tyro_flags_with_hyphens_negative_values_and_help():
+    assert split_assignments(["--section.max-steps", "-1", "--help"], "prog") == ({"section.max_steps": "-1"}, True)
+    assert split_assignments(["--limit", "--help"], "prog") == ({}, True)
+    assert split_arguments(["out", "--limit", "2"], "prog", max_positionals=1) == ({"limit": "2"}, ["out"], False)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [(["--limit"], "'--limit' needs a value"),
+     (["--limit", "--flag", "true"], "'--limit' needs a value"),
+     (["--section.names", "a", "b"], "got 'b'; a list is one value: --section.names '\\[a, b\\]'"),
+     (["limit"], "expected key=value or --key value arguments, got 'limit'"),
+     (["limit=1", "--limit", "2"], "'limit' is given twice")],
+)
+def test_bad_tokens_are_usage_errors(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        split_assignments(argv, "prog")
+    assert exit_info.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_a_single_value_of_a_list_key_is_a_list_of_one():
+    assert _parse(section__names="b").section.names == ("b",)
+
+
+def test_missing_marks_a_required_key(capsys):
+    import tyro
+
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(Command(run=tyro.MISSING), {"limit": "2"}, "prog", "doc", False)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "prog: error: missing run=PATH (see prog --help)\n"
+    with pytest.raises(SystemExit) as exit_info:  # --help despite the missing key and a bad value
+        parse_config(Command(run=tyro.MISSING), {"limit": "x", "nokey": "1"}, "prog", "doc", True)
+    assert exit_info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert re.search(r"--run PATH .*\(required\)", out) and "(default: 3)" in out
+
+
+def _config_of(monkeypatch, command: str, argv: list[str]):
+    """The config that a command's entrypoint would run with ``argv``."""
+    from sparse3d.cli import data, eval, train, view
+
+    seen = []
+    if command == "data":
+        monkeypatch.setattr(data.Generator, "load", lambda self: (_attribute(self.config), lambda out, c: seen.append((out, c))))
+        data.entrypoint(argv)
+    else:
+        module = {"train": train, "eval": eval, "view": view}[command]
+        monkeypatch.setattr(module, "main", lambda *args: seen.append(args))
+        module.entrypoint(argv)
+    (config,) = seen
+    return config
+
+
+def _attribute(path):
+    from sparse3d.cli.data import _attribute as attribute
+
+    return attribute(path)
+
+
+@pytest.mark.parametrize(
+    "command, key_value, flags",
+    [("train", ["method=splat", "data=d", "trainer.max_steps=5", "model.sh_degree=1"],
+      ["--method", "splat", "--data", "d", "--trainer.max-steps", "5", "--model.sh_degree=1"]),
+     ("eval", ["run=r"], ["--run", "r"]),
+     ("eval", ["results=p.json", "dataroot=db", "split=mini_val", "cache=null"],
+      ["--results", "p.json", "--dataroot=db", "--split", "mini_val", "--cache", "None"]),
+     ("view", ["run=r", "port=0", "host=localhost"], ["--run", "r", "--port", "0", "--host=localhost"]),
+     ("data", ["objects", "out", "resolution=16", "objects=[box]"],
+      ["objects", "--resolution", "16", "out", "--objects", "box"])],
+)
+def test_flags_and_key_value_give_the_same_config(monkeypatch, command, key_value, flags):
+    expected = _config_of(monkeypatch, command, key_value)
+    assert _config_of(monkeypatch, command, flags) == expected

@@ -29,3 +29,29 @@ def test_no_viewer_entry_point_is_a_one_line_error(monkeypatch, capsys, tmp_path
         view.entrypoint([f"run={tmp_path}"])
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no entry point 'app' in group sparse3d.viewer" in err
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_bad_run_is_a_one_line_error_before_any_server(monkeypatch, capsys, tmp_path, kind):
+    run = tmp_path / "run"
+    if kind == "file":
+        run.write_text("")
+    monkeypatch.setattr(view, "load_viewer", lambda: pytest.fail("the viewer must not start"))
+    with pytest.raises(SystemExit) as exit_info:
+        view.entrypoint([f"run={run}"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("sparse3d-view: error: ")
+    assert ("does not exist" if kind == "missing" else "is a file") in err
+
+
+def test_run_is_required_and_help_says_so(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        view.entrypoint(["port=0"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "sparse3d-view: error: missing run=PATH (see sparse3d-view --help)\n"
+    with pytest.raises(SystemExit) as exit_info:
+        view.entrypoint(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--run PATH" in out and "(required)" in out and "(default: .)" not in out

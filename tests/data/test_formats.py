@@ -13,7 +13,7 @@ import torch
 from sparse3d.data.blender import read_blender, write_blender
 from sparse3d.data.colmap import read_colmap, write_colmap
 from sparse3d.data.images import rgb_over_white_and_mask, write_png
-from sparse3d.data.loader import detect_format, load_multiview
+from sparse3d.data.loader import DATA_FORMATS, detect_format, load_multiview
 from sparse3d.data.nerfstudio import read_nerfstudio
 from sparse3d.synthetic.objects.generator import render_object, synthetic_cameras
 from sparse3d.synthetic.objects.objects import build_object
@@ -193,3 +193,39 @@ def test_depth_as_16_bit_png_in_millimetres(synthetic_folder, tmp_path):
     write_png(folder / "depth_mm/003.png", np.zeros((48, 47), np.uint16))
     with pytest.raises(ValueError, match=r"depth_mm/003\.png: size 47x48"):
         read_nerfstudio(folder)
+
+
+
+@pytest.mark.parametrize(
+    "data_format, source",
+    [
+        ("auto", "nerfstudio"),
+        ("nerfstudio", "nerfstudio"),
+        ("blender", "blender"),
+        ("colmap", "colmap bin"),  # the binary model when there is one
+        ("colmap-bin", "colmap bin"),
+        ("colmap-txt", "colmap txt"),
+    ],
+)
+def test_every_format_name_reads_the_folder(synthetic_folder, data_format, source):
+    assert data_format in DATA_FORMATS
+    data = load_multiview(synthetic_folder, data_format, num_train_views=4)
+    assert str(synthetic_folder) in data.source and data.source.endswith(f"({source})")
+    assert len(data) == 13 and data.train_indices.tolist() == [0, 1, 2, 3]
+
+
+def test_colmap_names_on_a_text_only_model(synthetic_folder, tmp_path):
+    folder = tmp_path / "txt_only"
+    shutil.copytree(synthetic_folder, folder)
+    for path in (folder / "sparse" / "0").glob("*.bin"):
+        path.unlink()
+    assert load_multiview(folder, "colmap").source.endswith("(colmap txt)")
+    assert load_multiview(folder, "colmap-txt").source.endswith("(colmap txt)")
+    with pytest.raises(FileNotFoundError, match="cameras.bin"):
+        load_multiview(folder, "colmap-bin")
+
+
+def test_unknown_format_names_the_valid_ones(synthetic_folder):
+    valid = "auto, nerfstudio, blender, colmap, colmap-bin, colmap-txt"
+    with pytest.raises(ValueError, match=f"unknown data_format 'colmap-binary'; valid formats: {valid}$"):
+        load_multiview(synthetic_folder, "colmap-binary")

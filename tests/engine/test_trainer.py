@@ -1,12 +1,15 @@
 """The trainer end to end on the test-only fitcheck method: learning, checkpoints, resumption."""
 
 import json
+import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from clirun import VENV_BIN, run_cli
 
 from sparse3d.engine.checkpoint import (
@@ -17,7 +20,7 @@ from sparse3d.engine.checkpoint import (
 from sparse3d.engine.distributed import World
 from sparse3d.engine.method import StepOutputs, TrainingCallback
 from sparse3d.engine.registry import discover_methods
-from sparse3d.engine.trainer import RunDirError, Trainer
+from sparse3d.engine.trainer import RunDirError, Trainer, TrainingInterrupted
 
 
 def fitcheck_config(plugin_path, tmp_path, **trainer):
@@ -127,3 +130,54 @@ def test_sigkill_then_rerun_matches_uninterrupted_run(plugin_env, tmp_path):
     for name, value in final_ref["method"].items():
         assert torch.equal(value, final_resumed["method"][name]), name
     assert (reference / "metrics.json").read_text() == (killed / "metrics.json").read_text()
+
+
+def test_config_without_checkpoint_is_taken_over(plugin_path, tmp_path):
+    config = fitcheck_config(plugin_path, tmp_path, max_steps=3)
+    config.output.mkdir(parents=True)
+    (config.output / "config.yaml").write_text("method: fitcheck\nmodel:\n  hidden: 16\n")  # a failed start
+    Trainer(config, "fitcheck", config.output, World()).train()
+    assert "hidden: 32" in (config.output / "config.yaml").read_text()
+
+
+def test_failed_setup_writes_nothing(plugin_path, tmp_path):
+    config = fitcheck_config(plugin_path, tmp_path, max_steps=3)
+    config.model.batch_size = 63
+    with pytest.raises(ValueError, match="batch_size"):
+        Trainer(config, "fitcheck", config.output, World(size=2))  # the method refuses 63 over 2 processes
+    assert not config.output.exists()
+
+
+def test_config_stores_absolute_data_and_origin(plugin_path, tmp_path, monkeypatch):
+    (tmp_path / "data" / "thing").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    config = fitcheck_config(plugin_path, tmp_path, max_steps=2)
+    config.data = Path("data/thing")
+    trainer = Trainer(config, "fitcheck", config.output, World())
+    assert trainer.config.data == tmp_path / "data" / "thing"
+    saved = yaml.safe_load((config.output / "config.yaml").read_text())
+    assert saved["data"] == str(tmp_path / "data" / "thing")
+    assert saved["origin"] == {"cwd": str(tmp_path), "run_dir": str(config.output)}
+    trainer.train()
+    monkeypatch.chdir(tmp_path / "data")  # resuming from elsewhere with the same absolute data
+    config.data = tmp_path / "data" / "thing"
+    assert Trainer(config, "fitcheck", config.output, World()).start_step == 2
+
+
+def test_signal_stops_after_the_step_with_a_checkpoint(plugin_path, tmp_path):
+    config = fitcheck_config(plugin_path, tmp_path, max_steps=20, ckpt_every=10)
+    trainer = Trainer(config, "fitcheck", config.output, World())
+
+    def interrupt(step, optimizers, produced):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    trainer.callbacks.append(TrainingCallback("after_step", interrupt))
+    previous = signal.getsignal(signal.SIGINT)
+    with pytest.raises(TrainingInterrupted) as stop:
+        trainer.train()
+    assert signal.getsignal(signal.SIGINT) is previous  # handlers restored
+    assert (stop.value.step, stop.value.signal_name) == (4, "SIGINT")
+    assert stop.value.checkpoint == config.output / "ckpt" / "step-000004.pt"
+    assert [s for s, _ in list_checkpoints(config.output)] == [4]
+    assert Trainer(config, "fitcheck", config.output, World()).start_step == 4

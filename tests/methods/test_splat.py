@@ -8,6 +8,8 @@ import pytest
 import torch
 from clirun import run_cli
 
+from sparse3d.cli.overrides import parse_config
+from sparse3d.engine.config import ConfigError, update_config
 from sparse3d.engine.distributed import World
 from sparse3d.engine.registry import discover_methods
 from sparse3d.engine.scene import CameraFrusta, Splats
@@ -120,3 +122,32 @@ def test_outputs_for_a_training_camera_are_the_rasterizer_render(tiny_object, tm
     assert method.get_outputs_for_camera(other)["rgb"].shape == (12, 20, 3)
     with pytest.raises(ValueError, match="one camera"):
         method.get_outputs_for_camera(method.cameras[:2])
+
+
+@pytest.mark.parametrize("data_format", ["auto", "nerfstudio", "blender", "colmap", "colmap-bin", "colmap-txt"])
+def test_every_data_format_name_is_accepted_and_loads(tiny_object, tmp_path, data_format):
+    config = update_config(splat_config(tiny_object, tmp_path / "run", steps=1),
+                           {"datamanager": {"format": data_format}}, "command line")
+    method = config.setup(world=World(), device=torch.device("cpu"))
+    assert len(method.data) == 12 and len(method.data.train_indices) >= 9  # COLMAP: every view trains
+    if data_format.startswith("colmap-"):
+        assert method.data.source.endswith(f"(colmap {data_format[len('colmap-'):]})")
+
+
+def test_unknown_data_format_lists_the_valid_ones_and_help_shows_them(capsys):
+    config = discover_methods()["splat"].default_config()
+    valid = r"\['auto', 'nerfstudio', 'blender', 'colmap', 'colmap-bin', 'colmap-txt'\]"
+    with pytest.raises(ConfigError, match=rf"^command line: 'datamanager.format': expected one of {valid}, got 'colmap-binary'$"):
+        update_config(config, {"datamanager": {"format": "colmap-binary"}}, "command line")
+    with pytest.raises(SystemExit):
+        parse_config(config, {}, "sparse3d-train", "splat", wants_help=True)
+    assert "{auto,nerfstudio,blender,colmap,colmap-bin,colmap-txt}" in capsys.readouterr().out
+
+
+def test_cli_rejects_negative_max_steps_before_training(tiny_object, tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("sparse3d-train", "method=splat", f"data={tiny_object}", f"output={out}", "trainer.max_steps=-5",
+                     env=dict(os.environ))
+    assert result.returncode == 2
+    assert "command line: 'trainer.max_steps': expected a value >= 1, got -5" in result.stderr
+    assert not out.exists()

@@ -64,8 +64,37 @@ def test_default_host_is_loopback_and_empty_run_is_not_an_error(tmp_path):
     try:
         assert viewer.server.get_host() == "127.0.0.1"
         assert not viewer.refresh()  # no checkpoint yet: nothing to show
+        assert "no checkpoint" in viewer.status  # the page says so, rather than "loading ..."
     finally:
         viewer.server.stop()
+
+
+def test_run_without_checkpoint_waits_and_picks_up_the_first_one(tmp_path, capsys, monkeypatch):
+    data = write_synthetic_objects(tmp_path / "objects", SyntheticObjectsConfig(objects=("box",), resolution=16, num_test_views=1, supersampling=1))[0]
+    run = tmp_path / "run"
+    run.mkdir()
+    viewers = []
+    monkeypatch.setattr(viewer_app.RunViewer, "serve_forever", lambda self, poll_seconds=2.0: viewers.append(self))
+    viewer_app.serve(run, "127.0.0.1", free_port())  # returns at once: serve_forever is stubbed
+    (viewer,) = viewers
+    try:
+        out = capsys.readouterr().out
+        assert "sparse3d: viewer at http://127.0.0.1:" in out and f"no checkpoint in {run} yet" in out
+        assert "no checkpoint" in viewer.status and viewer.shown_step is None
+        train_splat(data, run, steps=2)
+        assert viewer.refresh() and viewer.shown_step == 2
+        assert "step 2" in viewer.status
+    finally:
+        viewer.server.stop()
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_bad_run_directory_raises_before_serving(tmp_path, kind):
+    run = tmp_path / "run"
+    if kind == "file":
+        run.write_text("")
+    with pytest.raises(FileNotFoundError if kind == "missing" else NotADirectoryError, match="run"):
+        viewer_app.RunViewer(run, port=free_port())
 
 
 def test_every_layer_type_is_drawn_by_its_type():

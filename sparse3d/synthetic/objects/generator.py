@@ -30,7 +30,7 @@ the rest are held out. Output is byte-identical for the same config.
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ from sparse3d.data.dataset import MultiViewDataset
 from sparse3d.data.images import rgb_over_white_and_mask, write_view_files
 from sparse3d.data.nerfstudio import write_nerfstudio
 from sparse3d.data.splits import write_split_file
+from sparse3d.engine.config import at_least, between, check_ranges, positive
 from sparse3d.geometry.cameras import Cameras, intrinsics_from_fov, look_at_viewmats
 from sparse3d.render.mesh_raster import interpolate_attributes, rasterize_mesh
 from sparse3d.synthetic.objects.objects import SyntheticObject, build_object
@@ -66,22 +67,26 @@ class SyntheticObjectsConfig:
     "capsule", "box"; with the pyvista package's example files installed (pip install
     --no-deps pyvista is enough) also "pyvista_airplane", "pyvista_ant", "pyvista_nut",
     "pyvista_earth"."""
-    resolution: int = 128
-    """Image width and height in pixels (128 for CI, 256 for benchmarks)."""
-    num_test_views: int = 16
+    resolution: int = field(default=128, metadata=at_least(8))
+    """Image width and height in pixels, >= 8 (128 for CI, 256 for benchmarks)."""
+    num_test_views: int = field(default=16, metadata=at_least(1))
     """Held-out views on two rings (elevations 10 and 35 degrees), at least 1."""
-    fov_deg: float = 40.0
-    """Horizontal field of view in degrees."""
-    camera_distance: float = 4.0
+    fov_deg: float = field(default=40.0, metadata=between(0, 180, closed=False))
+    """Horizontal field of view in degrees, in (0, 180)."""
+    camera_distance: float = field(default=4.0, metadata=positive())
     """Mean distance from the cameras to the object centre (objects fit the unit sphere)."""
-    jitter_deg: float = 10.0
+    jitter_deg: float = field(default=10.0, metadata=at_least(0))
     """Uniform random azimuth/elevation jitter (+-) of the training views."""
-    seed: int = 0
-    """Seed of the jitter; the same seed gives byte-identical output."""
-    supersampling: int = 3
+    seed: int = field(default=0, metadata=at_least(0))
+    """Seed of the jitter (>= 0); the same seed gives byte-identical output."""
+    supersampling: int = field(default=3, metadata=at_least(1))
     """Samples per pixel axis S (odd, >= 1): each pixel averages an S x S grid of samples,
     which anti-aliases silhouettes and texture edges; 1 samples the pixel centre only
     (hard 0/255 alpha)."""
+
+    def __post_init__(self) -> None:
+        _check_supersampling(self.supersampling, "SyntheticObjectsConfig.supersampling")  # its own message first
+        check_ranges(self)
 
 
 def write_synthetic_objects(out_dir: Path, config: SyntheticObjectsConfig) -> list[Path]:
