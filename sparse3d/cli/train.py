@@ -69,18 +69,20 @@ def entrypoint(argv: list[str] | None = None) -> None:
         if wants_help:
             print(methods_help(methods))
             raise SystemExit(0)
-        fail(PROG, "method=NAME is required\n\n" + methods_help(methods))
+        fail(PROG, f"method=NAME is required ({_installed(methods)})")
     if name not in methods:
-        fail(PROG, f"unknown method '{name}'\n\n" + methods_help(methods))
+        fail(PROG, f"unknown method '{name}' ({_installed(methods)})")
     spec = methods[name]
     try:
         default = spec.default_config()
     except ConfigError as err:
         fail(PROG, str(err))
     config = parse_config(default, assignments, f"{PROG} method={name}", spec.description, wants_help)
+    if config.output is not None and config.output.exists() and not config.output.is_dir():
+        fail(PROG, f"output={config.output} is a file, not a run directory")
     try:
         main(name, config)
-    except (RunDirError, ConfigError, FileNotFoundError, ValueError) as err:
+    except (RunDirError, ConfigError, OSError, ValueError) as err:
         # Bad input (a missing data folder, a malformed file, a run of another config)
         # is reported by its message, which names the file and the field.
         fail(PROG, str(err))
@@ -92,6 +94,12 @@ def entrypoint(argv: list[str] | None = None) -> None:
         # Ctrl-C before training started (loading data), or a second one during a step.
         print(f"{PROG}: interrupted; no checkpoint written for the current step", file=sys.stderr, flush=True)
         raise SystemExit(INTERRUPTED) from None
+
+
+def _installed(methods: dict[str, MethodSpecification]) -> str:
+    """One line naming the installed methods, for errors (``--help`` describes them)."""
+    names = ", ".join(sorted(methods)) or "none installed"
+    return f"methods: {names}; {PROG} --help describes them"
 
 
 def resume_hint(stop: TrainingInterrupted, args: list[str]) -> str:
