@@ -49,6 +49,9 @@ demo: build
 	$(VENV)/bin/sparse3d-train method=splat data=$(DEMO_DATA)/torus output=$(DEMO_RUN)
 	$(VENV)/bin/sparse3d-eval run=$(DEMO_RUN)
 	@echo "results: $(DEMO_RUN)  (eval.json, metrics.json, point_cloud.ply)"
+	@echo "figure:  the mean PSNR above is over 16 held-out views of a splat trained on 9 views at"
+	@echo "         128 px: about 27 dB is expected. 32 training views give about 36 dB, 4 views"
+	@echo "         about 11.7 dB (README, tools/bench_splat.py)."
 	@echo "viewer:  $(VENV)/bin/sparse3d-view run=$(DEMO_RUN)   then open http://127.0.0.1:8080"
 
 # Compiles every .cu file on its own, as CI does, so CUDA sources cannot rot unseen on a
