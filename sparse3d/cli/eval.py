@@ -6,6 +6,7 @@
 The keys given pick the evaluation: run= evaluates a run, results= scores a submission.
 """
 
+import importlib.util
 import json
 import sys
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ PROG = "sparse3d-eval"
 
 @dataclass
 class RunEval:
-    """Evaluate a trained run on its held-out data; writes RUN_DIR/eval.json."""
+    """Evaluate a trained run on its held-out data; writes RUN_DIR/eval.json and RUN_DIR/curves.png."""
 
     run: Path
     """Run directory written by sparse3d-train."""
@@ -61,6 +62,19 @@ def evaluate_run(run_dir: Path) -> dict:
     return report
 
 
+def write_run_curves(run_dir: Path) -> None:
+    """Writes RUN_DIR/curves.png; says in one line why not when it cannot."""
+    from sparse3d.engine.curves import write_curves
+
+    if importlib.util.find_spec("matplotlib") is None:
+        print("sparse3d: skipped curves.png: matplotlib is not installed (pip install matplotlib)")
+        return
+    if not (run_dir / "metrics.json").is_file():
+        print(f"sparse3d: skipped curves.png: {run_dir / 'metrics.json'} does not exist")
+        return
+    print(f"sparse3d: wrote {write_curves(run_dir)}")
+
+
 def check_output_folders(command: NuScenesEval) -> None:
     """Checks, before the evaluation, that ``out`` and ``cache`` are not files.
 
@@ -80,6 +94,7 @@ def main(command: RunEval | NuScenesEval) -> None:
         summary = {k: v for k, v in report.items() if not isinstance(v, (list, dict))}
         print(json.dumps(summary, indent=2))
         print(f"sparse3d: wrote {Path(command.run) / 'eval.json'}")
+        write_run_curves(Path(command.run))
         return
     from sparse3d.detection.nuscenes.eval.evaluate import evaluate_nuscenes
     from sparse3d.detection.nuscenes.eval.report import format_metrics_table

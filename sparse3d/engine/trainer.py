@@ -1,8 +1,10 @@
 """The training loop: seeded, resumable, checkpointed, optionally multi-process.
 
 A run directory holds ``config.yaml``, ``ckpt/step-XXXXXX.pt`` and ``metrics.json``
-(plus what the method exports). Running the same command again resumes from the newest
-checkpoint and ends exactly where an uninterrupted run would have.
+(plus what the method exports, and ``tensorboard/`` when the optional ``tensorboard``
+package is installed). Running the same command again resumes from the newest checkpoint
+and ends exactly where an uninterrupted run would have: metrics.json too, but for the
+wall-clock timing each entry carries under ``"time"`` (see :mod:`sparse3d.engine.logging`).
 
 The run's files are written only once training can start (the data loaded and the method
 built), so a failed start leaves nothing behind; a directory with a ``config.yaml`` but no
@@ -37,6 +39,13 @@ from sparse3d.engine.checkpoint import (
 )
 from sparse3d.engine.config import MethodConfig, config_to_dict, load_yaml
 from sparse3d.engine.distributed import World, all_reduce_mean_
+from sparse3d.engine.logging import (
+    TIME_KEY,
+    StepTimer,
+    TensorBoardLog,
+    previous_elapsed,
+    without_timing,
+)
 from sparse3d.engine.method import Method, StepOutputs
 from sparse3d.engine.run import (
     ORIGIN_KEY,
@@ -144,6 +153,8 @@ class Trainer:
         self.method.update_to_step(self.start_step)  # schedules match the restored weights
         self.callbacks = self.method.get_training_callbacks()
         self._stop: _StopRequest | None = None
+        self._timer = StepTimer(self.start_step)  # replaced when train() starts
+        self._tensorboard: TensorBoardLog | None = None
         if self.world.is_main:  # training can start: only now the directory becomes a run
             self._write_config()
 
@@ -155,12 +166,21 @@ class Trainer:
         """
         trainer = self.config.trainer
         if self.start_step >= trainer.max_steps and self.history["eval"]:
-            return self.history["eval"][-1]
+            return without_timing(self.history["eval"][-1])
+        # The timing keeps counting across resumptions; TensorBoard is the main process's,
+        # like metrics.json.
+        self._timer = StepTimer(self.start_step, previous_elapsed(self.run_dir, self.history))
+        self._tensorboard = (
+            TensorBoardLog(self.run_dir / "tensorboard", purge_step=self.start_step + 1 if self.start_step else None)
+            if self.world.is_main else None
+        )
         with _StopRequest() as self._stop:
             try:
                 return self._train_loop()
             finally:
                 self._stop = None
+                if self._tensorboard is not None:
+                    self._tensorboard.close()
 
     def _train_loop(self) -> dict[str, float]:
         trainer = self.config.trainer
@@ -172,12 +192,13 @@ class Trainer:
             dynamic_ncols=True,
             mininterval=0.1 if sys.stderr.isatty() else 30.0,  # keep logs short when not a terminal
         )
+        self._timer.start()
         for step in range(self.start_step, trainer.max_steps):
             losses, stop_signal = self._train_step(step)
             done = step + 1
             last = done == trainer.max_steps
             if done % trainer.log_every == 0 or last:
-                self.history["train"].append({"step": done, **losses})
+                self._log("train", {"step": done, **losses})
                 bar.set_postfix(loss=f"{losses['loss']:.4g}")
             if _due(done, trainer.eval_every, last) and self.world.is_main:
                 self.method.eval()
@@ -185,7 +206,7 @@ class Trainer:
                 with torch.no_grad():
                     metrics = {"step": done, **self.method.get_eval_metrics(done)}
                 self.method.train()
-                self.history["eval"].append(metrics)
+                self._log("eval", metrics)
                 bar.write(_format_metrics(metrics))
             saved = None
             if self.world.is_main:
@@ -193,6 +214,7 @@ class Trainer:
                     saved = self._save(done)
                 if done % trainer.log_every == 0 or last or stop_signal:
                     write_json_atomic(self.run_dir / "metrics.json", self.history)
+                    self._tensorboard.flush()
             bar.update(1)
             if stop_signal and not last:
                 bar.close()
@@ -200,7 +222,14 @@ class Trainer:
         bar.close()
         if self.world.is_main:
             self.method.export(self.run_dir)
-        return self.history["eval"][-1] if self.history["eval"] else {}
+        return without_timing(self.history["eval"][-1]) if self.history["eval"] else {}
+
+    def _log(self, group: str, entry: dict[str, float]) -> None:
+        """Appends an entry, with its timing, to the history (metrics.json) and TensorBoard."""
+        entry = {**entry, TIME_KEY: self._timer.lap(int(entry["step"]))}
+        self.history[group].append(entry)
+        if self._tensorboard is not None:
+            self._tensorboard.add_entry(group, entry)
 
     def _train_step(self, step: int) -> tuple[dict[str, float], int]:
         """One optimisation step; returns its (process-averaged) losses and the signal number
