@@ -44,7 +44,7 @@ class NuScenesEval:
     split: str = "val"
     """Official split name, or a split of the version folder's splits.json."""
     out: Path = Path("nuscenes_eval")
-    """Where metrics_summary.json and metrics_details.json go."""
+    """Where metrics_summary.json, metrics_details.json and the plots/ folder go."""
     cache: Path | None = Path.home() / ".cache" / "sparse3d" / "nuscenes"
     """Keeps the split's parsed ground truth here (invalidated when a table changes), so
     evaluating several submissions on the same split skips parsing the tables; None disables it."""
@@ -73,6 +73,17 @@ def write_run_curves(run_dir: Path) -> None:
         print(f"sparse3d: skipped curves.png: {run_dir / 'metrics.json'} does not exist")
         return
     print(f"sparse3d: wrote {write_curves(run_dir)}")
+
+
+def write_nuscenes_plots(out: Path) -> None:
+    """Writes the devkit's PR and TP-error plots into OUT/plots; says in one line why not when it cannot."""
+    from sparse3d.detection.nuscenes.eval.plots import write_detection_plots
+
+    if importlib.util.find_spec("matplotlib") is None:
+        print("sparse3d: skipped the nuScenes plots: matplotlib is not installed (pip install matplotlib)")
+        return
+    written = write_detection_plots(out)
+    print(f"sparse3d: wrote {len(written)} plots to {Path(out) / 'plots'}")
 
 
 def check_output_folders(command: NuScenesEval) -> None:
@@ -105,6 +116,7 @@ def main(command: RunEval | NuScenesEval) -> None:
     )
     print(format_metrics_table(summary))
     print(f"sparse3d: wrote {command.out / 'metrics_summary.json'} and {command.out / 'metrics_details.json'}")
+    write_nuscenes_plots(command.out)
 
 
 FORMS = {"run": RunEval, "results": NuScenesEval}
