@@ -12,7 +12,7 @@ from torch import Tensor
 
 from sparse3d.core.knn import mean_neighbour_distance
 from sparse3d.geometry.cameras import Cameras
-from sparse3d.render.gaussians.sh import _C0, num_sh_bases
+from sparse3d.render.gaussians.sh import SH_C0, num_sh_bases
 
 # 3DGS sizes each Gaussian by the mean distance to this many nearest neighbours.
 NUM_SCALE_NEIGHBOURS = 3
@@ -74,8 +74,8 @@ def initial_gaussians(
         "scales": torch.log(nearest.clamp_min(1e-7))[:, None].repeat(1, 3),
         "quats": F.normalize(torch.rand(n, 4, generator=generator), dim=-1),
         "opacities": torch.logit(torch.full((n,), opacity)),
-        # Inverse of the degree-0 colour: rgb = _C0 * sh0 + 0.5.
-        "sh0": ((rgbs - 0.5) / _C0)[:, None, :],
+        # Inverse of the degree-0 colour: rgb = SH_C0 * sh0 + 0.5.
+        "sh0": ((rgbs - 0.5) / SH_C0)[:, None, :],
         "shN": torch.zeros(n, num_sh_bases(sh_degree) - 1, 3),
     }
     return {k: v.contiguous() for k, v in params.items()}

@@ -3,7 +3,8 @@
 import torch
 from torch import Tensor
 
-_C0 = 0.28209479177387814
+SH_C0 = 0.28209479177387814
+"""The degree-0 SH basis, 1 / (2 sqrt(pi)): rgb = SH_C0 * sh0 + 0.5."""
 _C1 = 0.4886025119029199
 _C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
 _C3 = (
@@ -34,7 +35,7 @@ def sh_bases(degree: int, dirs: Tensor) -> Tensor:
         float [..., (degree + 1)^2], orthonormal over the sphere.
     """
     x, y, z = dirs.unbind(-1)
-    bases = [torch.full_like(x, _C0)]
+    bases = [torch.full_like(x, SH_C0)]
     if degree >= 1:
         bases += [-_C1 * y, _C1 * z, -_C1 * x]
     if degree >= 2:
