@@ -51,8 +51,8 @@ def train_and_eval(folder: Path, out: Path, views: int, steps: int) -> dict:
         "views": views,
         "psnr": report["psnr"],
         "ssim": report["ssim"],
-        "masked_psnr": report["masked_psnr"],
-        "masked_ssim": report["masked_ssim"],
+        "psnr_inside_mask": report["psnr_inside_mask"],
+        "ssim_inside_mask": report["ssim_inside_mask"],
         "num_gaussians": report["num_gaussians"],
         "train_seconds": time.perf_counter() - start,
     }
@@ -78,7 +78,7 @@ def main() -> None:
                 row = {"object": folder.name, **train_and_eval(folder, Path(tmp) / f"{folder.name}-{views}", views, args.steps)}
                 results.append(row)
                 print(f"{row['object']:>10} {views:>2} views  PSNR {row['psnr']:6.2f}  SSIM {row['ssim']:.4f}  "
-                      f"masked PSNR {row['masked_psnr']:6.2f}  {int(row['num_gaussians'])} Gaussians  "
+                      f"inside-mask PSNR {row['psnr_inside_mask']:6.2f}  {int(row['num_gaussians'])} Gaussians  "
                       f"{row['train_seconds']:.0f} s")
     means = {views: _mean([r["psnr"] for r in results if r["views"] == views]) for views in args.views}
     summary = {**{f"psnr_{v}_views": p for v, p in means.items()}, "steps": args.steps,

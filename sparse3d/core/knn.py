@@ -1,7 +1,8 @@
 """k-nearest-neighbour distances by brute force (pure torch, chunked over query rows).
 
 Used to size initial Gaussians (3DGS sets each one's scale from the mean distance to its
-three nearest neighbours). Brute force keeps the result exact and device-agnostic; the
+three nearest neighbours) and to find floaters (GaussianObject's statistical outlier test
+on the mean squared distance to the sqrt(N) nearest centres). Brute force keeps the result exact and device-agnostic; the
 chunking bounds memory to ``chunk x N`` distances at a time.
 """
 
@@ -9,8 +10,9 @@ import torch
 from torch import Tensor
 
 
-def mean_neighbour_distance(points: Tensor, k: int, chunk: int = 4096) -> Tensor:
-    """Mean Euclidean distance of each point to its k nearest other points.
+def mean_neighbour_distance(points: Tensor, k: int, chunk: int = 4096, squared: bool = False) -> Tensor:
+    """Mean Euclidean distance of each point to its k nearest other points (or, with
+    ``squared``, the mean of the squared distances: pytorch3d ``knn_points``' convention).
 
     The k + 1 nearest points of a point include itself (at distance 0), which is dropped;
     a duplicate of the point counts as a neighbour at distance 0.
@@ -19,6 +21,7 @@ def mean_neighbour_distance(points: Tensor, k: int, chunk: int = 4096) -> Tensor
         points: float [N, D] points, N > k.
         k: number of neighbours, >= 1.
         chunk: query rows per distance block (memory is ``chunk x N`` floats).
+        squared: average squared distances instead of distances.
 
     Returns:
         float [N], the dtype and device of ``points``.
@@ -32,5 +35,6 @@ def mean_neighbour_distance(points: Tensor, k: int, chunk: int = 4096) -> Tensor
     out = []
     for start in range(0, len(points), chunk):
         d = torch.cdist(points[start : start + chunk], points)  # [chunk, N]
-        out.append(d.topk(k + 1, largest=False).values[:, 1:].mean(dim=1))
+        nearest = d.topk(k + 1, largest=False).values[:, 1:]
+        out.append((nearest.square() if squared else nearest).mean(dim=1))
     return torch.cat(out)

@@ -130,6 +130,9 @@ class MethodConfig:
 
     _target: ClassVar[type]
     """The method class this config builds (set by each subclass)."""
+    run_keys: ClassVar[frozenset[str]] = frozenset()
+    """The method's keys that steer how a run proceeds, not what it computes (e.g.
+    GaussianObject's ``stage``): they may change when the run is resumed."""
     data: Path | None = None
     """Dataset directory (or file) to train on."""
     output: Path | None = None

@@ -65,6 +65,13 @@ class Method(nn.Module, abc.ABC):
         super().__init__()
         self.config, self.world, self.device = config, world, device
 
+    @classmethod
+    def prepare(cls, config: MethodConfig, world: World) -> None:
+        """Produces what must exist before the method can be built, in its run directory
+        ``config.output`` (e.g. GaussianObject's visual hull, coarse model and repair
+        model), resuming whatever an interrupted call left; nothing by default. The trainer
+        calls it on every start, before building the method, on every process."""
+
     @abc.abstractmethod
     def get_param_groups(self) -> list[dict[str, Any]]:
         """Parameter groups: dicts with a unique "name", "params" and "lr" (and any Adam

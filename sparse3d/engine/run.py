@@ -129,7 +129,8 @@ def locate_paths(config: MethodConfig, run_dir: Path, origin: dict[str, str] | N
 
 def load_run_config(run_dir: Path) -> tuple[str, MethodConfig]:
     """The method name and resolved config saved in ``run_dir/config.yaml``, its paths
-    located from where the run is now (see the module docstring).
+    located from where the run is now (see the module docstring) and ``output`` set to
+    ``run_dir``.
 
     Raises:
         ConfigError: if the file is missing or malformed, names an unknown method, or a
@@ -145,6 +146,7 @@ def load_run_config(run_dir: Path) -> tuple[str, MethodConfig]:
     if name not in methods:
         raise ConfigError(f"{path}: 'method' is {name!r}; installed methods: {', '.join(methods)}")
     config = update_config(methods[name].config_type(), saved, source=str(path))
+    config = dataclasses.replace(config, output=absolute(run_dir))  # where the run is now
     return name, locate_paths(config, run_dir, origin, source=str(path))
 
 

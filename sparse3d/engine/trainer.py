@@ -20,6 +20,7 @@ makes, and the main process writes the checkpoint. A second signal stops at once
 (KeyboardInterrupt), without a checkpoint.
 """
 
+import dataclasses
 import math
 import os
 import signal
@@ -139,11 +140,14 @@ class Trainer:
     """
 
     def __init__(self, config: MethodConfig, method_name: str, run_dir: Path, world: World) -> None:
-        config = with_absolute_paths(config)  # the run works from any directory, see engine/run.py
+        # The run works from any directory (see engine/run.py), and a method finds its run
+        # directory as config.output.
+        config = dataclasses.replace(with_absolute_paths(config), output=absolute(run_dir))
         self.config, self.method_name, self.run_dir, self.world = config, method_name, Path(run_dir), world
         self.device = resolve_device(config.trainer.device)
         self.history: dict[str, list[dict[str, float]]] = {"train": [], "eval": []}
         self._check_config()
+        config._target.prepare(config, world)
         torch.manual_seed(config.trainer.seed)  # identical initial parameters on every process
         self.method: Method = config.setup(world=world, device=self.device)
         self.start_step, optimizer_states = self._restore_method()
@@ -302,7 +306,7 @@ class Trainer:
         moved = set(path_keys(self.config))  # compared as locations, not strings
         changed = sorted(
             k for k in _diff_keys(saved, current)
-            if k not in RESUMABLE_KEYS
+            if k not in RESUMABLE_KEYS | self.config.run_keys
             and not (k in moved and _same_location(_get(saved, k), _get(current, k), origin, self.run_dir))
         )
         if changed:

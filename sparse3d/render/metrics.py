@@ -1,5 +1,4 @@
-"""Image quality metrics: PSNR, SSIM, their masked (white-background) variants, and LPIPS
-when its weights are available locally.
+"""Image quality metrics: PSNR, SSIM, and LPIPS when its weights are available locally.
 
 Images are float [..., H, W, 3] (channels last, as renderers return them) in [0, 1].
 SSIM uses the 11 x 11 Gaussian window with sigma 1.5 and K1 = 0.01, K2 = 0.03 of Wang et
@@ -9,8 +8,13 @@ training loss); ``border="valid"`` averages only windows inside the image, which
 scikit-image's ``structural_similarity(gaussian_weights=True, sigma=1.5,
 use_sample_covariance=False, data_range=1)``.
 
-The masked protocol of GaussianObject composites both the prediction and the ground
-truth over white with the ground-truth mask, then computes the plain metric.
+The GaussianObject evaluation protocol (its ``render.py``) compares the render over a
+white background, **unmasked**, with the ground truth composited over white by its mask:
+``image_metrics(render, image_over_white(gt, mask))``. Anything rendered outside the mask
+(floaters, phantom volume) counts as error there. "Inside mask" metrics
+(:func:`inside_mask_metrics`) composite *both* images over white by the mask, so only
+the pixels the mask covers count (weighted by a soft mask); they are not the protocol and
+hide what lies outside the object.
 
 LPIPS (VGG, v0.1; Zhang et al. 2018) needs two weight files that are never downloaded:
 torchvision's ImageNet VGG-16 (``vgg16-397923af.pth``) and the lpips package's linear
@@ -84,22 +88,19 @@ def ssim_map(img: Tensor, ref: Tensor, border: Border = "same") -> Tensor:
 
 
 def image_over_white(img: Tensor, mask: Tensor) -> Tensor:
-    """The image composited over a white background: ``img`` [..., H, W, C] (float in
-    [0, 1]) where ``mask`` [..., H, W] (bool, or float alpha in [0, 1]) is set, white
-    elsewhere; float [..., H, W, C] of ``img``'s dtype."""
+    """The image composited over a white background by ``mask``: the protocol's ground
+    truth (see the module docstring).
+
+    Args:
+        img: float [..., H, W, C] in [0, 1].
+        mask: [..., H, W] bool, or float alpha in [0, 1] (a pixel with alpha a becomes
+            ``a * img + (1 - a)``).
+
+    Returns:
+        float [..., H, W, C] of ``img``'s dtype, white where ``mask`` is False / 0.
+    """
     alpha = mask.to(img.dtype)[..., None]
     return img * alpha + (1.0 - alpha)
-
-
-def masked_psnr(img: Tensor, ref: Tensor, mask: Tensor) -> Tensor:
-    """PSNR after compositing both images over white with the ground-truth ``mask``
-    [..., H, W] (GaussianObject protocol); float [...]."""
-    return psnr(image_over_white(img, mask), image_over_white(ref, mask))
-
-
-def masked_ssim(img: Tensor, ref: Tensor, mask: Tensor, border: Border = "same") -> Tensor:
-    """SSIM after compositing both images over white with ``mask`` (GaussianObject protocol)."""
-    return ssim(image_over_white(img, mask), image_over_white(ref, mask), border)
 
 
 @dataclass(frozen=True)
@@ -122,25 +123,30 @@ class ImageMetrics:
         }
 
 
-def image_metrics(
-    img: Tensor, ref: Tensor, mask: Tensor | None = None, lpips_weights: "LpipsWeights | None" = None
-) -> ImageMetrics:
-    """PSNR, SSIM ("same" border) and optional LPIPS-VGG of ``img`` against ``ref``.
+def image_metrics(img: Tensor, ref: Tensor, *, lpips_weights: "LpipsWeights | None" = None) -> ImageMetrics:
+    """PSNR, SSIM ("same" border) and optional LPIPS-VGG of ``img`` against ``ref``, over
+    the full frame. For the GaussianObject protocol pass the render as it is and
+    ``ref = image_over_white(gt, mask)``.
 
     Args:
         img, ref: float [B, H, W, 3] in [0, 1].
-        mask: bool/float [B, H, W] ground-truth object mask: both images are composited
-            over white first (GaussianObject protocol), or None for full frames.
         lpips_weights: local LPIPS-VGG weights (e.g. from :func:`find_lpips_weights`), or
             None to report LPIPS as absent. Nothing is downloaded.
     """
-    if mask is not None:
-        img, ref = image_over_white(img, mask), image_over_white(ref, mask)
     lpips = None
     if lpips_weights is not None:
         with torch.no_grad():
             lpips = _lpips_model(lpips_weights).to(img.device)(img, ref)
     return ImageMetrics(psnr(img, ref), ssim(img, ref), lpips)
+
+
+def inside_mask_metrics(
+    img: Tensor, ref: Tensor, mask: Tensor, *, lpips_weights: "LpipsWeights | None" = None
+) -> ImageMetrics:
+    """:func:`image_metrics` after compositing *both* images over white by ``mask``
+    [B, H, W] (bool or float alpha): errors outside the mask do not count. Not the
+    GaussianObject protocol (see the module docstring)."""
+    return image_metrics(image_over_white(img, mask), image_over_white(ref, mask), lpips_weights=lpips_weights)
 
 
 @dataclass(frozen=True)

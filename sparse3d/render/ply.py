@@ -103,19 +103,7 @@ def read_gaussians_ply(path: Path) -> dict[str, Tensor]:
         missing/bad property.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"PLY file not found: {path}")
-    try:
-        # mmap=False: the columns are copied out below anyway, and a memory map would keep
-        # the file open for as long as any view of it lives.
-        ply = plyfile.PlyData.read(str(path), mmap=False)
-    except (plyfile.PlyParseError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable PLY file ({err})") from err
-    elements = {element.name: element for element in ply.elements}
-    if "vertex" not in elements:
-        raise ValueError(f"{path}: no 'vertex' element (elements: {sorted(elements)}); expected a 3DGS PLY")
-    vertex = elements["vertex"]
-    scalars = {p.name for p in vertex.properties if not isinstance(p, plyfile.PlyListProperty)}
+    vertex, scalars = _read_vertices(path, "a 3DGS PLY")
     count = vertex.count
     n_rest = sum(1 for name in scalars if name.startswith("f_rest_"))
     if n_rest % 3 or not _is_square(n_rest // 3 + 1):
@@ -145,5 +133,89 @@ def read_gaussians_ply(path: Path) -> dict[str, Tensor]:
     }
 
 
+def _read_vertices(path: Path, expected: str) -> tuple[plyfile.PlyElement, set[str]]:
+    """The ``vertex`` element of a PLY file and the names of its scalar properties.
+
+    Raises:
+        FileNotFoundError, or ValueError naming the file, and ``expected`` (what the file
+        should have been) when it has no vertices.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"PLY file not found: {path}")
+    try:
+        # mmap=False: the columns are copied out anyway, and a memory map would keep the
+        # file open for as long as any view of it lives.
+        ply = plyfile.PlyData.read(str(path), mmap=False)
+    except (plyfile.PlyParseError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable PLY file ({err})") from err
+    elements = {element.name: element for element in ply.elements}
+    if "vertex" not in elements:
+        raise ValueError(f"{path}: no 'vertex' element (elements: {sorted(elements)}); expected {expected}")
+    vertex = elements["vertex"]
+    return vertex, {p.name for p in vertex.properties if not isinstance(p, plyfile.PlyListProperty)}
+
+
 def _is_square(k: int) -> bool:
     return k >= 1 and math.isqrt(k) ** 2 == k
+
+
+def write_points_ply(path: Path, points: Tensor, colors: Tensor) -> None:
+    """Writes a coloured point cloud as a binary little-endian PLY, atomically: one
+    ``vertex`` element with float32 ``x y z`` and uchar ``red green blue``, the layout that
+    Open3D, MeshLab and the 3DGS point loaders read.
+
+    Args:
+        points: float [P, 3] positions, stored as float32.
+        colors: uint8 [P, 3] RGB.
+    """
+    n = points.shape[0]
+    if points.dim() != 2 or points.shape[1] != 3 or not points.is_floating_point():
+        raise ValueError(
+            f"write_points_ply({path}): points must be float [P, 3], got {points.dtype} {list(points.shape)}"
+        )
+    if colors.dtype != torch.uint8 or tuple(colors.shape) != (n, 3):
+        raise ValueError(
+            f"write_points_ply({path}): colors must be uint8 [{n}, 3], got {colors.dtype} {list(colors.shape)}"
+        )
+    rgb = ("red", "green", "blue")
+    vertices = np.empty(n, dtype=[(axis, "<f4") for axis in "xyz"] + [(channel, "u1") for channel in rgb])
+    for i, name in enumerate("xyz"):
+        vertices[name] = points[:, i].detach().to("cpu", torch.float32).numpy()
+    for i, name in enumerate(rgb):
+        vertices[name] = colors[:, i].cpu().numpy()
+    ply = plyfile.PlyData([plyfile.PlyElement.describe(vertices, "vertex")], byte_order="<")
+    write_atomic(Path(path), lambda tmp: ply.write(str(tmp)))
+
+
+def read_points_ply(path: Path) -> tuple[Tensor, Tensor | None]:
+    """Reads a point cloud PLY: any encoding plyfile reads, positions of any scalar type,
+    extra properties and elements ignored.
+
+    Returns:
+        (float32 [P, 3] positions ``x y z``, uint8 [P, 3] colours ``red green blue``, or
+        None when the file has no colours).
+
+    Raises:
+        FileNotFoundError, or ValueError naming the file and the unreadable part or the
+        missing/bad property.
+    """
+    path = Path(path)
+    vertex, scalars = _read_vertices(path, "a point cloud")
+    rgb = ("red", "green", "blue")
+    for name in ("x", "y", "z", *(rgb if scalars & set(rgb) else ())):
+        if name not in scalars:
+            raise ValueError(
+                f"{path}: vertex property '{name}' is missing or not a scalar (point clouds need x, y, z "
+                "and, with colours, all of red, green, blue)"
+            )
+    points = torch.from_numpy(np.stack([vertex[name] for name in "xyz"], 1).astype(np.float32))
+    if not torch.isfinite(points).all():
+        raise ValueError(f"{path}: vertex positions x, y, z have non-finite values")
+    if not scalars & set(rgb):
+        return points, None
+    values = np.stack([vertex[name] for name in rgb], 1)
+    if values.dtype.kind not in "ui" or (values.size and (values.min() < 0 or values.max() > 255)):
+        raise ValueError(
+            f"{path}: vertex colours red, green, blue must be integers in [0, 255] (uchar), got {values.dtype}"
+        )
+    return points, torch.from_numpy(values.astype(np.uint8))

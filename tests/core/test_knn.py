@@ -25,6 +25,13 @@ def test_matches_bruteforce(n, dim, k, chunk):
     torch.testing.assert_close(out.double(), mean_neighbour_distance_bruteforce(points, k), rtol=1e-5, atol=1e-6)
 
 
+def test_squared_averages_the_squared_distances():
+    # Neighbours of the origin at distances 1 and 3: mean 2, mean of squares 5.
+    points = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 10.0]])
+    assert mean_neighbour_distance(points, 2)[0] == 2.0
+    assert mean_neighbour_distance(points, 2, squared=True)[0] == 5.0
+
+
 def test_chunking_does_not_change_the_result():
     points = torch.rand(300, 3, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(mean_neighbour_distance(points, 3, chunk=16), mean_neighbour_distance(points, 3))

@@ -43,7 +43,7 @@ def test_loss_falls_and_eval_report_has_every_view(tiny_object, tmp_path):
     final = Trainer(config, "splat", config.output, World()).train()
     train = json.loads((config.output / "metrics.json").read_text())["train"]
     assert train[-1]["l1"] < 0.7 * train[0]["l1"]
-    assert {"psnr", "ssim", "masked_psnr", "masked_ssim"} <= final.keys()
+    assert {"psnr", "ssim", "psnr_inside_mask", "ssim_inside_mask"} <= final.keys()
     assert (config.output / "point_cloud.ply").exists()
 
 
@@ -56,7 +56,7 @@ def test_cli_train_then_eval_writes_eval_json(tiny_object, tmp_path):
     evaluated = run_cli("sparse3d-eval", f"run={out}", env=env)
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads((out / "eval.json").read_text())
-    assert {"psnr", "ssim", "masked_psnr", "masked_ssim", "lpips", "views"} <= report.keys()
+    assert {"psnr", "ssim", "psnr_inside_mask", "ssim_inside_mask", "lpips", "views"} <= report.keys()
     assert len(report["views"]) == 3 and report["lpips"] is None  # no LPIPS weights on this machine
     assert report["psnr"] == pytest.approx(sum(v["psnr"] for v in report["views"]) / 3)
 
@@ -151,3 +151,62 @@ def test_cli_rejects_negative_max_steps_before_training(tiny_object, tmp_path):
     assert result.returncode == 2
     assert "command line: 'trainer.max_steps': expected a value >= 1, got -5" in result.stderr
     assert not out.exists()
+
+
+def built_splat(data: Path, out: Path, **model):
+    config = splat_config(data, out, steps=1)
+    for key, value in model.items():
+        setattr(config.model, key, value)
+    config.datamanager.num_train_views = 4
+    return config.setup(world=World(), device=torch.device("cpu"))
+
+
+def test_random_background_swaps_white_for_the_render_colour(tiny_object, tmp_path):
+    splat = built_splat(tiny_object, tmp_path, random_background=True, silhouette_lambda=0.0)
+    batch = splat.get_train_batch(0)
+    outputs = splat.get_outputs(batch, 0)
+    assert not torch.equal(outputs.background, torch.ones_like(outputs.background))
+    assert torch.equal(outputs.background, splat.get_outputs(batch, 0).background)  # a function of the step
+    # A render equal to the image over the same colour has no loss: the target is the image
+    # with its uncovered part turned from white into that colour.
+    coverage = splat.coverage[batch].float()[..., None] / 255.0
+    image = splat.images[batch].float() / 255.0
+    perfect = image + (1.0 - coverage) * (outputs.background[:, None, None, :] - 1.0)
+    losses = splat.reference_losses(type(outputs)(perfect, outputs.alpha, outputs.background, outputs.meta), batch)
+    assert losses["l1"] == 0.0
+
+
+def test_silhouette_loss_is_the_bce_of_alpha_against_the_coverage(tiny_object, tmp_path):
+    splat = built_splat(tiny_object, tmp_path, silhouette_lambda=0.5)
+    batch = splat.get_train_batch(0)
+    outputs = splat.get_outputs(batch, 0)
+    coverage = splat.coverage[batch].float()[..., None] / 255.0
+    expected = 0.5 * torch.nn.functional.binary_cross_entropy(outputs.alpha.clamp(1e-6, 1 - 1e-6), coverage)
+    torch.testing.assert_close(splat.get_loss_dict(outputs, batch, 0)["silhouette"], expected)
+
+
+def test_leave_out_skips_a_view_until_its_step(tiny_object, tmp_path):
+    config = splat_config(tiny_object, tmp_path, steps=1)
+    config.datamanager.num_train_views, config.datamanager.leave_out, config.datamanager.leave_out_until = 4, 1, 10
+    splat = config.setup(world=World(), device=torch.device("cpu"))
+    train = splat.data.train_indices.tolist()
+    assert splat.train_views(9).tolist() == [train[0], *train[2:]]
+    assert splat.train_views(10).tolist() == train
+    assert {int(splat.get_train_batch(s)) for s in range(10)} <= {train[0], *train[2:]}
+    assert train[1] in {int(splat.get_train_batch(s)) for s in range(10, 60)}
+
+
+def test_init_from_a_point_file_and_floater_elimination(tiny_object, tmp_path):
+    from sparse3d.render.ply import write_points_ply
+
+    g = torch.Generator().manual_seed(0)
+    surface = torch.nn.functional.normalize(torch.randn(400, 3, generator=g), dim=1) * 0.5
+    points = torch.cat([surface, torch.tensor([[3.0, 3.0, 3.0], [-3.0, 2.5, 3.0]])])
+    write_points_ply(tmp_path / "points.ply", points, torch.full((402, 3), 200, dtype=torch.uint8))
+    splat = built_splat(tiny_object, tmp_path, init="file", init_file=tmp_path / "points.ply")
+    assert torch.equal(splat.splats["means"].detach(), points)
+    from sparse3d.engine.trainer import optimizers_for
+
+    optimizers = optimizers_for(splat.get_param_groups())
+    assert splat.eliminate_floaters(splat.densification().refine_stop_iter, optimizers) == 2
+    assert len(splat.splats["means"]) == 400 and optimizers["means"].param_groups[0]["params"][0] is splat.splats["means"]

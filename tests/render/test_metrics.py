@@ -14,8 +14,7 @@ from sparse3d.render.metrics import (
     gaussian_window,
     image_metrics,
     image_over_white,
-    masked_psnr,
-    masked_ssim,
+    inside_mask_metrics,
     psnr,
     ssim,
 )
@@ -96,21 +95,49 @@ def test_ssim_is_differentiable_and_batched():
     assert ssim(a[0], b[0]).shape == ()
 
 
-def test_masked_metrics_follow_the_white_background_protocol():
-    gt = torch.zeros(1, 16, 16, 3)
+def _object_on_grey() -> tuple[torch.Tensor, torch.Tensor]:
+    """A 16 x 16 ground truth: a 0.5 object on rows/columns 4-11 over a 0.2 grey background, and its mask."""
+    gt = torch.full((1, 16, 16, 3), 0.2, dtype=torch.float64)
     gt[:, 4:12, 4:12] = 0.5
     mask = torch.zeros(1, 16, 16, dtype=torch.bool)
     mask[:, 4:12, 4:12] = True
-    pred = gt.clone()
-    pred[:, :2] = 0.9  # errors outside the mask do not count
-    pred[:, 4:12, 4:12] += 0.1  # error 0.1 on 64 of 256 pixels: mse = 0.0025
-    assert masked_psnr(pred, gt, mask).item() == pytest.approx(-10 * math.log10(0.0025), abs=1e-4)
-    white = image_over_white(gt, mask)
-    assert (white[~mask] == 1).all() and (white[mask] == 0.5).all()
-    assert masked_ssim(gt, gt, mask).item() == pytest.approx(1.0)
-    out = image_metrics(pred, gt, mask)
-    assert out.lpips is None and out.mean()["lpips"] is None
-    assert out.mean()["psnr"] == pytest.approx(masked_psnr(pred, gt, mask).item())
+    return gt, mask
+
+
+def test_protocol_target_is_the_ground_truth_over_white_by_its_mask():
+    gt, mask = _object_on_grey()
+    target = image_over_white(gt, mask)
+    assert (target[~mask] == 1).all() and (target[mask] == 0.5).all()  # the grey background is gone
+    alpha = mask.double()
+    alpha[0, 0, 0] = 0.5  # a half-covered pixel: 0.5 * 0.2 + 0.5 * 1
+    assert image_over_white(gt, alpha)[0, 0, 0].tolist() == pytest.approx([0.6] * 3)
+
+
+def test_protocol_counts_floaters_that_inside_mask_metrics_hide():
+    gt, mask = _object_on_grey()
+    render = torch.ones_like(gt)  # over white, unmasked: perfect object ...
+    render[:, 4:12, 4:12] = 0.5
+    render[:, 0:2, 0:4] = 0.5  # ... and a grey floater on 8 background pixels
+    protocol = image_metrics(render, image_over_white(gt, mask))
+    # Only the floater differs from the target (white there): mse = 8 * 0.5^2 / 256.
+    assert protocol.psnr.item() == pytest.approx(-10 * math.log10(8 * 0.25 / 256), abs=1e-9)
+    assert protocol.ssim.item() < 1 and protocol.lpips is None and protocol.mean()["lpips"] is None
+    inside = inside_mask_metrics(render, gt, mask)
+    assert torch.isinf(inside.psnr).all() and inside.ssim.item() == pytest.approx(1.0)
+    render[:, 4:12, 4:12] += 0.1  # error 0.1 on the 64 object pixels: both see it
+    assert inside_mask_metrics(render, gt, mask).psnr.item() == pytest.approx(-10 * math.log10(64 * 0.01 / 256))
+    assert image_metrics(render, image_over_white(gt, mask)).psnr.item() == pytest.approx(
+        -10 * math.log10((64 * 0.01 + 8 * 0.25) / 256)
+    )
+
+
+def test_inside_mask_metrics_weight_errors_by_a_soft_mask():
+    gt, _ = _object_on_grey()
+    alpha = torch.zeros(1, 16, 16, dtype=torch.float64)
+    alpha[0, 0, 0] = 0.25
+    render = gt.clone()
+    render[0, 0, 0] += 0.4  # composited by alpha 0.25 the error is 0.1, on 1 of 256 pixels
+    assert inside_mask_metrics(render, gt, alpha).psnr.item() == pytest.approx(-10 * math.log10(0.01 / 256))
 
 
 def test_lpips_from_local_weight_files(tmp_path):
@@ -137,6 +164,8 @@ def test_lpips_from_local_weight_files(tmp_path):
     assert d_ab > 0 and d_aa == 0
     torch.testing.assert_close(d_ab, d_ba)
     assert image_metrics(a, b, lpips_weights=weights).lpips.shape == (1,)
+    mask = torch.zeros(1, 16, 16, dtype=torch.bool)
+    assert inside_mask_metrics(a, b, mask, lpips_weights=weights).lpips.item() == 0  # both all white
     del lin["lin3.model.1.weight"]
     torch.save(lin, tmp_path / "vgg.pth")
     with pytest.raises(ValueError, match="has no 'lin3.model.1.weight'"):

@@ -9,7 +9,9 @@ from sparse3d.render.ply import (
     SPLAT_KEYS,
     ply_property_names,
     read_gaussians_ply,
+    read_points_ply,
     write_gaussians_ply,
+    write_points_ply,
 )
 
 
@@ -102,3 +104,57 @@ def test_errors(tmp_path):
         write_gaussians_ply(path, **(g | {"shN": torch.zeros(5, 4, 3)}))
     with pytest.raises(ValueError, match=r"sh0 must be \[5, 1, 3\]"):
         write_gaussians_ply(path, **(g | {"sh0": torch.zeros(5, 3)}))
+
+
+@pytest.mark.parametrize("n", [0, 37])
+def test_points_round_trip_is_exact_in_the_common_layout(tmp_path, n):
+    gen = torch.Generator().manual_seed(n)
+    points = 1000 * torch.randn(n, 3, generator=gen)
+    colors = torch.randint(0, 256, (n, 3), generator=gen, dtype=torch.uint8)
+    write_points_ply(tmp_path / "p.ply", points, colors)
+    raw = (tmp_path / "p.ply").read_bytes()
+    header = raw[: raw.index(b"end_header")].decode().splitlines()
+    assert header == ["ply", "format binary_little_endian 1.0", f"element vertex {n}"] + [
+        f"property {kind} {name}" for kind, name in [("float", "x"), ("float", "y"), ("float", "z")]
+    ] + [f"property uchar {c}" for c in ("red", "green", "blue")]
+    read_points, read_colors = read_points_ply(tmp_path / "p.ply")
+    assert read_points.dtype == torch.float32 and torch.equal(read_points, points)
+    assert read_colors.dtype == torch.uint8 and torch.equal(read_colors, colors)
+    assert list((tmp_path).iterdir()) == [tmp_path / "p.ply"]  # no temporary file left behind
+
+
+def test_points_read_other_writers_files(tmp_path):
+    # Doubles, big-endian, no colours, an extra property and an extra element.
+    table = np.zeros(4, dtype=[("nx", "f4"), ("z", ">f8"), ("y", ">f8"), ("x", ">f8")])
+    table["x"], table["y"], table["z"] = [1.5, 2, 3, 4], [5, 6, 7, 8], [-1, -2, -3, -4]
+    faces = np.array([([0, 1, 2],)], dtype=[("vertex_indices", "i4", (3,))])
+    elements = [plyfile.PlyElement.describe(table, "vertex"), plyfile.PlyElement.describe(faces, "face")]
+    plyfile.PlyData(elements, byte_order=">").write(str(tmp_path / "mesh.ply"))
+    points, colors = read_points_ply(tmp_path / "mesh.ply")
+    assert colors is None and points.dtype == torch.float32
+    assert points.tolist() == [[1.5, 5, -1], [2, 6, -2], [3, 7, -3], [4, 8, -4]]
+
+
+def test_points_errors(tmp_path):
+    path = tmp_path / "p.ply"
+    write_points_ply(path, torch.zeros(3, 3), torch.zeros(3, 3, dtype=torch.uint8))
+    raw = path.read_bytes()
+    (tmp_path / "noy.ply").write_bytes(raw.replace(b"property float y\n", b"property float w\n"))
+    with pytest.raises(ValueError, match=r"noy\.ply: vertex property 'y' is missing"):
+        read_points_ply(tmp_path / "noy.ply")
+    (tmp_path / "nogreen.ply").write_bytes(raw.replace(b"property uchar green\n", b"property uchar alpha\n"))
+    with pytest.raises(ValueError, match=r"nogreen\.ply: vertex property 'green' is missing"):
+        read_points_ply(tmp_path / "nogreen.ply")
+    table = np.zeros(2, dtype=[(name, "f4") for name in ("x", "y", "z", "red", "green", "blue")])
+    plyfile.PlyData([plyfile.PlyElement.describe(table, "vertex")]).write(str(tmp_path / "float_rgb.ply"))
+    with pytest.raises(ValueError, match=r"float_rgb\.ply: vertex colours .* integers in \[0, 255\]"):
+        read_points_ply(tmp_path / "float_rgb.ply")
+    (tmp_path / "cut.ply").write_bytes(raw[:-5])
+    with pytest.raises(ValueError, match=r"cut\.ply: not a readable PLY file"):
+        read_points_ply(tmp_path / "cut.ply")
+    with pytest.raises(FileNotFoundError):
+        read_points_ply(tmp_path / "missing.ply")
+    with pytest.raises(ValueError, match=r"colors must be uint8 \[3, 3\]"):
+        write_points_ply(path, torch.zeros(3, 3), torch.zeros(3, 3))
+    with pytest.raises(ValueError, match=r"points must be float \[P, 3\]"):
+        write_points_ply(path, torch.zeros(3, 2), torch.zeros(3, 3, dtype=torch.uint8))

@@ -31,6 +31,13 @@ class DefaultState:
     """float [N] largest screen radius seen, as a fraction of the image's larger side."""
 
 
+def drop_rows(state: DefaultState, keep: Tensor) -> DefaultState:
+    """The state of the Gaussians kept by bool ``keep`` [N], after others were removed
+    outside the strategy (e.g. floater elimination)."""
+    rows = {k: None if getattr(state, k) is None else getattr(state, k)[keep] for k in ("grad2d", "count", "radii")}
+    return DefaultState(scene_scale=state.scene_scale, **rows)
+
+
 @dataclass
 class DefaultStrategy:
     """Adaptive density control of 3DGS (Kerbl et al. 2023), as in gsplat's DefaultStrategy.

@@ -1,0 +1,90 @@
+"""Dense 2-D convolution with outputs and gradients that do not depend on the thread count.
+
+oneDNN's CPU convolutions split their reductions by the thread count, so a network trained
+with ``nn.Conv2d`` on 1 and on 2 threads drifts apart from the first step. Here a
+convolution is an im2col gather (shifted views of the padded input, whose backward sums
+each input pixel's taps in a fixed order) followed by :func:`sparse3d.core.linear.linear`, whose every output
+is one fixed chain of FMAs.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sparse3d.core.linear import linear
+from sparse3d.nn.linear import Linear
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` (same parameters, initialisation and state-dict names), deterministic
+    at any thread count. Zero padding and ``groups=1`` only.
+
+    Input float [B, C_in, H, W] -> float [B, C_out, H', W'] (the shapes of ``nn.Conv2d``).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        _check_supported(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        padding = self.padding
+        padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, padding[1], padding[1], padding[0], padding[0]))
+        columns = _Im2Col.apply(padded, self.kernel_size, self.stride, self.dilation)  # [B, H', W', kh kw C_in]
+        weight = self.weight.permute(0, 2, 3, 1).reshape(self.out_channels, -1)  # [C_out, kh kw C_in]
+        return linear(columns, weight, self.bias).permute(0, 3, 1, 2)
+
+
+class _Im2Col(torch.autograd.Function):
+    """Channels-last im2col: float [B, H, W, C] (padded) -> [B, H', W', kh kw C], the taps
+    in the order of a weight's (kh, kw, C) flattening. The backward adds each tap's
+    gradient into the input in tap order: the same sums at any thread count."""
+
+    @staticmethod
+    def forward(ctx, padded: Tensor, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]) -> Tensor:
+        windows = _tap_windows(padded.shape, kernel, stride, dilation)
+        columns = torch.cat([padded[:, rows, cols] for rows, cols in windows], dim=-1)
+        ctx.shape, ctx.windows = padded.shape, windows
+        return columns
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        c = ctx.shape[3]
+        grad_padded = grad.new_zeros(ctx.shape)
+        for k, (rows, cols) in enumerate(ctx.windows):
+            grad_padded[:, rows, cols] += grad[..., k * c : (k + 1) * c]
+        return grad_padded, None, None, None
+
+
+def _tap_windows(shape, kernel, stride, dilation) -> list[tuple[slice, slice]]:
+    """For each tap (i, j) of the kernel, the (rows, cols) slices of the padded input it reads."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    out_h = (shape[1] - dh * (kh - 1) - 1) // sh + 1
+    out_w = (shape[2] - dw * (kw - 1) - 1) // sw + 1
+    return [
+        (slice(i * dh, i * dh + (out_h - 1) * sh + 1, sh), slice(j * dw, j * dw + (out_w - 1) * sw + 1, sw))
+        for i in range(kh)
+        for j in range(kw)
+    ]
+
+
+def deterministic_(module: nn.Module) -> nn.Module:
+    """Swaps, in place, every ``nn.Conv2d`` (groups 1, zero padding) and ``nn.Linear`` of
+    ``module`` for the deterministic :class:`Conv2d` / :class:`sparse3d.nn.Linear` with the
+    same parameters; returns ``module``. State-dict names do not change."""
+    for name, child in module.named_children():
+        if type(child) is nn.Conv2d:
+            _check_supported(child)
+            child.__class__ = Conv2d  # the same fields; only forward differs
+        elif type(child) is nn.Linear:
+            child.__class__ = Linear
+        else:
+            deterministic_(child)
+    return module
+
+
+def _check_supported(conv: nn.Conv2d) -> None:
+    if conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        raise ValueError(
+            f"Conv2d: only groups=1, zero padding and explicit padding sizes, got groups={conv.groups}, "
+            f"padding_mode={conv.padding_mode!r}, padding={conv.padding!r}"
+        )

@@ -1,0 +1,55 @@
+"""The deterministic dense Conv2d against nn.Conv2d, and the in-place swap."""
+
+import pytest
+import torch
+from torch import nn
+
+from sparse3d.nn.conv2d import Conv2d, deterministic_
+from sparse3d.nn.linear import Linear
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(kernel_size=3, padding=1),
+    dict(kernel_size=3, stride=2, padding=1),
+    dict(kernel_size=1),
+    dict(kernel_size=(3, 5), padding=(1, 2), dilation=(2, 1), bias=False),
+])
+def test_matches_nn_conv2d_values_and_gradients(kwargs):
+    torch.manual_seed(0)
+    reference = nn.Conv2d(6, 5, **kwargs).double()
+    ours = Conv2d(6, 5, **kwargs).double()
+    ours.load_state_dict(reference.state_dict())
+    x = torch.randn(2, 6, 13, 11, dtype=torch.float64, requires_grad=True)
+    out_ref, out = reference(x), ours(x)
+    torch.testing.assert_close(out, out_ref)
+    g = torch.randn_like(out)
+    grads_ref = torch.autograd.grad(out_ref, [x, *reference.parameters()], g)
+    grads = torch.autograd.grad(out, [x, *ours.parameters()], g)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b)
+
+
+def test_float32_takes_the_deterministic_linear():
+    torch.manual_seed(1)
+    reference, ours = nn.Conv2d(8, 4, 3, padding=1), Conv2d(8, 4, 3, padding=1)
+    ours.load_state_dict(reference.state_dict())
+    x = torch.randn(1, 8, 20, 20)
+    torch.testing.assert_close(ours(x), reference(x), rtol=1e-5, atol=1e-5)
+
+
+def test_swap_keeps_parameters_and_names():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.SiLU(), nn.Sequential(nn.Linear(8, 2)))
+    names = list(model.state_dict())
+    x = torch.randn(2, 3, 8, 8)
+    before = model(x)
+    deterministic_(model)
+    assert type(model[0]) is Conv2d and type(model[2][0]) is Linear
+    assert list(model.state_dict()) == names
+    torch.testing.assert_close(model(x), before, rtol=1e-5, atol=1e-5)
+
+
+def test_unsupported_convolutions_are_refused():
+    with pytest.raises(ValueError, match="groups=1"):
+        Conv2d(4, 4, 3, groups=2)
+    with pytest.raises(ValueError, match="zero padding"):
+        deterministic_(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect")))
