@@ -21,6 +21,8 @@ TINY = [
     "trainer.progress=false", "trainer.max_steps=24", "trainer.ckpt_every=8", "trainer.eval_every=24",
     "coarse.steps=30", "coarse.strategy.refine_start_iter=5", "coarse.strategy.refine_every=5",
     "coarse.strategy.refine_stop_iter=20", "coarse.strategy.reset_every=1000", "model.floaters_every=10",
+    "loo.steps=20", "loo.strategy.refine_start_iter=5", "loo.strategy.refine_every=5",
+    "loo.strategy.refine_stop_iter=12", "loo.strategy.reset_every=1000",
     "model.sh_degree_interval=10", "hull.resolution=16", "hull.coarse_resolution=8",
     "repair.steps=6", "repair.batch_size=2", "repair.crop=16", "repair.embedded.channels=[8,8]",
     "refine.around_gt_steps=16", "refine.refresh_every=6", "refine.refresh_size=3",
