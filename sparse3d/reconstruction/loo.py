@@ -33,6 +33,11 @@ class ParameterNoise:
         """Plain tensors, for ``torch.save`` (and ``torch.load(weights_only=True)``)."""
         return {"mean": dict(self.mean), "std": dict(self.std)}
 
+    def scaled(self, strength: float) -> "ParameterNoise":
+        """The statistics of the drift times ``strength`` (mean and std both scale)."""
+        return ParameterNoise({k: v * strength for k, v in self.mean.items()},
+                              {k: v * strength for k, v in self.std.items()})
+
     @classmethod
     def from_dict(cls, state: dict[str, dict[str, Tensor]]) -> "ParameterNoise":
         """Inverse of :meth:`to_dict`."""

@@ -79,9 +79,7 @@ class RepairTraining(Method):
         # A random strength, from none to the full leave-one-out drift: the network also
         # sees nearly clean renders, and learns to leave what is right alone.
         strength = float(torch.rand((), generator=generator))
-        noise = ParameterNoise({k: v * strength for k, v in self.noise.mean.items()},
-                               {k: v * strength for k, v in self.noise.std.items()})
-        noisy = perturbed_gaussians(self.coarse, noise, generator)
+        noisy = perturbed_gaussians(self.coarse, self.noise.scaled(strength), generator)
         m = self.config.model
         with torch.no_grad():
             rgb, _, _ = render_splats(noisy, self.cameras[view], m.raster, m.sh_degree, torch.ones(1, 3))
