@@ -22,6 +22,12 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 	# Only the example meshes inside the pyvista wheel are used (read with plyfile), so
 	# its VTK dependency is not installed.
 	$(PIP) install -q --no-deps pyvista==0.49.1
+	# open3d's Linux wheel (the mesh extra, in the test extra) links the system library
+	# libusb-1.0, which a bare Debian lacks; without it `import open3d` fails.
+	@ldconfig -p 2>/dev/null | grep -q 'libusb-1\.0\.so\.0' || \
+	  { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq libusb-1.0-0 >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y -qq libusb-1.0-0 >/dev/null; }; } || \
+	  echo "warning: libusb-1.0 is missing and could not be installed (apt-get install libusb-1.0-0); open3d will not import"
 	$(PY) -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	mkdir -p build && touch $(NATIVE_STAMP)  # the editable install has just built sparse3d._C
 	touch $(STAMP)

@@ -121,3 +121,8 @@ def test_bad_inputs_are_clear_errors(tiny_object, tmp_path):
 
     two = train(tiny_object, tmp_path / "b", "datamanager.num_train_views=2")
     assert two.returncode != 0 and "at least 3 input views" in two.stderr
+
+    missing = tmp_path / "no_such_sd"
+    sd = train(tiny_object, tmp_path / "c", "repair.kind=diffusion", f"repair.pretrained={missing}")
+    assert sd.returncode != 0 and str(missing) in sd.stderr and "Traceback" not in sd.stderr
+    assert not (tmp_path / "c" / "hull.ply").exists()  # refused before the first stage

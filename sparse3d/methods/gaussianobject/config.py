@@ -6,11 +6,13 @@ stage section holds what only that stage sets.
 """
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar, Literal
 
 from sparse3d.engine.config import at_least, between, check_ranges, positive
 from sparse3d.methods.splat import SplatConfig, SplatDataConfig, SplatModelConfig
 from sparse3d.reconstruction.hull import HullConfig
+from sparse3d.reconstruction.repair.diffusion import DiffusionRepairConfig
 from sparse3d.reconstruction.repair.embedded import EmbeddedRepairConfig
 from sparse3d.render.strategy.default import DefaultStrategy
 
@@ -56,19 +58,27 @@ class LooConfig:
 class RepairConfig:
     """Stage ``repair_model``: the repair network and its training on the scene's pairs."""
 
-    kind: Literal["embedded", "none"] = "embedded"
+    kind: Literal["embedded", "diffusion", "none"] = "embedded"
     """The repair model: the embedded network trained from scratch (no weights needed),
-    or none (refinement on the reference views only: the ablation)."""
+    the reference's Stable Diffusion + ControlNet with LoRA (needs ``pretrained``), or
+    none (refinement on the reference views only: the ablation)."""
+    pretrained: Path | None = None
+    """kind=diffusion: a local diffusers Stable Diffusion 1.5 folder with a ControlNet tile
+    model in its controlnet/ subfolder (layout: sparse3d/reconstruction/repair/diffusion.py).
+    Nothing is ever downloaded."""
     embedded: EmbeddedRepairConfig = field(default_factory=lambda: EmbeddedRepairConfig(channels=(16, 32)))
     """Size of the embedded network: small on purpose (see ``crop``)."""
+    diffusion: DiffusionRepairConfig = field(default_factory=DiffusionRepairConfig)
+    """The diffusion model (kind=diffusion): LoRA rank, prompt, DDIM and strengths."""
     steps: int = field(default=400, metadata=at_least(1))
     """Training steps."""
     lr: float = field(default=1e-3, metadata=positive())
-    """Adam learning rate."""
+    """Adam learning rate (of the LoRA adapters alone for kind=diffusion)."""
     batch_size: int = field(default=8, metadata=at_least(1))
     """Pairs per step."""
     crop: int = field(default=32, metadata=at_least(8))
-    """Side of the random square crops it trains on (whole images if larger). Small crops
+    """kind=embedded: side of the random square crops it trains on (whole images if
+    larger; the diffusion model trains on whole images, as the reference). Small crops
     and a two-level network keep what it learns local: on the torus, (16, 32) channels
     on 32-pixel crops improved every held-out view (+0.55 dB mean), while (16, 32, 64) on
     64-pixel crops memorised the inputs' texture and lost 0.55 dB."""
@@ -77,6 +87,9 @@ class RepairConfig:
     is multiplied by this per pair (the reference)."""
 
     def __post_init__(self) -> None:
+        # kind and pretrained are checked together by repair_training.check_repair_config,
+        # not here: the command line sets keys one at a time, so a check across keys here
+        # would reject one order of giving them.
         check_ranges(self)
 
 

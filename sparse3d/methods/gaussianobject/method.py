@@ -127,7 +127,7 @@ class GaussianObject(Splat):
         white = torch.ones(len(cameras), 3, device=self.device)
         with torch.no_grad():
             rgb, _, _ = render_splats(self.splats, cameras.to(self.device), self.config.model.raster, self.sh_degree, white)
-            repaired, confidence = self._repair.repair(rgb[..., :3].clamp(0, 1))
+            repaired, confidence = self._repair.repair(rgb[..., :3].clamp(0, 1), g)
         weights = confidence.cpu()
         if c.distance_weighting:
             weights = weights * distance_weights(cameras.centers, self.train_centers).float()

@@ -1,5 +1,8 @@
-"""Stage ``repair_model``: the repair network trained on the scene's own pairs, as an engine
-run (resumable, checkpointed) in RUN/repair_model.
+"""Stage ``repair_model``: the repair model (``repair.kind``: the embedded network or the
+diffusion model) trained on the scene's own pairs, as an engine run (resumable,
+checkpointed) in RUN/repair_model. Both models go through this code: their
+``training_loss`` is the step's loss dict, their trainable parameters the only parameter
+group (the diffusion model's LoRA adapters, which are all its checkpoint holds).
 
 Each pair is (corrupted, clean) at one input view: the clean image is the view itself; the
 corrupted one is either the coarse Gaussians perturbed by the leave-one-out noise and
@@ -22,19 +25,21 @@ from sparse3d.engine.checkpoint import list_checkpoints, load_checkpoint
 from sparse3d.engine.config import MethodConfig
 from sparse3d.engine.distributed import World
 from sparse3d.engine.method import Method
-from sparse3d.engine.seeding import step_generator
+from sparse3d.engine.seeding import derive_seed, step_generator
 from sparse3d.methods.gaussianobject.config import GaussianObjectConfig, RepairConfig
 from sparse3d.methods.splat import SplatDataConfig, SplatModelConfig, render_splats
 from sparse3d.reconstruction.loo import ParameterNoise, perturbed_gaussians
+from sparse3d.reconstruction.repair.diffusion import DiffusionRepair, check_pretrained
 from sparse3d.reconstruction.repair.embedded import EmbeddedRepair
 from sparse3d.render.metrics import psnr
 from sparse3d.render.ply import read_gaussians_ply
 
 NOISE_ONLY_PAIRS = 100  # the reference: every pair is a noise render until then
+LOSS_KEY, EVAL_KEY = 4241, 4243  # separate the loss's and the evaluation's draws from the batch's
 
 
 class RepairTraining(Method):
-    """Trains the repair network on (corrupted, clean) pairs of the input views."""
+    """Trains the repair model on (corrupted, clean) pairs of the input views."""
 
     config: "RepairTrainingConfig"
 
@@ -50,14 +55,16 @@ class RepairTraining(Method):
         position = {int(v): i for i, v in enumerate(data.train_indices)}
         self.loo_images = renders["images"].float() / 255.0  # [R, H, W, 3]
         self.loo_views = torch.tensor([position[int(v)] for v in renders["views"]])  # [R] input-view positions
-        self.net = EmbeddedRepair(config.repair.embedded).to(device)
+        self.net = repair_model(config.repair).to(device)
 
     def get_param_groups(self) -> list[dict[str, Any]]:
-        return [{"name": "net", "params": list(self.net.parameters()), "lr": self.config.repair.lr}]
+        params = [p for p in self.net.parameters() if p.requires_grad]  # the diffusion model's base is frozen
+        return [{"name": "net", "params": params, "lr": self.config.repair.lr}]
 
     def get_train_batch(self, step: int) -> tuple[Tensor, Tensor]:
-        """This step's pairs: float [B, c, c, 3] corrupted and clean crops (c = repair.crop,
-        or the image size if smaller), a function of the step alone."""
+        """This step's pairs, a function of the step alone: float [B, c, c, 3] corrupted and
+        clean crops for the embedded model (c = repair.crop, or the image size if smaller),
+        float [B, H, W, 3] whole images for the diffusion model."""
         r = self.config.repair
         g = step_generator(self.config.trainer.seed, step)
         corrupted, clean = [], []
@@ -72,6 +79,8 @@ class RepairTraining(Method):
                 view, image = int(self.loo_views[pick]), self.loo_images[pick]
             corrupted.append(image)
             clean.append(self.clean[view])
+        if r.kind == "diffusion":  # Stable Diffusion's prior is of whole, upright images
+            return torch.stack(corrupted), torch.stack(clean)
         return _same_crops(torch.stack(corrupted), torch.stack(clean), r.crop, g)
 
     def _noise_render(self, view: int, generator: torch.Generator) -> Tensor:
@@ -85,18 +94,21 @@ class RepairTraining(Method):
             rgb, _, _ = render_splats(noisy, self.cameras[view], m.raster, m.sh_degree, torch.ones(1, 3))
         return rgb[0, ..., :3].clamp(0, 1)
 
-    def get_outputs(self, batch: tuple[Tensor, Tensor], step: int) -> Tensor:
-        return self.net(batch[0].to(self.device))
+    def get_outputs(self, batch: tuple[Tensor, Tensor], step: int) -> dict[str, Tensor]:
+        """The repair model's training losses on the step's pairs."""
+        g = torch.Generator().manual_seed(derive_seed(self.config.trainer.seed, step, LOSS_KEY))
+        return self.net.training_loss(batch[0].to(self.device), batch[1].to(self.device), g)
 
-    def get_loss_dict(self, outputs: Tensor, batch: tuple[Tensor, Tensor], step: int) -> dict[str, Tensor]:
-        return {"l1": (outputs - batch[1].to(self.device)).abs().mean()}
+    def get_loss_dict(self, outputs: dict[str, Tensor], batch: tuple[Tensor, Tensor], step: int) -> dict[str, Tensor]:
+        return outputs
 
     def get_eval_metrics(self, step: int) -> dict[str, float]:
         """PSNR of the leave-one-out renders against their views, before and after repair."""
         if len(self.loo_images) == 0:
             return {}
         clean = self.clean[self.loo_views]
-        repaired, _ = self.net.repair(self.loo_images.to(self.device))
+        g = torch.Generator().manual_seed(derive_seed(self.config.trainer.seed, step, EVAL_KEY))
+        repaired, _ = self.net.repair(self.loo_images.to(self.device), g)
         return {
             "loo_psnr_before": float(psnr(self.loo_images, clean).mean()),
             "loo_psnr_after": float(psnr(repaired.cpu(), clean).mean()),
@@ -143,12 +155,50 @@ def repair_training_config(config: GaussianObjectConfig) -> RepairTrainingConfig
                                 datamanager=config.datamanager, repair=r)
 
 
-def load_repair_model(run: Path, config: RepairConfig, device: torch.device) -> EmbeddedRepair:
-    """The trained repair network of the gaussianobject run ``run`` (its newest checkpoint)."""
+def check_repair_config(config: RepairConfig) -> None:
+    """Raises what building the repair model would for a wrong ``kind`` / ``pretrained``
+    pair or an incomplete folder, without loading anything (:func:`repair_model` calls it
+    first; called at a run's start, it stops a mistake before the stages that precede
+    repair_model rather than after them).
+
+    Raises:
+        ValueError: kind=diffusion without ``pretrained``, or ``pretrained`` with another kind.
+        FileNotFoundError: a folder or file of the diffusion model's layout is missing.
+    """
+    if config.kind == "diffusion":
+        if config.pretrained is None:
+            raise ValueError(
+                "repair.kind=diffusion needs repair.pretrained=DIR, a local diffusers Stable Diffusion 1.5 folder "
+                "with a ControlNet in DIR/controlnet (nothing is downloaded)"
+            )
+        check_pretrained(config.pretrained, config.diffusion.controlnet)
+    elif config.pretrained is not None:
+        raise ValueError(f"repair.pretrained is used by repair.kind=diffusion only, but repair.kind={config.kind}")
+
+
+def repair_model(config: RepairConfig) -> EmbeddedRepair | DiffusionRepair:
+    """The untrained repair model that ``config.kind`` names (on the CPU).
+
+    Raises:
+        ValueError: for kind "none", which has no model, and as :func:`check_repair_config`.
+        FileNotFoundError: as :func:`check_repair_config`.
+    """
+    check_repair_config(config)
+    if config.kind == "embedded":
+        return EmbeddedRepair(config.embedded)
+    if config.kind == "diffusion":
+        return DiffusionRepair(config.pretrained, config.diffusion)
+    raise ValueError(f"repair.kind={config.kind} has no repair model")
+
+
+def load_repair_model(run: Path, config: RepairConfig, device: torch.device) -> EmbeddedRepair | DiffusionRepair:
+    """The trained repair model of the gaussianobject run ``run`` (its newest checkpoint;
+    for the diffusion model, the base from ``config.pretrained`` with the checkpoint's
+    adapters)."""
     checkpoints = list_checkpoints(run / "repair_model")
     if not checkpoints:
         raise FileNotFoundError(f"{run / 'repair_model'}: no checkpoint; the repair_model stage has not run")
     state = load_checkpoint(checkpoints[-1][1])["method"]
-    net = EmbeddedRepair(config.embedded)
+    net = repair_model(config)
     net.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
     return net.to(device).eval()

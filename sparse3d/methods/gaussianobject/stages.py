@@ -34,7 +34,7 @@ from sparse3d.engine.trainer import Trainer
 from sparse3d.io.atomic import save_torch_atomic, write_atomic, write_json_atomic
 from sparse3d.io.read import read_json
 from sparse3d.methods.gaussianobject.config import STAGES, GaussianObjectConfig
-from sparse3d.methods.gaussianobject.repair_training import repair_training_config
+from sparse3d.methods.gaussianobject.repair_training import check_repair_config, repair_training_config
 from sparse3d.methods.splat import SplatConfig, render_splats
 from sparse3d.reconstruction.hull import visual_hull
 from sparse3d.reconstruction.loo import average_noise, parameter_drift
@@ -48,6 +48,7 @@ SPLAT_PREFIX = "splats."
 def run_stages(config: GaussianObjectConfig, world: World) -> None:
     """Runs (or resumes, or skips when done) every stage before refinement in ``config.output``."""
     run = Path(config.output)
+    check_repair_config(config.repair)  # a wrong repair setting stops the run before the stages that precede it
     if config.stage is not None:
         restart_from(run, config.stage, world)
     if config.coarse.use_hull and not (run / "hull.ply").exists():

@@ -77,13 +77,23 @@ class EmbeddedRepair(nn.Module):
         residual = self.unet(x * 2.0 - 1.0, 0).sample
         return (x + residual)[:, :, :h, :w].permute(0, 2, 3, 1)
 
-    def training_loss(self, corrupted: Tensor, clean: Tensor) -> Tensor:
-        """L1 between the repair of ``corrupted`` and ``clean`` (both float [B, H, W, 3])."""
-        return F.l1_loss(self(corrupted), clean)
+    def training_loss(self, corrupted: Tensor, clean: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+        """The loss of one batch of pairs.
+
+        Args:
+            corrupted: float [B, H, W, 3] renders in [0, 1].
+            clean: float [B, H, W, 3] the images they should be, in [0, 1].
+            generator: unused (the direct model draws nothing); the shared interface's.
+
+        Returns:
+            {"l1": float []}: the mean absolute error of the repair of ``corrupted``.
+        """
+        return {"l1": (self(corrupted) - clean).abs().mean()}
 
     @torch.no_grad()
-    def repair(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """Repairs ``images`` (float [B, H, W, 3] in [0, 1]).
+    def repair(self, images: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Repairs ``images`` (float [B, H, W, 3] in [0, 1]); ``generator`` is unused (one
+        deterministic pass), the shared interface's.
 
         Returns:
             float [B, H, W, 3] repaired images clamped to [0, 1], and float [B] the
