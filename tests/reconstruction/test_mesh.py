@@ -6,7 +6,13 @@ import math
 
 import pytest
 import torch
-from reconstruction.sphere_cases import CENTER, RADIUS, SIZE, AnalyticSphere, ring_inputs
+from reconstruction.sphere_cases import (
+    CENTER,
+    RADIUS,
+    SIZE,
+    AnalyticSphere,
+    ring_inputs,
+)
 
 from sparse3d.reconstruction.mesh import (
     TSDFConfig,

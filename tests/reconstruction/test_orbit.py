@@ -10,7 +10,12 @@ from reconstruction.sphere_cases import SIZE, AnalyticSphere, ring_inputs
 
 from sparse3d.reconstruction import orbit
 from sparse3d.reconstruction.novel_views import novel_view_rig
-from sparse3d.reconstruction.orbit import OrbitConfig, image_grid, orbit_cameras, write_orbit
+from sparse3d.reconstruction.orbit import (
+    OrbitConfig,
+    image_grid,
+    orbit_cameras,
+    write_orbit,
+)
 
 
 def test_orbit_starts_at_the_first_input_and_goes_once_round():

@@ -34,7 +34,10 @@ from sparse3d.engine.trainer import Trainer
 from sparse3d.io.atomic import save_torch_atomic, write_atomic, write_json_atomic
 from sparse3d.io.read import read_json
 from sparse3d.methods.gaussianobject.config import STAGES, GaussianObjectConfig
-from sparse3d.methods.gaussianobject.repair_training import check_repair_config, repair_training_config
+from sparse3d.methods.gaussianobject.repair_training import (
+    check_repair_config,
+    repair_training_config,
+)
 from sparse3d.methods.splat import SplatConfig, render_splats
 from sparse3d.reconstruction.hull import visual_hull
 from sparse3d.reconstruction.loo import average_noise, parameter_drift
