@@ -31,10 +31,13 @@ def main(method_name: str, config: MethodConfig) -> Path:
     world = init_world(resolve_device(config.trainer.device))
     try:
         run_dir = config.output or default_run_dir(config, method_name)
-        metrics = Trainer(config, method_name, run_dir, world).train()
+        trainer = Trainer(config, method_name, run_dir, world)
+        metrics = trainer.train()
         if world.is_main:
             print(f"sparse3d: run directory {run_dir}")
             print(f"sparse3d: final metrics {metrics}")
+            for line in trainer.method.summary(Path(run_dir)):
+                print(f"sparse3d: {line}")
             print(f"sparse3d: evaluate with `sparse3d-eval run={run_dir}`, view with `sparse3d-view run={run_dir}`")
     finally:
         close_world(world)

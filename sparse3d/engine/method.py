@@ -133,3 +133,8 @@ class Method(nn.Module, abc.ABC):
 
     def export(self, run_dir: Path) -> None:
         """Writes the trained result (e.g. a .ply) into ``run_dir``; nothing by default."""
+
+    def summary(self, run_dir: Path) -> list[str]:
+        """Lines ``sparse3d-train`` prints when the run in ``run_dir`` has finished (after
+        ``export``): what it wrote and its figures beyond the final metrics; none by default."""
+        return []

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
+from sparse3d.data.images import write_png
 from sparse3d.engine.config import at_least, check_ranges
 from sparse3d.geometry.cameras import Cameras
 from sparse3d.io.atomic import write_atomic
@@ -85,11 +85,6 @@ def image_grid(images: Tensor, columns: int) -> Tensor:
         rows * height, columns * width, channels)
 
 
-def write_png(path: Path, image: Tensor) -> None:
-    """Writes uint8 [H, W, 3] ``image`` as a PNG, atomically."""
-    write_atomic(Path(path), lambda tmp: Image.fromarray(image.numpy()).save(tmp, format="PNG"))
-
-
 def video_unavailable() -> str | None:
     """Why an MP4 cannot be written here (one line naming the extra), or None when it can."""
     if importlib.util.find_spec("imageio_ffmpeg") is None:
@@ -147,7 +142,7 @@ def write_orbit(renderer: CameraRenderer, inputs: Cameras, out_dir: Path,
     frames = (views.rgbs * 255).round().to(torch.uint8)  # [N, H, W, 3]
     columns = config.columns or math.ceil(math.sqrt(config.frames))
     strip = Path(out_dir) / STRIP_NAME
-    write_png(strip, image_grid(frames, min(columns, config.frames)))
+    write_png(strip, image_grid(frames, min(columns, config.frames)).numpy())
     skipped = video_unavailable()
     video = None if skipped else Path(out_dir) / VIDEO_NAME
     if video is not None:

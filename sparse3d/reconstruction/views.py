@@ -7,12 +7,14 @@ qualifies, and so does an analytic renderer in a test.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from sparse3d.data.images import write_png
 from sparse3d.geometry.cameras import Cameras
 
 
@@ -79,3 +81,23 @@ def render_views(renderer: CameraRenderer, cameras: Cameras, with_depth: bool, p
         alphas=torch.stack(alphas).clamp(0.0, 1.0),
         depths=torch.stack(depths) if with_depth else None,
     )
+
+
+def write_renders(renderer: CameraRenderer, cameras: Cameras, names: list[str], folder: Path) -> list[Path]:
+    """Renders each of ``cameras`` (its "rgb" over white) and writes it as FOLDER/NAME.png
+    (the name's stem, atomically), e.g. a run's held-out views beside their ground truth.
+
+    Args:
+        renderer: e.g. a trained method (:class:`CameraRenderer`).
+        cameras: C cameras of one image size.
+        names: C file names (their stems name the PNGs).
+        folder: created if missing.
+
+    Returns:
+        The C paths written.
+    """
+    views = render_views(renderer, cameras, with_depth=False)
+    paths = [Path(folder) / f"{Path(name).stem}.png" for name in names]
+    for path, rgb in zip(paths, views.rgbs):
+        write_png(path, (rgb * 255).round().to(torch.uint8).numpy())
+    return paths

@@ -8,11 +8,14 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from clirun import VENV_BIN, plugin_environment, run_cli
 
 from sparse3d.engine.checkpoint import list_checkpoints, load_checkpoint
+from sparse3d.render.metrics import psnr
 
 # A schedule small enough for seconds, that still reaches every branch: densification and
 # floater elimination in coarse and leave-one-out runs, the fork, repair training, refreshes
@@ -51,6 +54,7 @@ def finished_run(tiny_object, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("go") / "run"
     result = train(tiny_object, out)
     assert result.returncode == 0, result.stderr
+    (out.parent / "train.stdout").write_text(result.stdout)
     return out
 
 
@@ -66,7 +70,7 @@ def assert_same_gaussians(a: Path, b: Path) -> None:
             assert torch.equal(sa[key], sb[key]), key
 
 
-def test_every_stage_leaves_its_artefacts_and_eval_follows_the_protocol(finished_run):
+def test_every_stage_leaves_its_artefacts_and_eval_follows_the_protocol(finished_run, tiny_object):
     run = finished_run
     for path in ["hull.ply", "coarse/point_cloud.ply", "loo/noise.pt", "loo/renders.pt", "point_cloud.ply"]:
         assert (run / path).is_file(), path
@@ -78,6 +82,18 @@ def test_every_stage_leaves_its_artefacts_and_eval_follows_the_protocol(finished
     report = json.loads((run / "eval.json").read_text())
     assert report["method"] == "gaussianobject" and len(report["views"]) == 4
     assert {"psnr", "ssim", "psnr_inside_mask"} <= report.keys()
+    # renders/ holds each held-out view's render: its PSNR is the report's, up to 8-bit rounding.
+    for view in report["views"]:
+        name = Path(view["name"]).stem
+        render = torch.from_numpy(np.array(Image.open(run / "renders" / f"{name}.png"))).float() / 255
+        truth = torch.from_numpy(np.array(Image.open(tiny_object / "images" / f"{name}.png"))).float() / 255
+        mask = torch.from_numpy(np.array(Image.open(tiny_object / "masks" / f"{name}.png")) > 127)[..., None]
+        target = torch.where(mask, truth[..., :3], torch.ones(()))
+        assert abs(float(psnr(render, target)) - view["psnr"]) < 0.1, name
+    assert Image.open(run / "orbit.png").size[0] % 32 == 0
+    summary = (run.parent / "train.stdout").read_text()
+    for stage in ("hull:", "coarse:", "loo:", "repair_model:", "refine:", "outputs: point_cloud.ply, renders/, orbit.png"):
+        assert f"sparse3d: {stage}" in summary, stage
 
 
 def test_sigkill_inside_a_stage_resumes_to_the_same_gaussians(tiny_object, finished_run, tmp_path):

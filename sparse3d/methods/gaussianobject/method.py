@@ -27,7 +27,11 @@ from sparse3d.engine.seeding import derive_seed, step_generator
 from sparse3d.geometry.cameras import Cameras
 from sparse3d.methods.gaussianobject.config import GaussianObjectConfig
 from sparse3d.methods.gaussianobject.repair_training import load_repair_model
-from sparse3d.methods.gaussianobject.stages import finish_restart, run_stages
+from sparse3d.methods.gaussianobject.stages import (
+    finish_restart,
+    run_stages,
+    stage_summary,
+)
 from sparse3d.methods.splat import Splat, SplatOutputs, render_splats
 from sparse3d.reconstruction.novel_views import (
     distance_weights,
@@ -35,6 +39,8 @@ from sparse3d.reconstruction.novel_views import (
     rig_cameras,
     sample_angles_between_views,
 )
+from sparse3d.reconstruction.orbit import video_unavailable, write_orbit
+from sparse3d.reconstruction.views import write_renders
 from sparse3d.render.ply import read_gaussians_ply
 from sparse3d.render.strategy.default import DefaultStrategy
 
@@ -141,9 +147,20 @@ class GaussianObject(Splat):
         self.novel = state["novel"]
 
     def export(self, run_dir: Path) -> None:
-        """Writes point_cloud.ply (3DGS layout) and ends a ``stage=`` restart."""
+        """Writes point_cloud.ply (3DGS layout), renders/NAME.png of each held-out view,
+        orbit.png (and orbit.mp4 with the ``video`` extra), and ends a ``stage=`` restart."""
         super().export(run_dir)
+        test = self.data.test_indices.tolist()
+        write_renders(self, self.data.cameras[test], [self.data.image_names[i] for i in test], Path(run_dir) / "renders")
+        write_orbit(self, self.data.cameras[self.data.train_indices], Path(run_dir))
         finish_restart(run_dir)
+
+    def summary(self, run_dir: Path) -> list[str]:
+        """Each stage's time and figure, then where the outputs are."""
+        run = Path(run_dir)
+        written = [name for name in ("point_cloud.ply", "renders/", "orbit.png", "orbit.mp4") if (run / name).exists()]
+        no_video = video_unavailable()
+        return [*stage_summary(run), f"outputs: {', '.join(written)}" + (f" (no orbit.mp4: {no_video})" if no_video else "")]
 
 
 def _concat(a: Cameras, b: Cameras) -> Cameras:

@@ -41,7 +41,7 @@ from sparse3d.methods.gaussianobject.repair_training import (
 from sparse3d.methods.splat import SplatConfig, render_splats
 from sparse3d.reconstruction.hull import visual_hull
 from sparse3d.reconstruction.loo import average_noise, parameter_drift
-from sparse3d.render.ply import write_points_ply
+from sparse3d.render.ply import read_points_ply, write_points_ply
 from sparse3d.render.strategy.default import DefaultStrategy
 
 SPLAT_PREFIX = "splats."
@@ -95,6 +95,30 @@ def restart_from(run: Path, stage: str, world: World) -> None:
 def finish_restart(run: Path) -> None:
     """Forgets a finished restart, so that ``stage=NAME`` given again restarts again."""
     (Path(run) / "stages.json").unlink(missing_ok=True)
+
+
+def stage_summary(run: Path) -> list[str]:
+    """One line per finished stage of the run ``run``: its wall-clock time (summed over
+    resumes and, for loo, over its runs) and its figure, read from the stages' metrics.json."""
+    lines = []
+    if (run / "hull.ply").exists():
+        lines.append(f"hull: {len(read_points_ply(run / 'hull.ply')[0])} points")
+    stages = {
+        "coarse": ([run / "coarse"], lambda e: f"{int(e['num_gaussians'])} Gaussians, input-view fit done"),
+        "loo": (sorted((run / "loo").glob("view_*_*seen")), None),
+        "repair_model": ([run / "repair_model"], lambda e: (
+            f"leave-one-out renders {e['loo_psnr_before']:.2f} -> {e['loo_psnr_after']:.2f} dB after repair")),
+        "refine": ([run], lambda e: f"held-out PSNR {e['psnr']:.2f} dB (GaussianObject protocol)"),
+    }
+    for name, (folders, describe) in stages.items():
+        histories = [read_json(f / "metrics.json") for f in folders if (f / "metrics.json").exists()]
+        if not histories:
+            continue
+        seconds = sum(h["train"][-1]["time"]["elapsed_s"] for h in histories if h["train"])
+        evals = histories[-1]["eval"]
+        figure = f", {describe(evals[-1])}" if describe and evals and evals[-1].keys() >= {"step"} else ""
+        lines.append(f"{name}: {seconds / 60:.1f} min{figure}")
+    return lines
 
 
 def write_hull(config: GaussianObjectConfig, path: Path) -> None:
