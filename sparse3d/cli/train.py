@@ -48,16 +48,21 @@ def methods_help(methods: dict[str, MethodSpecification]) -> str:
     """The top-level help text: usage and the installed methods."""
     width = max((len(n) for n in methods), default=0)
     lines = [
-        f"usage: {PROG} method=NAME [data=PATH] [key=value ...]",
+        f"usage: {PROG} method=NAME [preset=NAME] [data=PATH] [key=value ...]",
         "",
-        "Train a method. `method=NAME --help` lists that method's keys with defaults.",
+        "Train a method. `method=NAME --help` lists that method's keys with defaults;",
+        "`preset=NAME` starts from one of its presets (listed beside it) instead.",
         "",
         "methods:",
-        *(f"  {name:<{width}}  {spec.description}" for name, spec in methods.items()),
+        *(f"  {name:<{width}}  {spec.description}{_presets(spec)}" for name, spec in methods.items()),
     ]
     if not methods:
         lines.append("  (none installed)")
     return "\n".join(lines)
+
+
+def _presets(spec: MethodSpecification) -> str:
+    return f" Presets: {', '.join(sorted(spec.presets))}." if spec.presets else ""
 
 
 def entrypoint(argv: list[str] | None = None) -> None:
@@ -77,7 +82,7 @@ def entrypoint(argv: list[str] | None = None) -> None:
         fail(PROG, f"unknown method '{name}' ({_installed(methods)})")
     spec = methods[name]
     try:
-        default = spec.default_config()
+        default = spec.default_config(assignments.pop("preset", None))
     except ConfigError as err:
         fail(PROG, str(err))
     config = parse_config(default, assignments, f"{PROG} method={name}", spec.description, wants_help)

@@ -1,7 +1,7 @@
 """The method registry: every method, built in or from another package, is announced by
 an entry point in the group ``sparse3d.methods`` that names a MethodSpecification."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -29,13 +29,24 @@ class MethodSpecification:
     """One line shown by ``sparse3d-train --help``."""
     defaults: Path | Traversable | None = None
     """YAML file with the method's default values (configs/<method>.yaml for built-ins)."""
+    presets: dict[str, Path | Traversable] = field(default_factory=dict)
+    """Named YAML files applied over ``defaults`` by ``preset=NAME`` (e.g. a GPU schedule)."""
 
-    def default_config(self) -> MethodConfig:
-        """The config with the method's YAML defaults applied."""
+    def default_config(self, preset: str | None = None) -> MethodConfig:
+        """The config with the method's YAML defaults applied, then those of ``preset``.
+
+        Raises:
+            ConfigError: an unknown preset (naming the method's presets), or a bad YAML file.
+        """
         config = self.config_type()
-        if self.defaults is None:
-            return config
-        return update_config(config, load_yaml(self.defaults), source=str(self.defaults))
+        files = [self.defaults] if self.defaults is not None else []
+        if preset is not None:
+            if preset not in self.presets:
+                raise ConfigError(f"unknown preset '{preset}' (this method has: {', '.join(sorted(self.presets)) or 'none'})")
+            files.append(self.presets[preset])
+        for path in files:
+            config = update_config(config, load_yaml(path), source=str(path))
+        return config
 
 
 def discover_methods() -> dict[str, MethodSpecification]:

@@ -18,6 +18,7 @@ CASES = [
     ("sparse3d-train", ["method=fitcheck", "model.hidden=abc"], "expected int"),
     ("sparse3d-train", ["method=fitcheck", "--trainer.max-steps", "-1"], "expected a value >= 1"),
     ("sparse3d-train", ["method=nope"], "unknown method 'nope'"),
+    ("sparse3d-train", ["method=fitcheck", "preset=gpu"], r"unknown preset 'gpu' \(this method has: none\)"),
     ("sparse3d-train", ["trainer.max_steps=3"], "method=NAME is required"),
     ("sparse3d-train", ["method=fitcheck", "trainer.max_steps"], "expected key=value"),
     ("sparse3d-train", ["method=fitcheck", "--trainer.max_steps"], "needs a value"),

@@ -8,7 +8,8 @@ from clirun import run_cli
 
 CASES = [
     # (command, arguments, what the help must show)
-    ("sparse3d-train", ["--help"], ["method=NAME", "fitcheck"]),
+    ("sparse3d-train", ["--help"], ["method=NAME", "fitcheck", r"preset=NAME", r"gaussianobject .* Presets: gpu\."]),
+    ("sparse3d-train", ["method=gaussianobject", "preset=gpu", "--help"], [r"--coarse.steps INT .*\(default: 10000\)"]),
     ("sparse3d-train", ["method=fitcheck", "--help"], ["--trainer.max_steps INT", "--model.hidden INT"]),
     ("sparse3d-eval", ["--help"], [r"--run PATH .*\(required\)", r"--results PATH .*\(required\)",
                                    r"--dataroot PATH .*\(required\)", "--split STR", "--cache"]),

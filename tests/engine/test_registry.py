@@ -21,3 +21,14 @@ def test_entry_point_that_is_not_a_spec_is_reported(plugin_path, tmp_path, monke
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ConfigError, match="'broken = sparse3d_fitcheck:target_function'.*expected a MethodSpecification"):
         discover_methods()
+
+
+def test_a_preset_applies_over_the_defaults_and_an_unknown_one_is_named():
+    spec = discover_methods()["gaussianobject"]
+    cpu, gpu = spec.default_config(), spec.default_config("gpu")
+    assert (cpu.coarse.steps, cpu.trainer.max_steps) == (3000, 2000)  # configs/gaussianobject.yaml
+    # The reference's schedules; what the preset leaves alone keeps the defaults.
+    assert (gpu.coarse.steps, gpu.loo.steps, gpu.trainer.max_steps, gpu.refine.around_gt_steps) == (10000, 10000, 4000, 2800)
+    assert gpu.coarse.strategy.refine_stop_iter == 6000 and gpu.model.sh_degree == cpu.model.sh_degree == 2
+    with pytest.raises(ConfigError, match="unknown preset 'tpu' \\(this method has: gpu\\)"):
+        spec.default_config("tpu")

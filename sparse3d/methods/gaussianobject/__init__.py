@@ -20,4 +20,5 @@ spec = MethodSpecification(
     config_type=GaussianObjectConfig,
     description="GaussianObject: 4-view object reconstruction (visual hull, floater elimination, repair model).",
     defaults=resources.files("sparse3d.configs") / "gaussianobject.yaml",
+    presets={"gpu": resources.files("sparse3d.configs") / "gaussianobject_gpu.yaml"},
 )
