@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from clirun import VENV_BIN, plugin_environment, run_cli
+from PIL import Image
 
 from sparse3d.engine.checkpoint import list_checkpoints, load_checkpoint
 from sparse3d.render.metrics import psnr
