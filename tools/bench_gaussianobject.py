@@ -14,6 +14,9 @@ no_hull and no_floaters are measured without the repair stage and compared with
 no_repair (each removes one more stage), unless --full-ablations runs them with it.
 Every PSNR is the GaussianObject protocol (render over white, unmasked, against the
 ground truth over white by its mask), averaged over the ring views and then the objects.
+Each run's squared error is also split (reconstruction.visibility) into what lies outside
+the object's mask (phantom volume, floaters, a blurred silhouette), on surface that some
+input view sees, and on surface that none sees, with the PSNR each share costs.
 
 Usage:
     python tools/bench_gaussianobject.py [--objects sphere torus capsule] [--json out.json] [key=value ...]
@@ -34,6 +37,7 @@ from sparse3d.engine.distributed import World
 from sparse3d.engine.registry import discover_methods
 from sparse3d.engine.trainer import Trainer
 from sparse3d.io.atomic import write_json_atomic
+from sparse3d.reconstruction.visibility import heldout_error_shares
 from sparse3d.synthetic.objects.generator import (
     SyntheticObjectsConfig,
     write_synthetic_objects,
@@ -61,8 +65,10 @@ def train_and_eval(method: str, data: Path, out: Path, overrides: list[str]) -> 
     minutes = (time.perf_counter() - start) / 60
     with torch.no_grad():
         report = trainer.method.get_eval_report(config.trainer.max_steps)
+        shares = heldout_error_shares(trainer.method, trainer.method.data)
     return {"psnr": report["psnr"], "ssim": report["ssim"], "psnr_inside_mask": report["psnr_inside_mask"],
-            "num_gaussians": report["num_gaussians"], "minutes": minutes}
+            "num_gaussians": report["num_gaussians"], "minutes": minutes,
+            **{k: v for k, v in shares.items() if k.startswith(("share_", "psnr_without_"))}}
 
 
 def bench_object(folder: Path, work: Path, overrides: list[str], full_ablations: bool) -> dict:
@@ -80,7 +86,8 @@ def bench_object(folder: Path, work: Path, overrides: list[str], full_ablations:
     for name, row in rows.items():
         print(f"{folder.name:>10} {name:>15}  PSNR {row['psnr']:6.2f}  SSIM {row['ssim']:.4f}  "
               f"inside-mask PSNR {row['psnr_inside_mask']:6.2f}  {int(row['num_gaussians']):>6} Gaussians  "
-              f"{row['minutes']:5.1f} min", flush=True)
+              f"{row['minutes']:5.1f} min  error outside / seen / unseen {row['share_outside']:.0%} / "
+              f"{row['share_seen']:.0%} / {row['share_unseen']:.0%}", flush=True)
     return rows
 
 
@@ -111,6 +118,8 @@ def main() -> None:
         "repair_gain_db": mean("gaussianobject") - mean("no_repair"),
         "min_gain_db": min(r["gaussianobject"]["psnr"] - r["splat"]["psnr"] for r in results.values()),
         "minutes_per_object": mean("gaussianobject", "minutes"),
+        **{f"{key}_gaussianobject": mean("gaussianobject", key) for key in
+           ("share_outside", "share_seen", "share_unseen", "psnr_without_outside", "psnr_without_unseen")},
         "ablations_with_repair": args.full_ablations,
         "resolution": args.resolution,
         "overrides": args.overrides,

@@ -11,8 +11,8 @@ from sparse3d.geometry.cameras import Cameras
 from sparse3d.render.metrics import (
     find_lpips_weights,
     image_metrics,
-    image_over_white,
     inside_mask_metrics,
+    protocol_target,
 )
 
 
@@ -23,14 +23,9 @@ def heldout_view_report(
     their means.
 
     The protocol (:mod:`sparse3d.render.metrics`) compares the render over white,
-    unmasked, with the ground truth over white by the view's coverage, which is:
-
-    - ``data.alphas`` / 255 (soft) when present. The images are then already composited
-      over white with exactly this coverage (a :class:`MultiViewDataset` invariant), so
-      the image itself is the target; compositing it again would whiten partly covered
-      pixels twice (``c a^2 + 1 - a^2`` instead of ``c a + 1 - a``);
-    - else ``data.masks`` (bool), and the target is the image over white by its mask;
-    - else none: the image itself, and the metrics are plain full-frame ones.
+    unmasked, with the ground truth over white by the view's coverage (the soft alphas,
+    else the masks; :func:`~sparse3d.render.metrics.protocol_target`); without either,
+    the metrics are plain full-frame ones.
 
     With a coverage, ``*_inside_mask`` metrics composite both images over white by it
     (:func:`~sparse3d.render.metrics.inside_mask_metrics`): errors outside the object do
@@ -55,7 +50,7 @@ def heldout_view_report(
     views = []
     for index in indices.tolist():
         rgb = render(data.cameras[index].to(device))[None].clamp(0, 1)  # [1, H, W, 3]
-        target, coverage = _target_and_coverage(data, index, device)
+        target, coverage = protocol_target(*_view_fields(data, index, device))
         view = {"name": data.image_names[index], **image_metrics(rgb, target, lpips_weights=lpips_weights).mean()}
         if coverage is not None:
             inside = inside_mask_metrics(rgb, target, coverage, lpips_weights=lpips_weights).mean()
@@ -68,16 +63,11 @@ def heldout_view_report(
     return {**means, "views": views}
 
 
-def _target_and_coverage(data: MultiViewDataset, index: int, device: torch.device | str) -> tuple[Tensor, Tensor | None]:
-    """The protocol's target, float [1, H, W, 3], and the coverage, float or bool [1, H, W]
-    (None without alphas and masks), of view ``index``."""
-    image = data.images[index : index + 1].to(device).float() / 255.0
-    if data.alphas is not None:  # the image is already over white by its alpha
-        return image, data.alphas[index : index + 1].to(device).float() / 255.0
-    if data.masks is not None:
-        mask = data.masks[index : index + 1].to(device)
-        return image_over_white(image, mask), mask
-    return image, None
+def _view_fields(data: MultiViewDataset, index: int, device: torch.device | str) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """The image, alphas and masks of view ``index`` as batches of one, on ``device``."""
+    pick = slice(index, index + 1)
+    fields = (data.images, data.alphas, data.masks)
+    return tuple(None if f is None else f[pick].to(device) for f in fields)
 
 
 def _mean(values: list[float | None]) -> float | None:

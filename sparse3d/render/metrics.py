@@ -103,6 +103,32 @@ def image_over_white(img: Tensor, mask: Tensor) -> Tensor:
     return img * alpha + (1.0 - alpha)
 
 
+def protocol_target(images: Tensor, alphas: Tensor | None, masks: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """The protocol's ground truth of a view and the object's coverage there.
+
+    The coverage is ``alphas`` / 255 (soft) when present. The images are then already
+    composited over white with exactly this coverage (a data-set invariant), so the image
+    itself is the target: compositing again would whiten partly covered pixels twice
+    (``c a^2 + 1 - a^2`` instead of ``c a + 1 - a``). Else it is ``masks`` and the target
+    is the image over white by it; with neither, the image and no coverage.
+
+    Args:
+        images: uint8 [..., H, W, 3].
+        alphas: uint8 [..., H, W] or None.
+        masks: bool [..., H, W] or None.
+
+    Returns:
+        float [..., H, W, 3] target in [0, 1], and float or bool [..., H, W] coverage (None
+        without alphas and masks).
+    """
+    image = images.float() / 255.0
+    if alphas is not None:
+        return image, alphas.float() / 255.0
+    if masks is not None:
+        return image_over_white(image, masks), masks
+    return image, None
+
+
 @dataclass(frozen=True)
 class ImageMetrics:
     """Metrics of a batch of predicted images against their ground truth."""
