@@ -55,7 +55,8 @@ demo: build
 	@test -f $(DEMO_DATA)/torus/transforms.json || $(VENV)/bin/sparse3d-data objects $(DEMO_DATA)
 	$(VENV)/bin/sparse3d-train method=gaussianobject data=$(DEMO_DATA)/torus output=$(DEMO_RUN)
 	$(VENV)/bin/sparse3d-eval run=$(DEMO_RUN)
-	@echo "results: $(DEMO_RUN)  (eval.json, point_cloud.ply; stages: hull.ply coarse/ loo/ repair_model/)"
+	@echo "results: $(DEMO_RUN)  (eval.json, point_cloud.ply, renders/, orbit.png; stages: hull.ply coarse/ loo/ repair_model/)"
+	@echo "mesh:    $(VENV)/bin/sparse3d-export mesh run=$(DEMO_RUN)"
 	@echo "figure:  the PSNR above is the GaussianObject protocol (render over white, unmasked, against the"
 	@echo "         masked ground truth) over 16 held-out ring views of a torus reconstructed from 4 views at"
 	@echo "         128 px; the README's table gives the expected value and the 4-view splat baseline."
