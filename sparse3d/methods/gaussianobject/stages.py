@@ -104,7 +104,7 @@ def stage_summary(run: Path) -> list[str]:
     if (run / "hull.ply").exists():
         lines.append(f"hull: {len(read_points_ply(run / 'hull.ply')[0])} points")
     stages = {
-        "coarse": ([run / "coarse"], lambda e: f"{int(e['num_gaussians'])} Gaussians, input-view fit done"),
+        "coarse": ([run / "coarse"], lambda e: f"{int(e['num_gaussians'])} Gaussians, held-out PSNR {e['psnr']:.2f} dB"),
         "loo": (sorted((run / "loo").glob("view_*_*seen")), None),
         "repair_model": ([run / "repair_model"], lambda e: (
             f"leave-one-out renders {e['loo_psnr_before']:.2f} -> {e['loo_psnr_after']:.2f} dB after repair")),
@@ -116,7 +116,7 @@ def stage_summary(run: Path) -> list[str]:
             continue
         seconds = sum(h["train"][-1]["time"]["elapsed_s"] for h in histories if h["train"])
         evals = histories[-1]["eval"]
-        figure = f", {describe(evals[-1])}" if describe and evals and evals[-1].keys() >= {"step"} else ""
+        figure = f", {describe(evals[-1])}" if describe and evals else ""
         lines.append(f"{name}: {seconds / 60:.1f} min{figure}")
     return lines
 
