@@ -9,6 +9,17 @@ from typing import Any, Callable
 import torch
 
 
+def _read_umask() -> int:
+    """The process's file-creation mask. Reading it means setting it, so it is read once,
+    at import, rather than while other threads may be creating files."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Calls ``write(tmp_path)`` on a temporary file beside ``path``, then renames it over ``path``.
 
@@ -19,6 +30,9 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    # mkstemp creates the file readable by its owner alone; the result should carry the
+    # mode any other new file gets (0666 less the umask), so that results can be shared.
+    os.chmod(tmp, 0o666 & ~_UMASK)
     try:
         write(Path(tmp))
         with open(tmp, "rb") as f:
