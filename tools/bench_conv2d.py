@@ -15,13 +15,14 @@ The last printed line is a one-line summary.
 """
 
 import argparse
-import json
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from sparse3d.io.atomic import write_json_atomic
 from sparse3d.nn.conv2d import Conv2d
 
 # (name, batch, channels in, channels out, side)
@@ -91,8 +92,7 @@ def main() -> None:
               f"{row['forward_onednn_ms']:7.2f} ms ({row['forward_ratio']:.2f}x)   forward+backward "
               f"{row['train_ours_ms']:7.2f} vs {row['train_onednn_ms']:7.2f} ms ({row['train_ratio']:.2f}x)", flush=True)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"threads": args.threads, "repeats": args.repeats, "shapes": results}, f, indent=2)
+        write_json_atomic(Path(args.json), {"threads": args.threads, "repeats": args.repeats, "shapes": results})
     forward = [r["forward_ratio"] for r in results.values()]
     train = [r["train_ratio"] for r in results.values()]
     print(f"deterministic Conv2d vs oneDNN at {args.threads} threads: forward {min(forward):.2f}-{max(forward):.2f}x, "

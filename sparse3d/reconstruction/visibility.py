@@ -14,13 +14,14 @@ held-out view of a trained method.
 """
 
 import math
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from sparse3d.data.dataset import MultiViewDataset
 from sparse3d.geometry.cameras import Cameras
+from sparse3d.reconstruction.views import CameraRenderer
 from sparse3d.render.metrics import protocol_target
 
 DEFAULT_TOLERANCE = 0.01
@@ -46,13 +47,6 @@ to 3.3 deg behind a limb as seen, i.e. lets a 2 % gap of real occlusion through.
 _REGIONS = ("outside", "seen", "unseen")
 # The 3 x 3 neighbourhood of the pixel a point lands in, as (dv, du) offsets.
 _NEIGHBOURS = torch.tensor([(dv, du) for dv in (-1, 0, 1) for du in (-1, 0, 1)])
-
-
-class CameraRenderer(Protocol):
-    """What :func:`heldout_error_shares` needs of a method: its view from one camera."""
-
-    def get_outputs_for_camera(self, camera: Cameras) -> dict[str, Tensor]:
-        """"rgb" float [H, W, 3] over white for a batch of one camera."""
 
 
 def seen_by_views(
