@@ -37,11 +37,14 @@ class StepOutputs:
 class TrainingCallback:
     """A hook the trainer calls around optimisation steps (e.g. densification)."""
 
-    where: Literal["before_step", "after_step"]
-    """Before the forward pass, or after the optimiser step."""
+    where: Literal["before_step", "after_backward", "after_step"]
+    """Before the forward pass; after the backward pass, when the gradients are complete
+    (averaged across processes) and the optimisers have not stepped yet (e.g. gradient
+    clipping); or after the optimiser step."""
     fn: Callable[[int, dict[str, torch.optim.Optimizer], StepOutputs | None], None]
     """Called with the step number, the optimisers (one per parameter group, by name), and
-    what the step produced: None before the step, a :class:`StepOutputs` after it."""
+    what the step produced: None before the step, a :class:`StepOutputs` after the
+    backward pass and after the step."""
     every: int = 1
     """Call on steps divisible by this."""
 
@@ -51,7 +54,7 @@ class Method(nn.Module, abc.ABC):
 
     The trainer calls, for each step: ``update_to_step`` → "before_step" callbacks →
     ``get_train_batch`` → ``get_outputs`` → ``get_loss_dict`` (the sum is minimised) →
-    optimiser step → "after_step" callbacks with the step's :class:`StepOutputs`; and
+    backward → "after_backward" callbacks → optimiser step → "after_step" callbacks with the step's :class:`StepOutputs`; and
     ``get_eval_metrics`` periodically. Every random choice of a step must come from
     ``step`` (see ``engine.seeding``), so a resumed run repeats an uninterrupted one
     exactly; nothing a step computes is kept on ``self`` for later hooks, which receive it

@@ -253,9 +253,11 @@ class Trainer:
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
             all_reduce_mean_([p.grad for p in params], self.world)
+        produced = StepOutputs(batch, outputs, loss_dict)
+        self._run_callbacks("after_backward", step, produced)
         for optimizer in self.optimizers.values():
             optimizer.step()
-        self._run_callbacks("after_step", step, StepOutputs(batch, outputs, loss_dict))
+        self._run_callbacks("after_step", step, produced)
         values = torch.stack([loss.detach(), *(v.detach() for v in loss_dict.values())]).float()
         # The stop request rides on the collective that averages the losses, so every process
         # learns after the same step that one of them was signalled (mean > 0).

@@ -34,6 +34,34 @@ class Conv2d(nn.Conv2d):
         return linear(columns, weight, self.bias).permute(0, 3, 1, 2)
 
 
+class ConvTranspose2d(nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` (same parameters, initialisation and state-dict names),
+    deterministic at any thread count, for kernel = stride without padding (the BEV
+    backbones' upsampling): every input pixel writes its own s x s output block, so the
+    layer is one :func:`sparse3d.core.linear.linear` per pixel.
+
+    Input float [B, C_in, H, W] -> float [B, C_out, H s, W s].
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if (self.kernel_size != self.stride or self.padding != (0, 0) or self.output_padding != (0, 0)
+                or self.dilation != (1, 1) or self.groups != 1):
+            raise ValueError(
+                f"ConvTranspose2d: only kernel_size == stride without padding, dilation or groups, got "
+                f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"output_padding={self.output_padding}, dilation={self.dilation}, groups={self.groups}"
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, _, h, w = x.shape
+        (sh, sw), c_out = self.stride, self.out_channels
+        weight = self.weight.permute(1, 2, 3, 0).reshape(c_out * sh * sw, self.in_channels)  # rows (o, i, j)
+        bias = None if self.bias is None else self.bias.repeat_interleave(sh * sw)
+        blocks = linear(x.permute(0, 2, 3, 1), weight, bias)  # [B, H, W, C_out sh sw]
+        return blocks.view(b, h, w, c_out, sh, sw).permute(0, 3, 1, 4, 2, 5).reshape(b, c_out, h * sh, w * sw)
+
+
 class _Im2Col(torch.autograd.Function):
     """Channels-last im2col: float [B, H, W, C] (padded) -> [B, H', W', kh kw C], the taps
     in the order of a weight's (kh, kw, C) flattening. The backward adds each tap's

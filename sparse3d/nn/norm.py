@@ -1,6 +1,7 @@
-"""Batch normalisation of sparse voxel features that is bitwise reproducible at any thread
-count (torch's BatchNorm1d is not: its training statistics are reduced across threads),
-fused with the residual add and ReLU that follow it in sparse residual blocks."""
+"""Batch normalisation that is bitwise reproducible at any thread count (torch's batch
+norms are not: their training statistics are reduced across threads): of sparse voxel
+features, fused with the residual add and ReLU that follow it in sparse residual blocks,
+and of dense [B, C, H, W] maps (the BEV backbones and heads), through the same kernels."""
 
 import torch
 from torch import Tensor, nn
@@ -8,17 +9,9 @@ from torch import Tensor, nn
 from sparse3d.core.batch_norm import affine_act, batch_norm_bwd_reduce, batch_norm_stats
 
 
-class SparseBatchNorm1d(nn.BatchNorm1d):
-    """``nn.BatchNorm1d`` over voxel features float [N, C] with deterministic statistics and
-    gradients; same parameters, buffers and state-dict names (weight, bias, running_mean,
-    running_var, num_batches_tracked), so it loads spconv / OpenPCDet checkpoints.
-
-    :meth:`normalize` also adds a residual and applies ReLU in the same pass over the
-    features; ``SparseSequential`` uses it for a batch norm followed by ``nn.ReLU``.
-    """
-
-    def forward(self, feats: Tensor) -> Tensor:
-        return self.normalize(feats)
+class _RowBatchNorm:
+    """The deterministic batch norm of rows float [N, C], mixed into torch's batch-norm
+    modules (their parameters, buffers and state-dict names are kept)."""
 
     def normalize(self, feats: Tensor, residual: Tensor | None = None, relu: bool = False) -> Tensor:
         """``act(bn(feats) + residual)``, act = ReLU or identity.
@@ -32,16 +25,17 @@ class SparseBatchNorm1d(nn.BatchNorm1d):
             float [N, C]. In training mode (or without running statistics) the batch
             statistics are used and, when tracked, folded into the running ones.
         """
+        name = type(self).__name__
         if feats.dim() != 2 or feats.shape[1] != self.num_features:
-            raise ValueError(f"SparseBatchNorm1d: feats must be [N, {self.num_features}], got {list(feats.shape)}")
+            raise ValueError(f"{name}: feats must be [N, {self.num_features}], got {list(feats.shape)}")
         if residual is not None and residual.shape != feats.shape:
-            raise ValueError(f"SparseBatchNorm1d: residual must be {list(feats.shape)}, got {list(residual.shape)}")
+            raise ValueError(f"{name}: residual must be {list(feats.shape)}, got {list(residual.shape)}")
         if not self.training and self.track_running_stats:
             invstd = torch.rsqrt(self.running_var + self.eps)
             return affine_act(feats, *_scale_shift(self.running_mean, invstd, self.weight, self.bias), residual, relu)
         n = feats.shape[0]
         if n < 2:
-            raise ValueError(f"SparseBatchNorm1d: training needs at least 2 voxels, got {n}")
+            raise ValueError(f"{name}: training needs at least 2 rows, got {n}")
         out, mean, var = _BatchNormActTrain.apply(feats, self.weight, self.bias, residual, self.eps, relu)
         if self.training and self.track_running_stats:
             momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked + 1)
@@ -50,6 +44,31 @@ class SparseBatchNorm1d(nn.BatchNorm1d):
                 self.running_mean.lerp_(mean, momentum)
                 self.running_var.lerp_(var * (n / (n - 1)), momentum)  # unbiased, as torch
         return out
+
+
+class SparseBatchNorm1d(_RowBatchNorm, nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` over voxel features float [N, C] with deterministic statistics and
+    gradients; same parameters, buffers and state-dict names (weight, bias, running_mean,
+    running_var, num_batches_tracked), so it loads spconv / OpenPCDet checkpoints.
+
+    :meth:`normalize` also adds a residual and applies ReLU in the same pass over the
+    features; ``SparseSequential`` uses it for a batch norm followed by ``nn.ReLU``.
+    """
+
+    def forward(self, feats: Tensor) -> Tensor:
+        return self.normalize(feats)
+
+
+class BatchNorm2d(_RowBatchNorm, nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` (same parameters, buffers and state-dict names) with deterministic
+    statistics and gradients. Input float [B, C, H, W] -> float [B, C, H, W]."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4:
+            raise ValueError(f"BatchNorm2d: input must be [B, C, H, W], got {list(x.shape)}")
+        b, c, h, w = x.shape
+        rows = self.normalize(x.permute(0, 2, 3, 1).reshape(-1, c))  # channels last: one row per pixel
+        return rows.view(b, h, w, c).permute(0, 3, 1, 2)
 
 
 def _scale_shift(mean: Tensor, invstd: Tensor, weight: Tensor | None, bias: Tensor | None) -> tuple[Tensor, Tensor]:

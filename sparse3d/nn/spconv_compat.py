@@ -1,4 +1,5 @@
-"""Interop with spconv 2.x (optional): SparseConvTensor converters and the CPU-backward shim.
+"""Interop with spconv (optional): SparseConvTensor converters, the CPU-backward shim, and
+loading state dicts written with any spconv version's weight layout.
 
 spconv's CPU build calls ``torch.cuda.current_stream()`` unconditionally in its backward
 (and in its hash table), which raises under a CPU-only torch before the CPU branch is
@@ -11,8 +12,10 @@ when CUDA is available.
 import importlib
 
 import torch
+from torch import Tensor, nn
 
 from sparse3d.core.sparse_voxels import SparseVoxels
+from sparse3d.nn.conv import _SparseConv
 
 _STREAM_MODULES = ("spconv.pytorch.cppcore", "spconv.pytorch.ops", "spconv.pytorch.hash")
 
@@ -28,6 +31,76 @@ def patch_spconv_cpu_stream() -> None:
 
 def _cpu_stream() -> int:
     return 0
+
+
+SPCONV_LAYOUTS = {
+    # name: permutation taking a stored weight to KRSC [C_out, k..., C_in] (3D kernels)
+    "KRSC": (0, 1, 2, 3, 4),  # spconv >= 2.2 (and 2.x implicit GEMM): sparse3d's own layout
+    "RSKC": (3, 0, 1, 2, 4),  # spconv 2.0 / 2.1 native: [k..., C_out, C_in]
+    "RSCK": (4, 0, 1, 2, 3),  # spconv 1.x: [k..., C_in, C_out]
+}
+
+
+def sparse_weight_layout(module: nn.Module, state_dict: dict[str, Tensor], prefix: str = "") -> str:
+    """The spconv weight layout (a key of :data:`SPCONV_LAYOUTS`) of the sparse-conv weights
+    of ``module`` in ``state_dict`` (keys = ``prefix`` + the module's names).
+
+    The three layouts differ only in where C_in and C_out sit, so a weight with C_in ==
+    C_out and a cubic kernel fits several; the layout is decided once for the whole state
+    dict from the weights that fit exactly one.
+
+    Raises:
+        ValueError: when the weights fit no single layout (naming a weight), or when every
+            weight is ambiguous (KRSC, the current layout, is not assumed silently).
+    """
+    candidates = set(SPCONV_LAYOUTS)
+    for name, expected in _sparse_weight_shapes(module).items():
+        stored = state_dict.get(prefix + name)
+        if stored is None:
+            continue
+        fits = {layout for layout, order in SPCONV_LAYOUTS.items() if _permuted_shape(stored.shape, order) == expected}
+        if not fits:
+            raise ValueError(f"{prefix}{name}: shape {list(stored.shape)} is no spconv layout of {list(expected)} (KRSC)")
+        candidates &= fits
+    if not candidates:
+        raise ValueError("the sparse-conv weights mix spconv layouts (KRSC, RSKC, RSCK)")
+    if len(candidates) > 1:
+        if candidates == set(SPCONV_LAYOUTS):
+            return "KRSC"  # nothing to convert: no weight tells the layouts apart, and none needs it
+        raise ValueError(f"the sparse-conv weights fit the spconv layouts {sorted(candidates)} alike")
+    return candidates.pop()
+
+
+def load_spconv_state_dict(module: nn.Module, state_dict: dict[str, Tensor], prefix: str = "") -> None:
+    """Loads ``state_dict`` (keys ``prefix`` + the module's names; other keys ignored) into
+    ``module``, converting its sparse-conv weights from whichever spconv layout they were
+    saved in (:func:`sparse_weight_layout`) to KRSC.
+
+    Raises:
+        KeyError: naming the missing and unexpected keys under ``prefix``.
+        ValueError: for weights in no spconv layout.
+    """
+    own = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    order = SPCONV_LAYOUTS[sparse_weight_layout(module, own)]
+    for name in _sparse_weight_shapes(module):
+        if name in own and own[name].dim() == 5:
+            own[name] = own[name].permute(order).contiguous()
+    missing, unexpected = module.load_state_dict(own, strict=False)
+    if missing or unexpected:
+        raise KeyError(f"state dict mismatch under {prefix!r}: missing {missing}, unexpected {unexpected}")
+
+
+def _sparse_weight_shapes(module: nn.Module) -> dict[str, torch.Size]:
+    """State-dict name -> KRSC shape of every 3D sparse-conv weight of ``module``."""
+    return {
+        f"{name}.weight" if name else "weight": m.weight.shape
+        for name, m in module.named_modules()
+        if isinstance(m, _SparseConv) and m.weight.dim() == 5
+    }
+
+
+def _permuted_shape(shape: torch.Size, order: tuple[int, ...]) -> torch.Size | None:
+    return torch.Size(shape[i] for i in order) if len(shape) == len(order) else None
 
 
 def to_spconv(x: SparseVoxels, planar: bool = False):

@@ -1,8 +1,13 @@
-"""Dynamic pillar / voxel feature encoders (OpenPCDet's DynPillarVFE and DynPillarVFE3D).
+"""Voxel feature encoders: OpenPCDet's MeanVFE (CenterPoint) and the dynamic pillar /
+voxel encoders DynPillarVFE and DynPillarVFE3D (DSVT).
 
-Every point in the range is kept (dynamic voxelization); per point the encoder builds
-[point features (absolute x, y, z, then the rest), offset to the mean of its voxel's
-points, offset to its voxel centre], then runs PFN layers: Linear (no bias) - BatchNorm -
+MeanVFE has no parameters: a voxel's feature is the mean of its first
+``max_points_per_voxel`` points (hard voxelization in input order, so shuffle the points
+first if a random subset is wanted, as OpenPCDet's data processor does).
+
+The dynamic encoders keep every point in the range (dynamic voxelization); per point they
+build [point features (absolute x, y, z, then the rest), offset to the mean of its voxel's
+points, offset to its voxel centre], then run PFN layers: Linear (no bias) - BatchNorm -
 ReLU, followed by a max over the voxel's points, whose result is concatenated back to the
 points for every layer but the last. Pillars are voxels one cell tall in z, so one class
 serves both.
@@ -19,6 +24,43 @@ from sparse3d.core.voxelize import voxel_grid_shape, voxelize
 from sparse3d.nn.gather import GatherPlan, gather_rows
 from sparse3d.nn.linear import Linear
 from sparse3d.nn.norm import SparseBatchNorm1d
+
+
+class MeanVFE(nn.Module):
+    """Mean voxel feature encoder (no parameters, so no state-dict entries).
+
+    Args:
+        point_channels: D, columns per point (x, y, z first), e.g. 5 for nuScenes.
+        pc_range: [x0, y0, z0, x1, y1, z1], metres.
+        voxel_size: [vx, vy, vz], metres.
+        max_points_per_voxel: points of a voxel averaged, in input order (OpenPCDet: 10).
+    """
+
+    def __init__(self, point_channels: int, pc_range: Sequence[float], voxel_size: Sequence[float], max_points_per_voxel: int = 10):
+        super().__init__()
+        if point_channels < 3 or max_points_per_voxel < 1:
+            raise ValueError(f"MeanVFE: need point_channels >= 3 and max_points_per_voxel >= 1, got {point_channels}, {max_points_per_voxel}")
+        self.point_channels = point_channels
+        self.pc_range = [float(v) for v in pc_range]
+        self.voxel_size = [float(v) for v in voxel_size]
+        self.max_points_per_voxel = max_points_per_voxel
+        self.grid_shape = voxel_grid_shape(self.pc_range, self.voxel_size)
+
+    def forward(self, points: Tensor, batch_size: int, batch: Tensor | None = None) -> SparseVoxels:
+        """Voxel means of a batched point cloud.
+
+        Args:
+            points: float [P, D] in the LiDAR frame, columns x, y, z, then features.
+            batch_size: B.
+            batch: int32 [P] sample of each point in [0, B), or None when B == 1.
+
+        Returns:
+            SparseVoxels with coords (batch, x, y, z) on ``grid_shape`` and feats [V, D];
+            points outside ``pc_range`` are dropped.
+        """
+        _check_points(self, points, batch_size, batch)
+        vox = voxelize(points, self.pc_range, self.voxel_size, "mean", self.max_points_per_voxel, batch)
+        return vox.to_voxels(batch_size)
 
 
 class DynamicVFE(nn.Module):
@@ -66,10 +108,7 @@ class DynamicVFE(nn.Module):
         Returns:
             SparseVoxels with coords (batch, x, y, z) on ``grid_shape`` and feats [V, filters[-1]].
         """
-        if points.dim() != 2 or points.shape[1] != self.point_channels:
-            raise ValueError(f"DynamicVFE: points must be [P, {self.point_channels}], got {list(points.shape)}")
-        if batch is not None and batch.numel() and int(batch.max()) >= batch_size:
-            raise ValueError(f"DynamicVFE: batch indices must lie in [0, {batch_size}), got max {int(batch.max())}")
+        _check_points(self, points, batch_size, batch)
         vox = voxelize(points[:, :3], self.pc_range, self.voxel_size, reduce="mean", batch=batch)
         inside = vox.point_to_voxel >= 0
         pts, voxel_of = points[inside], vox.point_to_voxel[inside].long()
@@ -89,3 +128,11 @@ class DynamicVFE(nn.Module):
             if i < len(self.linears) - 1:
                 x = torch.cat([x, gather_rows(pooled, to_points)], 1)
         return SparseVoxels(vox.coords, pooled, self.grid_shape, batch_size, check=False)
+
+
+def _check_points(vfe: MeanVFE | DynamicVFE, points: Tensor, batch_size: int, batch: Tensor | None) -> None:
+    name = type(vfe).__name__
+    if points.dim() != 2 or points.shape[1] != vfe.point_channels:
+        raise ValueError(f"{name}: points must be [P, {vfe.point_channels}], got {list(points.shape)}")
+    if batch is not None and batch.numel() and int(batch.max()) >= batch_size:
+        raise ValueError(f"{name}: batch indices must lie in [0, {batch_size}), got max {int(batch.max())}")

@@ -64,17 +64,36 @@ def test_callbacks_receive_what_the_step_produced(plugin_path, tmp_path):
     def record(step, optimizers, produced):
         calls.append((step, set(optimizers), produced))
 
-    trainer.callbacks += [TrainingCallback("before_step", record), TrainingCallback("after_step", record)]
+    trainer.callbacks += [TrainingCallback(where, record) for where in ("before_step", "after_backward", "after_step")]
     trainer.train()
-    assert [(step, names) for step, names, _ in calls] == [(s, {"mlp"}) for s in (0, 0, 1, 1, 2, 2)]
-    assert all(produced is None for _, _, produced in calls[0::2])  # before the forward pass
-    for (step, _, produced), logged in zip(calls[1::2], trainer.history["train"], strict=True):
+    assert [(step, names) for step, names, _ in calls] == [(s, {"mlp"}) for s in (0, 0, 0, 1, 1, 1, 2, 2, 2)]
+    assert all(produced is None for _, _, produced in calls[0::3])  # before the forward pass
+    assert all(a[2] is b[2] for a, b in zip(calls[1::3], calls[2::3]))  # after backward: the same step's outputs
+    for (step, _, produced), logged in zip(calls[2::3], trainer.history["train"], strict=True):
         assert isinstance(produced, StepOutputs)
         assert torch.equal(produced.batch, trainer.method.get_train_batch(step))
         assert produced.outputs.shape == (64, 1) and produced.outputs.grad_fn is not None  # the forward pass
         mse = (produced.outputs - target_function(produced.batch)).square().mean()
         assert produced.losses.keys() == {"mse"} and torch.equal(produced.losses["mse"], mse)
         assert logged["mse"] == pytest.approx(mse.item())
+
+
+def test_after_backward_callbacks_see_the_gradients_before_the_step(plugin_path, tmp_path):
+    config = fitcheck_config(plugin_path, tmp_path, max_steps=3)
+    trainer = Trainer(config, "fitcheck", config.output, World())
+    before = [p.detach().clone() for p in trainer.method.parameters()]
+
+    def drop_gradients(step, optimizers, produced):
+        for optimizer in optimizers.values():
+            for group in optimizer.param_groups:
+                assert all(p.grad is not None for p in group["params"])
+                for p in group["params"]:
+                    p.grad.zero_()
+
+    trainer.callbacks.append(TrainingCallback("after_backward", drop_gradients))
+    trainer.train()
+    # Adam with zero gradients leaves the parameters where they were
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.method.parameters()))
 
 
 def test_changed_config_is_refused(plugin_path, tmp_path):

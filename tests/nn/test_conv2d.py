@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from sparse3d.nn.conv2d import Conv2d, deterministic_
+from sparse3d.nn.conv2d import Conv2d, ConvTranspose2d, deterministic_
 from sparse3d.nn.linear import Linear
 
 
@@ -53,3 +53,40 @@ def test_unsupported_convolutions_are_refused():
         Conv2d(4, 4, 3, groups=2)
     with pytest.raises(ValueError, match="zero padding"):
         deterministic_(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect")))
+
+
+@pytest.mark.parametrize("stride,bias", [(1, False), (2, False), ((2, 3), True)])
+def test_transposed_matches_nn_conv_transpose2d_values_and_gradients(stride, bias):
+    torch.manual_seed(5)
+    reference = nn.ConvTranspose2d(6, 4, stride, stride=stride, bias=bias).double()
+    ours = ConvTranspose2d(6, 4, stride, stride=stride, bias=bias).double()
+    ours.load_state_dict(reference.state_dict())
+    x = torch.randn(2, 6, 5, 7, dtype=torch.float64, requires_grad=True)
+    out_ref, out = reference(x), ours(x)
+    torch.testing.assert_close(out, out_ref)
+    g = torch.randn_like(out)
+    grads_ref = torch.autograd.grad(out_ref, [x, *reference.parameters()], g)
+    grads = torch.autograd.grad(out, [x, *ours.parameters()], g)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b)
+
+
+def test_transposed_is_bitwise_identical_across_thread_counts():
+    torch.manual_seed(6)
+    layer, x = ConvTranspose2d(32, 16, 2, stride=2), torch.randn(2, 32, 40, 40)
+    runs = []
+    for threads in (1, 2):
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            out = layer(x)
+            runs.append((out, *torch.autograd.grad(out.square().sum(), layer.parameters())))
+        finally:
+            torch.set_num_threads(previous)
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
+
+
+def test_transposed_refuses_overlapping_kernels():
+    with pytest.raises(ValueError, match="kernel_size == stride"):
+        ConvTranspose2d(4, 4, 3, stride=2)

@@ -7,7 +7,7 @@ from sparse_cases import random_voxels
 from torch import nn
 
 from sparse3d.core.column_sum import column_sum
-from sparse3d.nn.norm import SparseBatchNorm1d
+from sparse3d.nn.norm import BatchNorm2d, SparseBatchNorm1d
 from sparse3d.nn.sequential import SparseSequential
 
 
@@ -99,5 +99,34 @@ def test_sparse_batch_norm_is_bitwise_identical_across_thread_counts():
 def test_sparse_batch_norm_rejects_bad_input():
     with pytest.raises(ValueError, match=r"feats must be \[N, 4\]"):
         SparseBatchNorm1d(4)(torch.randn(10, 3))
-    with pytest.raises(ValueError, match="at least 2 voxels"):
+    with pytest.raises(ValueError, match="at least 2 rows"):
         SparseBatchNorm1d(4)(torch.randn(1, 4))
+
+
+def test_batch_norm_2d_matches_torch_in_training_and_eval():
+    torch.manual_seed(3)
+    ours, reference = BatchNorm2d(5, eps=1e-3, momentum=0.01).double(), nn.BatchNorm2d(5, eps=1e-3, momentum=0.01).double()
+    with torch.no_grad():
+        for bn in (ours, reference):
+            bn.weight.copy_(torch.linspace(0.5, 2, 5))
+            bn.bias.copy_(torch.linspace(-1, 1, 5))
+    assert list(ours.state_dict()) == list(reference.state_dict())
+    x = torch.randn(2, 5, 7, 6, dtype=torch.float64, requires_grad=True)
+    out, out_ref = ours(x), reference(x)
+    torch.testing.assert_close(out, out_ref)
+    g = torch.randn_like(out)
+    for a, b in zip(torch.autograd.grad(out, [x, ours.weight, ours.bias], g),
+                    torch.autograd.grad(out_ref, [x, reference.weight, reference.bias], g)):
+        torch.testing.assert_close(a, b)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(ours, name), getattr(reference, name))
+    ours.eval(), reference.eval()
+    torch.testing.assert_close(ours(x), reference(x))
+
+
+def test_batch_norm_2d_is_bitwise_identical_across_thread_counts():
+    gen = torch.Generator().manual_seed(4)
+    x, v = torch.randn(2, 16, 90, 90, generator=gen), torch.randn(2, 16, 90, 90, generator=gen)
+    runs = [_with_threads(t, lambda: _run(BatchNorm2d(16), x, v)) for t in (1, 2)]
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)

@@ -7,11 +7,13 @@ from sparse_cases import random_coords, sort_by_coords
 from torch import nn
 
 from sparse3d.core.sparse_voxels import SparseVoxels
-from sparse3d.nn.backbones.voxel_resnet import (
-    VoxelResBackBone8x,
-    load_openpcdet_state_dict,
+from sparse3d.nn.backbones.voxel_resnet import VoxelResBackBone8x
+from sparse3d.nn.spconv_compat import (
+    load_spconv_state_dict,
+    patch_spconv_cpu_stream,
+    sparse_weight_layout,
+    spconv_voxel_res_backbone,
 )
-from sparse3d.nn.spconv_compat import patch_spconv_cpu_stream, spconv_voxel_res_backbone
 
 GRID = (64, 48, 40)  # (x, y, z); z = 40 as nuScenes, so every stage keeps its depth
 
@@ -60,7 +62,7 @@ def test_encoder_matches_spconv_openpcdet_encoder():
         ours = VoxelResBackBone8x(5, GRID)
         ref_state = reference.state_dict()
         assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == {k: tuple(v.shape) for k, v in ref_state.items()}
-        load_openpcdet_state_dict(ours, {"backbone_3d." + k: v for k, v in ref_state.items()} | {"dense_head.x": torch.ones(1)})
+        load_spconv_state_dict(ours, {"backbone_3d." + k: v for k, v in ref_state.items()} | {"dense_head.x": torch.ones(1)}, "backbone_3d.")
         # float64, so that gradients through 21 train-mode BatchNorms compare tightly. Both
         # in training mode (BN on batch statistics): spconv's CPU build asserts in eval
         # mode on convs with bias ("cpu don't support act and bias").
@@ -89,11 +91,35 @@ def test_encoder_matches_spconv_openpcdet_encoder():
         torch.set_num_threads(previous)
 
 
-def test_load_openpcdet_state_dict_names_missing_keys():
+def test_load_names_missing_keys():
     enc = VoxelResBackBone8x(5, GRID)
     state = {"backbone_3d." + k: v for k, v in enc.state_dict().items() if "conv_out" not in k}
     with pytest.raises(KeyError, match="conv_out.0.weight"):
-        load_openpcdet_state_dict(enc, state)
+        load_spconv_state_dict(enc, state, "backbone_3d.")
+
+
+@pytest.mark.parametrize("layout", ["KRSC", "RSKC", "RSCK"])
+def test_every_spconv_layout_loads_to_the_same_weights(layout):
+    torch.manual_seed(0)
+    source, target = VoxelResBackBone8x(5, GRID), VoxelResBackBone8x(5, GRID)
+    inverse = {"KRSC": (0, 1, 2, 3, 4), "RSKC": (1, 2, 3, 0, 4), "RSCK": (1, 2, 3, 4, 0)}[layout]
+    state = {k: v.permute(inverse) if v.dim() == 5 else v for k, v in source.state_dict().items()}
+    assert sparse_weight_layout(target, state) == layout
+    load_spconv_state_dict(target, state)
+    for (name, a), b in zip(source.state_dict().items(), target.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_layouts_that_cannot_be_told_apart_or_mix_are_refused():
+    enc = VoxelResBackBone8x(5, GRID)
+    state = enc.state_dict()
+    state["conv_input.0.weight"] = state["conv_input.0.weight"].permute(1, 2, 3, 0, 4)  # RSKC
+    state["conv2.0.0.weight"] = state["conv2.0.0.weight"].permute(1, 2, 3, 4, 0)  # RSCK
+    with pytest.raises(ValueError, match="mix spconv layouts"):
+        load_spconv_state_dict(enc, state)
+    state["conv2.0.0.weight"] = torch.zeros(7, 7)
+    with pytest.raises(ValueError, match="conv2.0.0.weight: shape \\[7, 7\\]"):
+        load_spconv_state_dict(enc, state)
 
 
 def test_encoder_trains():

@@ -52,12 +52,12 @@ class VoxelEncoderOutput:
     """Features of VoxelResBackBone8x, all in (batch, z, y, x) order."""
 
     encoded: SparseVoxels
-    """Output of conv_out: 128 channels at stride 8 (x, y), e.g. (2, 180, 180) for nuScenes."""
+    """Output of conv_out: the last stage's channels (128) at stride 8 (x, y), e.g. (2, 180, 180) for nuScenes."""
     multi_scale: dict[str, SparseVoxels]
     """x_conv1 .. x_conv4 (strides 1, 2, 4, 8), as OpenPCDet's multi_scale_3d_features."""
 
     def bev(self) -> Tensor:
-        """Height-compressed BEV map float [B, 128 * D, Y, X], channel c * D + d (OpenPCDet's
+        """Height-compressed BEV map float [B, C * D, Y, X], channel c * D + d (OpenPCDet's
         HeightCompression), e.g. [B, 256, 180, 180] for nuScenes."""
         return scatter_to_bev(self.encoded, axes="zyx")
 
@@ -68,6 +68,7 @@ class VoxelResBackBone8x(nn.Module):
     Args:
         in_channels: voxel feature channels (5 for nuScenes MeanVFE: x, y, z, intensity, dt).
         grid_size: voxel grid (X, Y, Z), e.g. (1440, 1440, 40) for 0.075 x 0.075 x 0.2 m.
+        channels: widths of the four stages (OpenPCDet: 16, 32, 64, 128); conv_out keeps the last.
 
     Examples:
         >>> enc = VoxelResBackBone8x(5, (1440, 1440, 40))
@@ -75,22 +76,26 @@ class VoxelResBackBone8x(nn.Module):
         (41, 1440, 1440)
     """
 
-    def __init__(self, in_channels: int, grid_size: tuple[int, int, int]):
+    def __init__(self, in_channels: int, grid_size: tuple[int, int, int], channels: tuple[int, int, int, int] = (16, 32, 64, 128)):
         super().__init__()
+        if len(channels) != 4 or min(channels) < 1:
+            raise ValueError(f"VoxelResBackBone8x: channels must be 4 positive widths, got {channels}")
         self.grid_size = tuple(int(g) for g in grid_size)
         self.sparse_shape = (self.grid_size[2] + 1, self.grid_size[1], self.grid_size[0])
+        c1, c2, c3, c4 = channels
+        self.out_channels = c4
         self.conv_input = SparseSequential(
-            SubMConv3d(in_channels, 16, 3, padding=1, bias=False, indice_key="subm1"), _norm(16), nn.ReLU()
+            SubMConv3d(in_channels, c1, 3, padding=1, bias=False, indice_key="subm1"), _norm(c1), nn.ReLU()
         )
-        self.conv1 = SparseSequential(SparseBasicBlock(16, "res1"), SparseBasicBlock(16, "res1"))
-        self.conv2 = SparseSequential(_down_block(16, 32, 1, "spconv2"), SparseBasicBlock(32, "res2"), SparseBasicBlock(32, "res2"))
-        self.conv3 = SparseSequential(_down_block(32, 64, 1, "spconv3"), SparseBasicBlock(64, "res3"), SparseBasicBlock(64, "res3"))
+        self.conv1 = SparseSequential(SparseBasicBlock(c1, "res1"), SparseBasicBlock(c1, "res1"))
+        self.conv2 = SparseSequential(_down_block(c1, c2, 1, "spconv2"), SparseBasicBlock(c2, "res2"), SparseBasicBlock(c2, "res2"))
+        self.conv3 = SparseSequential(_down_block(c2, c3, 1, "spconv3"), SparseBasicBlock(c3, "res3"), SparseBasicBlock(c3, "res3"))
         self.conv4 = SparseSequential(
-            _down_block(64, 128, (0, 1, 1), "spconv4"), SparseBasicBlock(128, "res4"), SparseBasicBlock(128, "res4")
+            _down_block(c3, c4, (0, 1, 1), "spconv4"), SparseBasicBlock(c4, "res4"), SparseBasicBlock(c4, "res4")
         )
         self.conv_out = SparseSequential(
-            SparseConv3d(128, 128, (3, 1, 1), stride=(2, 1, 1), padding=0, bias=False, indice_key="spconv_down2"),
-            _norm(128),
+            SparseConv3d(c4, c4, (3, 1, 1), stride=(2, 1, 1), padding=0, bias=False, indice_key="spconv_down2"),
+            _norm(c4),
             nn.ReLU(),
         )
 
@@ -114,12 +119,3 @@ class VoxelResBackBone8x(nn.Module):
     def forward(self, voxels: SparseVoxels) -> VoxelEncoderOutput:
         """Encodes (batch, x, y, z) voxels on ``grid_size``; feats float [N, in_channels]."""
         return self.forward_zyx(self.to_zyx(voxels))
-
-
-def load_openpcdet_state_dict(encoder: VoxelResBackBone8x, state_dict: dict[str, Tensor], prefix: str = "backbone_3d.") -> None:
-    """Loads OpenPCDet's backbone_3d weights (KRSC, spconv >= 2.2 layout) from a detector
-    state dict; keys without ``prefix`` are ignored. Raises KeyError naming missing keys."""
-    own = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-    missing, unexpected = encoder.load_state_dict(own, strict=False)
-    if missing or unexpected:
-        raise KeyError(f"OpenPCDet backbone_3d state dict mismatch: missing {missing}, unexpected {unexpected}")
