@@ -75,6 +75,10 @@ TORCH_LIBRARY(sparse3d, m) {
   m.def(
       "set_partition(Tensor coords, int[] sparse_shape, int[] window, int[] shift, "
       "int set_size) -> (Tensor, Tensor, Tensor, Tensor)");
+
+  // --- rotated BEV box IoU and NMS (sparse3d/core/bev_nms.py)
+  m.def("bev_iou(Tensor boxes_a, Tensor boxes_b) -> Tensor");
+  m.def("rotated_nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor");
 }
 
 // `import sparse3d._C` runs the static registrations above; the module itself is empty.

@@ -28,15 +28,15 @@ def _openpcdet_centerpoint_keys() -> dict[str, list[int]]:
 
 
 def test_state_dict_is_openpcdets():
-    state = BaseBEVBackbone(BevBackboneConfig()).state_dict()
+    state = BaseBEVBackbone(BevBackboneConfig(), 256).state_dict()
     expected = _openpcdet_centerpoint_keys()
     assert len(state) == len(expected) == 84
     assert {k: list(v.shape) for k, v in state.items()} == expected
 
 
 def test_levels_are_upsampled_and_concatenated():
-    config = BevBackboneConfig(layer_nums=(1, 1), num_filters=(8, 16), num_upsample_filters=(4, 6), in_channels=5)
-    net = BaseBEVBackbone(config).eval()
+    config = BevBackboneConfig(layer_nums=(1, 1), num_filters=(8, 16), num_upsample_filters=(4, 6))
+    net = BaseBEVBackbone(config, 5).eval()
     out = net(torch.randn(2, 5, 12, 10))
     assert out.shape == (2, config.out_channels, 12, 10) and config.out_channels == 10
     # the second level (stride 2) is a block-constant upsampling of a 6 x 5 map: with its
@@ -49,15 +49,15 @@ def test_levels_are_upsampled_and_concatenated():
 
 def test_matches_torch_layers_and_ignores_thread_count():
     torch.manual_seed(0)
-    config = BevBackboneConfig(layer_nums=(2, 2), num_filters=(16, 32), num_upsample_filters=(16, 16), in_channels=8)
-    net = BaseBEVBackbone(config)
+    config = BevBackboneConfig(layer_nums=(2, 2), num_filters=(16, 32), num_upsample_filters=(16, 16))
+    net = BaseBEVBackbone(config, 8)
     x = torch.randn(2, 8, 24, 24)
     runs = []
     for threads in (1, 2):
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            clone = BaseBEVBackbone(config)
+            clone = BaseBEVBackbone(config, 8)
             clone.load_state_dict(net.state_dict())
             out = clone(x)
             runs.append((out, *torch.autograd.grad(out.square().sum(), list(clone.parameters()))))
@@ -66,7 +66,7 @@ def test_matches_torch_layers_and_ignores_thread_count():
     for a, b in zip(*runs):
         assert torch.equal(a, b)
     # the same network built from torch's own layers gives the same output
-    plain = BaseBEVBackbone(config)
+    plain = BaseBEVBackbone(config, 8)
     for module in plain.modules():
         for name, child in module.named_children():
             if isinstance(child, nn.ConvTranspose2d):

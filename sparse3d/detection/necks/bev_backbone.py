@@ -6,13 +6,12 @@ All layers are the deterministic ones of :mod:`sparse3d.nn` (results do not depe
 thread count); batch norms have OpenPCDet's eps 1e-3 and momentum 0.01.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
 import torch
 from torch import Tensor, nn
 
-from sparse3d.engine.config import at_least, check_ranges
 from sparse3d.nn.conv2d import Conv2d, ConvTranspose2d
 from sparse3d.nn.norm import BatchNorm2d
 
@@ -34,11 +33,8 @@ class BevBackboneConfig:
     layer strides up to that level)."""
     num_upsample_filters: tuple[int, ...] = (256, 256)
     """Channels of each upsampled level; the output has their sum."""
-    in_channels: int = field(default=256, metadata=at_least(1))
-    """Channels of the input BEV map (CenterPoint: 128 x 2 height cells)."""
 
     def __post_init__(self) -> None:
-        check_ranges(self)
         levels = {len(self.layer_nums), len(self.layer_strides), len(self.num_filters),
                   len(self.upsample_strides), len(self.num_upsample_filters)}
         if len(levels) != 1 or not self.layer_nums:
@@ -63,13 +59,18 @@ class BevBackboneConfig:
 
 class BaseBEVBackbone(nn.Module):
     """Multi-level BEV backbone; float [B, in_channels, H, W] -> [B, out_channels, H / s, W / s]
-    with s = ``config.stride`` (1 for CenterPoint)."""
+    with s = ``config.stride`` (1 for CenterPoint).
 
-    def __init__(self, config: BevBackboneConfig):
+    Args:
+        config: the levels.
+        in_channels: channels of the input BEV map (CenterPoint: 128 x 2 height cells).
+    """
+
+    def __init__(self, config: BevBackboneConfig, in_channels: int):
         super().__init__()
-        self.config = config
+        self.config, self.in_channels = config, in_channels
         self.blocks, self.deblocks = nn.ModuleList(), nn.ModuleList()
-        channels = config.in_channels
+        channels = in_channels
         for layers, stride, filters, up, up_filters in zip(
             config.layer_nums, config.layer_strides, config.num_filters, config.upsample_strides, config.num_upsample_filters
         ):
@@ -83,8 +84,8 @@ class BaseBEVBackbone(nn.Module):
 
     def forward(self, bev: Tensor) -> Tensor:
         """float [B, in_channels, H, W] -> float [B, out_channels, H / stride, W / stride]."""
-        if bev.dim() != 4 or bev.shape[1] != self.config.in_channels:
-            raise ValueError(f"BaseBEVBackbone: input must be [B, {self.config.in_channels}, H, W], got {list(bev.shape)}")
+        if bev.dim() != 4 or bev.shape[1] != self.in_channels:
+            raise ValueError(f"BaseBEVBackbone: input must be [B, {self.in_channels}, H, W], got {list(bev.shape)}")
         levels = []
         x = bev
         for block, deblock in zip(self.blocks, self.deblocks):

@@ -11,6 +11,7 @@ from functools import partial
 
 from torch import Tensor, nn
 
+from sparse3d.core.coords import conv_output_shape
 from sparse3d.core.sparse_voxels import SparseVoxels
 from sparse3d.nn.bev import scatter_to_bev
 from sparse3d.nn.conv import SparseConv3d, SubMConv3d
@@ -98,6 +99,19 @@ class VoxelResBackBone8x(nn.Module):
             _norm(c4),
             nn.ReLU(),
         )
+
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        """Spatial shape (Z, Y, X) of ``encoded``, e.g. (2, 180, 180) for nuScenes."""
+        shape = self.sparse_shape
+        for conv in (self.conv2[0][0], self.conv3[0][0], self.conv4[0][0], self.conv_out[0]):
+            shape = conv_output_shape(shape, conv.kernel_size, conv.stride, conv.padding, conv.dilation)
+        return shape
+
+    @property
+    def bev_channels(self) -> int:
+        """Channels of :meth:`VoxelEncoderOutput.bev`: output channels x height cells."""
+        return self.out_channels * self.output_shape[0]
 
     def to_zyx(self, voxels: SparseVoxels) -> SparseVoxels:
         """(batch, x, y, z) voxels on ``grid_size`` -> (batch, z, y, x) on ``sparse_shape``."""

@@ -1,0 +1,1 @@
+"""Detectors: point clouds in, boxes out (voxel encoder, 3D backbone, BEV neck, dense head)."""

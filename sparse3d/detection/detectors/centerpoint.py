@@ -1,0 +1,95 @@
+"""CenterPoint (OpenPCDet's ``cbgs_voxel0075_res3d_centerpoint``): MeanVFE -> VoxelResBackBone8x
+-> height compression -> BaseBEVBackbone -> CenterHead, with OpenPCDet's module names
+(``vfe``, ``backbone_3d``, ``backbone_2d``, ``dense_head``; the VFE and the height
+compression, OpenPCDet's ``map_to_bev_module``, hold no parameters), so an OpenPCDet
+checkpoint's ``model_state`` loads name for name (:mod:`sparse3d.detection.detectors.openpcdet`).
+
+Reference: Yin et al., "Center-based 3D Object Detection and Tracking", CVPR 2021.
+"""
+
+from dataclasses import dataclass, field
+
+from torch import Tensor, nn
+
+from sparse3d.data.nuscenes.classes import DETECTION_NAMES
+from sparse3d.detection.decode import decode_center_predictions
+from sparse3d.detection.heads.center_head import CenterHead, CenterHeadConfig
+from sparse3d.detection.necks.bev_backbone import BaseBEVBackbone, BevBackboneConfig
+from sparse3d.detection.post_process import Detections, NmsConfig, suppress_heads
+from sparse3d.detection.targets import BevGrid
+from sparse3d.engine.config import at_least, check_ranges
+from sparse3d.nn.backbones.voxel_resnet import VoxelResBackBone8x
+from sparse3d.nn.vfe import MeanVFE
+
+
+@dataclass
+class CenterPointConfig:
+    """The network (OpenPCDet's nuScenes voxel-0.075 CenterPoint by default)."""
+
+    pc_range: tuple[float, float, float, float, float, float] = (-54.0, -54.0, -5.0, 54.0, 54.0, 3.0)
+    """Point-cloud range [x0, y0, z0, x1, y1, z1], metres (LiDAR frame); points outside are dropped."""
+    voxel_size: tuple[float, float, float] = (0.075, 0.075, 0.2)
+    """Voxel size, metres; with ``pc_range`` it sets the grid (1440 x 1440 x 40)."""
+    point_features: int = field(default=5, metadata=at_least(3))
+    """Columns per point: x, y, z, intensity, time lag."""
+    max_points_per_voxel: int = field(default=10, metadata=at_least(1))
+    """Points averaged per voxel (the first ones: the data pipeline shuffles points)."""
+    encoder_channels: tuple[int, int, int, int] = (16, 32, 64, 128)
+    """Widths of the four stages of the sparse 3D encoder."""
+    bev: BevBackboneConfig = field(default_factory=BevBackboneConfig)
+    """The 2D backbone on the height-compressed BEV map."""
+    head: CenterHeadConfig = field(default_factory=CenterHeadConfig)
+    """The dense head: task groups, targets, losses, decoding."""
+    nms: NmsConfig = field(default_factory=NmsConfig)
+    """Per-head suppression of the decoded boxes."""
+    class_names: tuple[str, ...] = DETECTION_NAMES
+    """The detector's classes; labels are indices into this tuple."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
+class CenterPoint(nn.Module):
+    """Points to CenterHead predictions, losses and boxes."""
+
+    ENCODER_STRIDE = 8  # VoxelResBackBone8x: three stride-2 stages in x and y
+
+    def __init__(self, config: CenterPointConfig):
+        super().__init__()
+        self.config = config
+        self.vfe = MeanVFE(config.point_features, config.pc_range, config.voxel_size, config.max_points_per_voxel)
+        self.backbone_3d = VoxelResBackBone8x(config.point_features, self.vfe.grid_shape, config.encoder_channels)
+        self.backbone_2d = BaseBEVBackbone(config.bev, self.backbone_3d.bev_channels)
+        self.dense_head = CenterHead(config.head, config.bev.out_channels, config.class_names)
+        self.grid = BevGrid(config.pc_range, config.voxel_size, self.ENCODER_STRIDE * config.bev.stride)
+
+    def forward(self, points: Tensor, batch_size: int, batch: Tensor | None = None) -> list[dict[str, Tensor]]:
+        """CenterHead predictions for a batch of point clouds.
+
+        Args:
+            points: float [P, point_features] (x, y, z, intensity, time lag), LiDAR frame.
+            batch_size: B.
+            batch: int32 [P] sample of each point, or None when B == 1.
+
+        Returns:
+            per task group a dict of float maps [B, ·, H, W] on :attr:`grid`: ``center``,
+            ``center_z``, ``dim``, ``rot``, ``vel`` and ``hm`` (heatmap logits).
+        """
+        voxels = self.vfe(points, batch_size, batch)
+        bev = self.backbone_3d(voxels).bev()
+        return self.dense_head(self.backbone_2d(bev))
+
+    def loss(self, preds: list[dict[str, Tensor]], gt_boxes: list[Tensor], gt_labels: list[Tensor]) -> dict[str, Tensor]:
+        """The head's losses (per task group: heatmap focal, weighted box L1) for the batch.
+
+        Args:
+            preds: :meth:`forward`'s output.
+            gt_boxes: per sample float [M_b, 9] (x, y, z, dx, dy, dz, yaw, vx, vy), LiDAR frame.
+            gt_labels: per sample int64 [M_b], indices into ``config.class_names``.
+        """
+        return self.dense_head.loss(preds, self.dense_head.targets(gt_boxes, gt_labels, self.grid))
+
+    def detections(self, preds: list[dict[str, Tensor]]) -> list[Detections]:
+        """Per sample, the boxes kept after decoding and per-head suppression."""
+        candidates = decode_center_predictions(preds, self.grid, self.config.head, self.config.class_names)
+        return [suppress_heads(heads, self.config.nms) for heads in candidates]
