@@ -22,9 +22,10 @@ only on its arguments (a resumed run sees the same batches), and a sample's cont
 not depend on the batch size.
 
 Examples:
-    >>> data = DetectionTrainData(DetectionDataConfig("/data/nuscenes", "v1.0-trainval"))
+    >>> config = DetectionDataConfig("v1.0-trainval")
+    >>> data = DetectionTrainData(config, "/data/nuscenes")
     >>> batch = data.batch(step=0, batch_size=4, seed=0)          # LidarBatch
-    >>> for batch in DetectionEvalData(config).batches(8): ...
+    >>> for batch in DetectionEvalData(config, "/data/nuscenes").batches(8): ...
 """
 
 from collections.abc import Iterator
@@ -68,8 +69,6 @@ class DetectionDataConfig:
     """The nuScenes data of a LiDAR detector (defaults: OpenPCDet's
     ``cbgs_voxel0075_res3d_centerpoint``)."""
 
-    dataroot: str
-    """The nuScenes dataroot (holds ``<version>/``, ``samples/``, ``sweeps/``)."""
     version: str = "v1.0-trainval"
     """Table folder, e.g. ``v1.0-trainval``, ``v1.0-mini`` or ``v1.0-synth``."""
     train_split: str = "train"
@@ -117,9 +116,9 @@ class DetectionDataConfig:
             raise ValueError(f"DetectionDataConfig.class_names: expected distinct names of {list(DETECTION_NAMES)}, "
                              f"got {list(self.class_names)}")
 
-    def reader_config(self, split: str) -> NuScenesReaderConfig:
-        """The reader settings of one split."""
-        return NuScenesReaderConfig(self.dataroot, self.version, split, self.num_sweeps, cache_dir=self.cache_dir)
+    def reader_config(self, dataroot: str | Path, split: str) -> NuScenesReaderConfig:
+        """The reader settings of one split of the database in ``dataroot``."""
+        return NuScenesReaderConfig(str(dataroot), self.version, split, self.num_sweeps, cache_dir=self.cache_dir)
 
 
 class DetectionTrainData:
@@ -127,15 +126,16 @@ class DetectionTrainData:
 
     Args:
         config: the data settings.
+        dataroot: the nuScenes dataroot (holds ``<version>/``, ``samples/``, ``sweeps/``).
         database: an opened GT database to use instead of ``config.gt_database``.
     """
 
-    def __init__(self, config: DetectionDataConfig, database: GtDatabase | None = None):
+    def __init__(self, config: DetectionDataConfig, dataroot: str | Path, database: GtDatabase | None = None):
         self.config = config
-        reader_config = config.reader_config(config.train_split)
+        reader_config = config.reader_config(dataroot, config.train_split)
         self.reader = NuScenesReader(reader_config)
         if len(self.reader) == 0:
-            raise ValueError(f"DetectionTrainData: split {config.train_split!r} of {config.dataroot}/{config.version} "
+            raise ValueError(f"DetectionTrainData: split {config.train_split!r} of {dataroot}/{config.version} "
                              f"has no samples")
         self.database = None
         if config.gt_sampling.enabled:
@@ -192,21 +192,27 @@ class DetectionTrainData:
         raise ValueError(f"DetectionTrainData: {_MAX_REDRAWS} samples of split {self.config.train_split!r} in a row "
                          f"have no GT box of {list(self.config.class_names)} inside point_cloud_range")
 
-    def batch(self, step: int, batch_size: int, seed: int) -> LidarBatch:
+    def batch(self, step: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> LidarBatch:
         """The training batch of a step: stream positions ``step * batch_size`` onwards
-        (an epoch ends after ``epoch_length`` positions; a batch may straddle two).
+        (an epoch ends after ``epoch_length`` positions; a batch may straddle two), or one
+        process's contiguous share of them.
 
         Args:
             step: >= 0.
-            batch_size: >= 1.
+            batch_size: >= 1, the global batch (a multiple of ``world_size``).
             seed: the run seed.
+            rank, world_size: this process's share: samples ``rank * batch_size /
+                world_size`` onwards of the global batch.
 
         Returns:
             The collated :class:`LidarBatch` (CPU tensors).
         """
-        if step < 0 or batch_size < 1:
-            raise ValueError(f"DetectionTrainData.batch: need step >= 0 and batch_size >= 1, got {step}, {batch_size}")
-        positions = range(step * batch_size, (step + 1) * batch_size)
+        if step < 0 or batch_size < 1 or batch_size % world_size or not 0 <= rank < world_size:
+            raise ValueError(f"DetectionTrainData.batch: need step >= 0, batch_size >= 1 divisible by world_size and "
+                             f"0 <= rank < world_size, got {step}, {batch_size}, {world_size}, {rank}")
+        share = batch_size // world_size
+        first = step * batch_size + rank * share
+        positions = range(first, first + share)
         return collate([self.sample(p % self.epoch_length, p // self.epoch_length, seed) for p in positions])
 
     def _train_sample(self, raw: LidarSample, rng: np.random.Generator, with_gt_sampling: bool) -> DetectionSample:
@@ -243,12 +249,14 @@ class DetectionEvalData:
     metrics come from the tables).
 
     Args:
-        config: the data settings (``val_split`` is read).
+        config: the data settings.
+        dataroot: the nuScenes dataroot.
+        split: the split to read; default ``config.val_split``.
     """
 
-    def __init__(self, config: DetectionDataConfig):
+    def __init__(self, config: DetectionDataConfig, dataroot: str | Path, split: str | None = None):
         self.config = config
-        self.reader = NuScenesReader(config.reader_config(config.val_split))
+        self.reader = NuScenesReader(config.reader_config(dataroot, split or config.val_split))
         self._class_of = _class_map(config.class_names)
 
     def __len__(self) -> int:

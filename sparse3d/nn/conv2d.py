@@ -7,6 +7,8 @@ each input pixel's taps in a fixed order) followed by :func:`sparse3d.core.linea
 is one fixed chain of FMAs.
 """
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -27,11 +29,41 @@ class Conv2d(nn.Conv2d):
         _check_supported(self)
 
     def forward(self, x: Tensor) -> Tensor:
+        return linear(self.columns(x), self.matrix(), self.bias).permute(0, 3, 1, 2)
+
+    def columns(self, x: Tensor) -> Tensor:
+        """The unfolded input float [B, H', W', kh kw C_in] (channels last) of ``x`` [B, C_in, H, W]."""
         padding = self.padding
         padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, padding[1], padding[1], padding[0], padding[0]))
-        columns = _Im2Col.apply(padded, self.kernel_size, self.stride, self.dilation)  # [B, H', W', kh kw C_in]
-        weight = self.weight.permute(0, 2, 3, 1).reshape(self.out_channels, -1)  # [C_out, kh kw C_in]
-        return linear(columns, weight, self.bias).permute(0, 3, 1, 2)
+        return _Im2Col.apply(padded, self.kernel_size, self.stride, self.dilation)
+
+    def matrix(self) -> Tensor:
+        """The weight as float [C_out, kh kw C_in], in the column order of :meth:`columns`."""
+        return self.weight.permute(0, 2, 3, 1).reshape(self.out_channels, -1)
+
+
+def shared_input_conv2d(x: Tensor, convs: Sequence[Conv2d]) -> list[Tensor]:
+    """``[conv(x) for conv in convs]`` with the input unfolded once and one matrix product
+    for all of them (e.g. the many sub-heads of a detection head that read one feature map).
+
+    Every output is the same chain of multiply-adds as the layer's own forward, so the
+    results are bitwise those of calling the layers one by one.
+
+    Args:
+        x: float [B, C_in, H, W].
+        convs: layers of one geometry (kernel size, stride, padding, dilation, C_in).
+
+    Returns:
+        float [B, C_out_i, H', W'] per layer, in order.
+    """
+    first = convs[0]
+    geometry = (first.in_channels, first.kernel_size, first.stride, first.padding, first.dilation)
+    if any((c.in_channels, c.kernel_size, c.stride, c.padding, c.dilation) != geometry for c in convs):
+        raise ValueError("shared_input_conv2d: the layers must share in_channels, kernel_size, stride, padding and dilation")
+    weight = torch.cat([c.matrix() for c in convs])
+    biases = [c.bias if c.bias is not None else weight.new_zeros(c.out_channels) for c in convs]
+    out = linear(first.columns(x), weight, torch.cat(biases)).permute(0, 3, 1, 2)
+    return list(out.split([c.out_channels for c in convs], dim=1))
 
 
 class ConvTranspose2d(nn.ConvTranspose2d):

@@ -214,3 +214,15 @@ def test_losses_and_gradients_do_not_depend_on_the_thread_count():
 
 def test_box_code_matches_the_regression_heads():
     assert sum(c for _, c in REGRESSION_HEADS) == BOX_CODE_SIZE == len(CenterHeadConfig().code_weights)
+
+
+@pytest.mark.parametrize("num_conv", [1, 2])
+def test_forward_equals_running_each_sub_head_on_its_own(num_conv):
+    torch.manual_seed(0)
+    head = CenterHead(CenterHeadConfig(shared_channels=8, num_conv=num_conv, num_hm_conv=num_conv), in_channels=6)
+    bev = torch.randn(2, 6, 9, 7)
+    fused = head(bev)
+    shared = head.shared_conv(bev)
+    one_by_one = [sub(shared) for sub in head.heads_list]
+    for a, b in zip(fused, one_by_one, strict=True):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

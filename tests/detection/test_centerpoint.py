@@ -13,7 +13,7 @@ from sparse3d.detection.necks.bev_backbone import BevBackboneConfig
 
 
 def test_full_network_has_openpcdets_entries_and_parameter_counts():
-    model = CenterPoint(CenterPointConfig())
+    model = CenterPoint(CenterPointConfig(), (-54.0, -54.0, -5.0, 54.0, 54.0, 3.0))
     state = model.state_dict()
     per_module = {m: sum(1 for k in state if k.startswith(m + ".")) for m in ("backbone_3d", "backbone_2d", "dense_head")}
     assert per_module == {"backbone_3d": 142, "backbone_2d": 84, "dense_head": 331} and len(state) == 557
@@ -24,9 +24,16 @@ def test_full_network_has_openpcdets_entries_and_parameter_counts():
     assert model.grid.shape == (180, 180)
 
 
+TINY_RANGE = (-12.8, -12.8, -3.0, 12.8, 12.8, 3.0)
+
+
+def tiny_model() -> CenterPoint:
+    return CenterPoint(tiny_config(), TINY_RANGE)
+
+
 def tiny_config() -> CenterPointConfig:
     return CenterPointConfig(
-        pc_range=(-12.8, -12.8, -3.0, 12.8, 12.8, 3.0), voxel_size=(0.2, 0.2, 0.2), encoder_channels=(4, 8, 8, 16),
+        voxel_size=(0.2, 0.2, 0.2), encoder_channels=(4, 8, 8, 16),
         bev=BevBackboneConfig(layer_nums=(1, 1), num_filters=(16, 16), num_upsample_filters=(16, 16)),
         head=CenterHeadConfig(shared_channels=8, max_objs=20, max_obj_per_sample=50),
     )
@@ -35,7 +42,7 @@ def tiny_config() -> CenterPointConfig:
 @pytest.mark.parametrize("layout_of_spconv", ["1.x", "2.2"])
 def test_openpcdet_checkpoint_round_trips_from_either_spconv_layout(tmp_path, layout_of_spconv):
     torch.manual_seed(0)
-    source, target = CenterPoint(tiny_config()), CenterPoint(tiny_config())
+    source, target = tiny_model(), tiny_model()
     path = save_openpcdet_checkpoint(source, tmp_path / "checkpoint_epoch_20.pth", epoch=20)
     if layout_of_spconv == "1.x":  # [k, k, k, C_in, C_out] under DDP's module. prefix
         saved = torch.load(path, weights_only=True)
@@ -48,12 +55,12 @@ def test_openpcdet_checkpoint_round_trips_from_either_spconv_layout(tmp_path, la
 
 
 def test_checkpoint_of_another_network_names_the_keys(tmp_path):
-    state = CenterPoint(tiny_config()).state_dict()
+    state = tiny_model().state_dict()
     del state["dense_head.heads_list.0.hm.1.bias"]
     with pytest.raises(KeyError, match="heads_list.0.hm.1.bias"):
-        load_openpcdet_checkpoint(CenterPoint(tiny_config()), {"model_state": state})
+        load_openpcdet_checkpoint(tiny_model(), {"model_state": state})
     with pytest.raises(ValueError, match="not an OpenPCDet checkpoint"):
-        load_openpcdet_checkpoint(CenterPoint(tiny_config()), {"epoch": 3})
+        load_openpcdet_checkpoint(tiny_model(), {"epoch": 3})
 
 
 def _scene(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -75,7 +82,7 @@ def _scene(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 def test_tiny_network_fits_a_scene_and_detects_its_objects():
     torch.manual_seed(0)
-    model = CenterPoint(tiny_config())
+    model = tiny_model()
     points, boxes, labels = _scene(0)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []

@@ -30,17 +30,17 @@ def dataroot(tmp_path_factory) -> Path:
     return write_synthetic_nuscenes(tmp_path_factory.mktemp("nusc_data"), SYNTH)
 
 
-def _config(root, **changes) -> DetectionDataConfig:
+def _config(**changes) -> DetectionDataConfig:
     # a lower minimum than the reference's 5: the tiny database has few well-sampled objects
     sampler = GtSamplerConfig(min_points=tuple(f"{n}:2" for n in DETECTION_NAMES))
-    values = dict(dataroot=str(root), version="v1.0-synth", train_split="synth_train", val_split="synth_val",
+    values = dict(version="v1.0-synth", train_split="synth_train", val_split="synth_val",
                   num_sweeps=2, point_cloud_range=RANGE, gt_sampling=sampler)
     return DetectionDataConfig(**{**values, **changes})
 
 
 @pytest.fixture(scope="module")
 def train_data(dataroot) -> DetectionTrainData:
-    return DetectionTrainData(_config(dataroot))
+    return DetectionTrainData(_config(), dataroot)
 
 
 def _assert_batches_equal(a, b):
@@ -52,7 +52,7 @@ def _assert_batches_equal(a, b):
 def test_batch_is_a_pure_function_of_seed_and_step(dataroot, train_data):
     a = train_data.batch(step=2, batch_size=3, seed=11)
     train_data.batch(step=0, batch_size=3, seed=5)  # other calls in between change nothing
-    fresh = DetectionTrainData(_config(dataroot))  # nor does a new instance (a resumed run)
+    fresh = DetectionTrainData(_config(), dataroot)  # nor does a new instance (a resumed run)
     _assert_batches_equal(a, fresh.batch(step=2, batch_size=3, seed=11))
     _assert_batches_equal(a, train_data.batch(step=2, batch_size=3, seed=11))
     other_step = train_data.batch(step=3, batch_size=3, seed=11)
@@ -91,7 +91,7 @@ def test_every_sample_is_processed(train_data):
 
 def test_class_filter_and_labels(dataroot):
     names = ("pedestrian", "car")
-    data = DetectionTrainData(_config(dataroot, class_names=names, gt_sampling=GtSamplerConfig(enabled=False)))
+    data = DetectionTrainData(_config(class_names=names, gt_sampling=GtSamplerConfig(enabled=False)), dataroot)
     assert data.database is None
     for index in range(data.epoch_length):
         sample = data.sample(index, 0, seed=0)
@@ -105,10 +105,10 @@ def test_epoch_order_cbgs_and_gt_sampling_stop(dataroot, train_data):
     n = train_data.epoch_length
     order0, order1 = train_data.epoch_order(0, 7).copy(), train_data.epoch_order(1, 7)
     assert len(order0) == n and sorted(order0) == sorted(order1) and not np.array_equal(order0, order1)
-    plain = DetectionTrainData(_config(dataroot, cbgs=False, gt_sampling=GtSamplerConfig(enabled=False)))
+    plain = DetectionTrainData(_config(cbgs=False, gt_sampling=GtSamplerConfig(enabled=False)), dataroot)
     assert plain.epoch_length == len(plain.reader)
     assert sorted(plain.epoch_order(0, 0)) == list(range(len(plain.reader)))
-    stopping = DetectionTrainData(_config(dataroot, gt_sampling_stop_epoch=1))
+    stopping = DetectionTrainData(_config(gt_sampling_stop_epoch=1), dataroot)
     grew = {0: 0, 1: 0}
     for epoch in (0, 1):
         for index in range(n):
@@ -150,9 +150,9 @@ def test_collate_checks_its_input():
 
 
 def test_eval_data_in_order_without_augmentation(dataroot):
-    config = _config(dataroot)
-    data = DetectionEvalData(config)
-    reader = NuScenesReader(config.reader_config("synth_val"))
+    config = _config()
+    data = DetectionEvalData(config, dataroot)
+    reader = NuScenesReader(config.reader_config(dataroot, "synth_val"))
     assert len(data) == len(reader)
     tokens = []
     for batch in data.batches(2):
@@ -174,13 +174,13 @@ def test_eval_data_in_order_without_augmentation(dataroot):
 
 def test_stale_database_and_bad_config_are_reported(dataroot, train_data):
     with pytest.raises(GtDatabaseError, match="stale GT database"):
-        DetectionTrainData(_config(dataroot, num_sweeps=3))  # the database was built with 2 sweeps
+        DetectionTrainData(_config(num_sweeps=3), dataroot)  # the database was built with 2 sweeps
     with pytest.raises(ValueError, match="point_cloud_range"):
-        _config(dataroot, point_cloud_range=(0, 0, 0, 1, 1))
+        _config(point_cloud_range=(0, 0, 0, 1, 1))
     with pytest.raises(ValueError, match="class_names"):
-        _config(dataroot, class_names=("car", "lorry"))
+        _config(class_names=("car", "lorry"))
     with pytest.raises(ValueError, match="num_sweeps"):
-        _config(dataroot, num_sweeps=0)
+        _config(num_sweeps=0)
 
 
 def test_samples_without_boxes_are_redrawn(dataroot, train_data):
@@ -198,14 +198,14 @@ def test_samples_without_boxes_are_redrawn(dataroot, train_data):
     name = next(n for n in DETECTION_NAMES
                 if any(certain(raw, n) for raw in reader) and not all(len(boxes_of(raw, n)) for raw in reader))
     no_sampling = GtSamplerConfig(enabled=False)
-    data = DetectionTrainData(_config(dataroot, class_names=(name,), cbgs=False, gt_sampling=no_sampling))
+    data = DetectionTrainData(_config(class_names=(name,), cbgs=False, gt_sampling=no_sampling), dataroot)
     possible = {info.token for info, raw in zip(reader.infos, reader) if len(boxes_of(raw, name))}
     for index in range(data.epoch_length):
         sample = data.sample(index, 0, seed=0)
         assert len(sample.gt_boxes) and sample.token in possible
     absent = [n for n in DETECTION_NAMES if not any(len(boxes_of(raw, n)) for raw in reader)]
     if absent:
-        empty = DetectionTrainData(_config(dataroot, class_names=(absent[0],), cbgs=False, gt_sampling=no_sampling))
+        empty = DetectionTrainData(_config(class_names=(absent[0],), cbgs=False, gt_sampling=no_sampling), dataroot)
         with pytest.raises(ValueError, match="in a row have no GT box"):
             empty.sample(0, 0, seed=0)
 
@@ -214,7 +214,7 @@ def test_only_the_configured_classes_are_pasted(dataroot, train_data):
     """class_names=(car,) with no car eligible: nothing may be pasted (other classes are not
     sampled at all), so the samples equal those without GT sampling."""
     nothing_eligible = GtSamplerConfig(min_points=("car:100000",))
-    with_sampling = DetectionTrainData(_config(dataroot, class_names=("car",), gt_sampling=nothing_eligible))
-    without = DetectionTrainData(_config(dataroot, class_names=("car",), gt_sampling=GtSamplerConfig(enabled=False)))
+    with_sampling = DetectionTrainData(_config(class_names=("car",), gt_sampling=nothing_eligible), dataroot)
+    without = DetectionTrainData(_config(class_names=("car",), gt_sampling=GtSamplerConfig(enabled=False)), dataroot)
     assert with_sampling.database is not None
     _assert_batches_equal(with_sampling.batch(0, 3, seed=4), without.batch(0, 3, seed=4))

@@ -4,7 +4,12 @@ import pytest
 import torch
 from torch import nn
 
-from sparse3d.nn.conv2d import Conv2d, ConvTranspose2d, deterministic_
+from sparse3d.nn.conv2d import (
+    Conv2d,
+    ConvTranspose2d,
+    deterministic_,
+    shared_input_conv2d,
+)
 from sparse3d.nn.linear import Linear
 
 
@@ -90,3 +95,19 @@ def test_transposed_is_bitwise_identical_across_thread_counts():
 def test_transposed_refuses_overlapping_kernels():
     with pytest.raises(ValueError, match="kernel_size == stride"):
         ConvTranspose2d(4, 4, 3, stride=2)
+
+
+def test_shared_input_convolutions_equal_the_layers_one_by_one():
+    torch.manual_seed(7)
+    convs = [Conv2d(8, out, 3, padding=1, bias=bias) for out, bias in ((2, True), (16, True), (3, False))]
+    x = torch.randn(2, 8, 11, 9, requires_grad=True)
+    fused = shared_input_conv2d(x, convs)
+    for out, conv in zip(fused, convs, strict=True):
+        assert torch.equal(out, conv(x))
+    g = [torch.randn_like(o) for o in fused]
+    grads = torch.autograd.grad(fused, [x, *convs[1].parameters()], g)
+    grads_ref = torch.autograd.grad([c(x) for c in convs], [x, *convs[1].parameters()], g)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="share in_channels"):
+        shared_input_conv2d(x, [convs[0], Conv2d(8, 2, 1)])

@@ -7,6 +7,7 @@ checkpoint's ``model_state`` loads name for name (:mod:`sparse3d.detection.detec
 Reference: Yin et al., "Center-based 3D Object Detection and Tracking", CVPR 2021.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from torch import Tensor, nn
@@ -24,12 +25,13 @@ from sparse3d.nn.vfe import MeanVFE
 
 @dataclass
 class CenterPointConfig:
-    """The network (OpenPCDet's nuScenes voxel-0.075 CenterPoint by default)."""
+    """The network (OpenPCDet's nuScenes voxel-0.075 CenterPoint by default). The point-cloud
+    range and the classes are the data's (:class:`sparse3d.detection.dataset.DetectionDataConfig`),
+    given to :class:`CenterPoint` as OpenPCDet gives them to its models."""
 
-    pc_range: tuple[float, float, float, float, float, float] = (-54.0, -54.0, -5.0, 54.0, 54.0, 3.0)
-    """Point-cloud range [x0, y0, z0, x1, y1, z1], metres (LiDAR frame); points outside are dropped."""
     voxel_size: tuple[float, float, float] = (0.075, 0.075, 0.2)
-    """Voxel size, metres; with ``pc_range`` it sets the grid (1440 x 1440 x 40)."""
+    """Voxel size, metres; with the point-cloud range it sets the grid (1440 x 1440 x 40 on
+    nuScenes' [-54, 54] x [-54, 54] x [-5, 3] m)."""
     point_features: int = field(default=5, metadata=at_least(3))
     """Columns per point: x, y, z, intensity, time lag."""
     max_points_per_voxel: int = field(default=10, metadata=at_least(1))
@@ -42,26 +44,32 @@ class CenterPointConfig:
     """The dense head: task groups, targets, losses, decoding."""
     nms: NmsConfig = field(default_factory=NmsConfig)
     """Per-head suppression of the decoded boxes."""
-    class_names: tuple[str, ...] = DETECTION_NAMES
-    """The detector's classes; labels are indices into this tuple."""
 
     def __post_init__(self) -> None:
         check_ranges(self)
 
 
 class CenterPoint(nn.Module):
-    """Points to CenterHead predictions, losses and boxes."""
+    """Points to CenterHead predictions, losses and boxes.
+
+    Args:
+        config: the network.
+        pc_range: point-cloud range [x0, y0, z0, x1, y1, z1], metres (LiDAR frame); points
+            outside it are dropped.
+        class_names: the classes; labels are indices into this sequence.
+    """
 
     ENCODER_STRIDE = 8  # VoxelResBackBone8x: three stride-2 stages in x and y
 
-    def __init__(self, config: CenterPointConfig):
+    def __init__(self, config: CenterPointConfig, pc_range: Sequence[float], class_names: Sequence[str] = DETECTION_NAMES):
         super().__init__()
-        self.config = config
-        self.vfe = MeanVFE(config.point_features, config.pc_range, config.voxel_size, config.max_points_per_voxel)
+        self.config, self.class_names = config, tuple(class_names)
+        pc_range = tuple(float(v) for v in pc_range)
+        self.vfe = MeanVFE(config.point_features, pc_range, config.voxel_size, config.max_points_per_voxel)
         self.backbone_3d = VoxelResBackBone8x(config.point_features, self.vfe.grid_shape, config.encoder_channels)
         self.backbone_2d = BaseBEVBackbone(config.bev, self.backbone_3d.bev_channels)
-        self.dense_head = CenterHead(config.head, config.bev.out_channels, config.class_names)
-        self.grid = BevGrid(config.pc_range, config.voxel_size, self.ENCODER_STRIDE * config.bev.stride)
+        self.dense_head = CenterHead(config.head, config.bev.out_channels, self.class_names)
+        self.grid = BevGrid(pc_range, tuple(config.voxel_size), self.ENCODER_STRIDE * config.bev.stride)
 
     def forward(self, points: Tensor, batch_size: int, batch: Tensor | None = None) -> list[dict[str, Tensor]]:
         """CenterHead predictions for a batch of point clouds.
@@ -85,11 +93,11 @@ class CenterPoint(nn.Module):
         Args:
             preds: :meth:`forward`'s output.
             gt_boxes: per sample float [M_b, 9] (x, y, z, dx, dy, dz, yaw, vx, vy), LiDAR frame.
-            gt_labels: per sample int64 [M_b], indices into ``config.class_names``.
+            gt_labels: per sample int64 [M_b], indices into ``class_names``.
         """
         return self.dense_head.loss(preds, self.dense_head.targets(gt_boxes, gt_labels, self.grid))
 
     def detections(self, preds: list[dict[str, Tensor]]) -> list[Detections]:
         """Per sample, the boxes kept after decoding and per-head suppression."""
-        candidates = decode_center_predictions(preds, self.grid, self.config.head, self.config.class_names)
+        candidates = decode_center_predictions(preds, self.grid, self.config.head, self.class_names)
         return [suppress_heads(heads, self.config.nms) for heads in candidates]

@@ -22,7 +22,7 @@ from sparse3d.core.column_sum import column_sum
 from sparse3d.data.nuscenes.classes import DETECTION_NAMES
 from sparse3d.detection.targets import BevGrid, CenterTargets, center_targets
 from sparse3d.engine.config import at_least, between, check_ranges, positive
-from sparse3d.nn.conv2d import Conv2d
+from sparse3d.nn.conv2d import Conv2d, shared_input_conv2d
 from sparse3d.nn.norm import BatchNorm2d
 
 REGRESSION_HEADS: tuple[tuple[str, int], ...] = (("center", 2), ("center_z", 1), ("dim", 3), ("rot", 2), ("vel", 2))
@@ -167,6 +167,19 @@ class SeparateHead(nn.Module):
         """
         return {name: sub_head(x) for name, sub_head in self.named_children()}
 
+    def first_convs(self) -> list[Conv2d]:
+        """The first conv of each sub-head (in :meth:`forward`'s order): all read the input."""
+        return [sub_head[0][0] if sub_head[0] is not sub_head[-1] else sub_head[0] for sub_head in self.children()]
+
+    def finish(self, first_outputs: list[Tensor]) -> dict[str, Tensor]:
+        """:meth:`forward` continued from the outputs of :meth:`first_convs`."""
+        out = {}
+        for (name, sub_head), y in zip(self.named_children(), first_outputs):
+            if sub_head[0] is not sub_head[-1]:  # a hidden block: its BN and ReLU, then the rest
+                y = sub_head[1:](sub_head[0][1:](y))
+            out[name] = y
+        return out
+
 
 class CenterHead(nn.Module):
     """CenterPoint's multi-group dense head over a BEV feature map.
@@ -210,7 +223,11 @@ class CenterHead(nn.Module):
         if bev.dim() != 4 or bev.shape[1] != in_channels:
             raise ValueError(f"CenterHead: bev must be [B, {in_channels}, H, W], got {list(bev.shape)}")
         shared = self.shared_conv(bev)
-        return [head(shared) for head in self.heads_list]
+        # Every sub-head starts with a 3x3 conv of the shared map: unfold it once for all
+        # (the same results as running the sub-heads one by one, at a fraction of the cost).
+        firsts = [head.first_convs() for head in self.heads_list]
+        outputs = iter(shared_input_conv2d(shared, [conv for convs in firsts for conv in convs]))
+        return [head.finish([next(outputs) for _ in convs]) for head, convs in zip(self.heads_list, firsts)]
 
     def targets(self, gt_boxes: Sequence[Tensor], gt_labels: Sequence[Tensor], grid: BevGrid) -> list[CenterTargets]:
         """:func:`sparse3d.detection.targets.center_targets` with this head's groups and

@@ -99,6 +99,11 @@ class VoxelResBackBone8x(nn.Module):
             _norm(c4),
             nn.ReLU(),
         )
+        try:
+            self.output_shape
+        except ValueError as err:
+            raise ValueError(f"VoxelResBackBone8x: the grid {self.grid_size} (x, y, z) is too small for its downsamplings "
+                             f"(z needs at least 24 cells): {err}") from None
 
     @property
     def output_shape(self) -> tuple[int, int, int]:
