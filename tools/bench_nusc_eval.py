@@ -32,7 +32,8 @@ from sparse3d.synthetic.nuscenes import NuScenesSynthConfig, write_synthetic_nus
 from sparse3d.synthetic.nuscenes_mock import mock_submission
 
 
-def _run_devkit(root: Path, version: str, split: str, results: Path, out: Path) -> dict:
+def run_devkit(root: Path, version: str, split: str, results: Path, out: Path) -> dict:
+    """The devkit's metrics_summary.json of ``results`` on a split (written into ``out``)."""
     from nuscenes import NuScenes
     from nuscenes.eval.detection.config import config_factory
     from nuscenes.eval.detection.evaluate import NuScenesEval
@@ -92,7 +93,7 @@ def main(argv=None) -> dict:
         diffs = []
         for r in range(args.repeats):
             t = time.perf_counter()
-            reference = _run_devkit(root, version, split, results, work / f"devkit{r}")
+            reference = run_devkit(root, version, split, results, work / f"devkit{r}")
             times["devkit"].append(time.perf_counter() - t)
             t = time.perf_counter()
             ours = evaluate_nuscenes(results, root, version, split, work / f"ours{r}")

@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from sparse3d.data.nuscenes.classes import DETECTION_NAMES
+from sparse3d.data.nuscenes.errors import NuScenesFormatError
+from sparse3d.data.nuscenes.splits import official_splits, scenes_of_split
 from sparse3d.detection.augment import AugmentConfig, augment
 from sparse3d.detection.batch import DetectionSample, LidarBatch, collate
 from sparse3d.detection.cbgs import cbgs_groups, cbgs_indices
@@ -53,6 +55,7 @@ from sparse3d.detection.nuscenes.reader import (
 )
 from sparse3d.engine.config import at_least, check_ranges
 from sparse3d.engine.seeding import derive_seed
+from sparse3d.io.read import read_json
 
 # Stream tags: the second key of derive_seed, so that the draws of the CBGS list, the epoch
 # order, the training samples and the eval shuffles never share a seed.
@@ -249,14 +252,24 @@ class DetectionEvalData:
     metrics come from the tables).
 
     Args:
-        config: the data settings.
+        config: the data settings (``config.version`` picks the database's table folder).
         dataroot: the nuScenes dataroot.
         split: the split to read; default ``config.val_split``.
+
+    Raises:
+        NuScenesFormatError: ``dataroot`` has no table folder ``config.version``, the split
+            is not one of that version (both messages list those that exist), or the split
+            holds no sample of the database.
     """
 
     def __init__(self, config: DetectionDataConfig, dataroot: str | Path, split: str | None = None):
         self.config = config
-        self.reader = NuScenesReader(config.reader_config(dataroot, split or config.val_split))
+        split = split or config.val_split
+        _check_version_and_split(Path(dataroot), config.version, split)
+        self.reader = NuScenesReader(config.reader_config(dataroot, split))
+        if len(self.reader) == 0:
+            raise NuScenesFormatError(f"{Path(dataroot) / config.version}: split {split!r} has no sample in this "
+                                      f"database (none of its scenes is in scene.json)")
         self._class_of = _class_map(config.class_names)
 
     def __len__(self) -> int:
@@ -278,6 +291,40 @@ class DetectionEvalData:
             raise ValueError(f"DetectionEvalData.batches: batch_size must be >= 1, got {batch_size}")
         for start in range(0, len(self), batch_size):
             yield collate([self.sample(i) for i in range(start, min(start + batch_size, len(self)))])
+
+
+def _check_version_and_split(dataroot: Path, version: str, split: str) -> None:
+    """Raises NuScenesFormatError, listing what exists, when ``dataroot`` has no table folder
+    ``version`` or ``split`` is not a split of it (official splits go with their version
+    suffix, custom ones come from ``<version>/splits.json``)."""
+    if not dataroot.is_dir():
+        raise NuScenesFormatError(f"nuScenes dataroot {dataroot}: not a folder")
+    if not (dataroot / version / "sample.json").is_file():
+        versions = sorted(p.name for p in dataroot.iterdir() if (p / "sample.json").is_file())
+        raise NuScenesFormatError(f"{dataroot}: no table folder {version!r} (a folder holding sample.json); "
+                                  f"versions there: {versions}")
+    try:
+        scenes_of_split(dataroot, version, split)
+    except NuScenesFormatError as err:
+        raise NuScenesFormatError(f"{err}; splits of {dataroot / version}: {_splits_of_version(dataroot, version)}") \
+            from None
+
+
+def _splits_of_version(dataroot: Path, version: str) -> list[str]:
+    """The official splits that go with ``version`` and the custom ones of its splits.json."""
+    names = list(official_splits())
+    custom = dataroot / version / "splits.json"
+    if custom.is_file():
+        content = read_json(custom, "custom splits", NuScenesFormatError)
+        names += [n for n in (content if isinstance(content, dict) else {}) if n not in names]
+    found = []
+    for name in names:
+        try:
+            scenes_of_split(dataroot, version, name)
+        except NuScenesFormatError:
+            continue
+        found.append(name)
+    return found
 
 
 def _open_database(config: DetectionDataConfig, reader_config: NuScenesReaderConfig) -> GtDatabase:

@@ -71,3 +71,32 @@ def broadcast_object(obj, world: World):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def process_group_size() -> int:
+    """Processes in ``torch.distributed``'s default group: 1 when no group is initialised.
+
+    For code that sees no :class:`World` (a loss inside a model): :func:`init_world` creates
+    the group under torchrun, so during training this is ``World.size``.
+    """
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def all_reduce_sum(tensor: Tensor) -> Tensor:
+    """The sum of ``tensor`` over all processes.
+
+    Exact and the same on every process for integer tensors (counts); a float sum's
+    rounding depends on the backend's reduction order.
+
+    Args:
+        tensor: [*S], the same shape and dtype on every process.
+
+    Returns:
+        [*S]: ``tensor`` itself with one process, else a new tensor (``tensor`` is left
+        unchanged).
+    """
+    if process_group_size() == 1:
+        return tensor
+    total = tensor.clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total

@@ -4,9 +4,14 @@ Besides training (``get_param_groups``, ``get_train_batch``, ``get_outputs``,
 ``get_loss_dict``, callbacks) and evaluation, every method answers the two questions that
 the viewer, the evaluation and the exporters share: what it sees from a camera
 (``get_outputs_for_camera``) and what there is to draw (``get_scene_layers``).
+
+``get_eval_report`` evaluates on the method's own held-out data, or, given an
+:class:`EvalSource`, on other data (``sparse3d-eval run=RUN data=OTHER ...``) for the methods
+that can (the LiDAR detectors: any nuScenes v1.0 database and split).
 """
 
 import abc
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -18,6 +23,48 @@ from sparse3d.engine.config import MethodConfig
 from sparse3d.engine.distributed import World
 from sparse3d.engine.scene import SceneLayer
 from sparse3d.geometry.cameras import Cameras
+
+
+@dataclass(frozen=True)
+class EvalSource:
+    """Data to evaluate a trained method on instead of its own held-out data.
+
+    Each field left None takes the run's own value (its data, its table version, its
+    held-out split), so ``EvalSource(split="train")`` scores the run's own training split.
+    """
+
+    data: Path | None = None
+    """The dataroot (for detectors a nuScenes-format one); None: the run's ``data``."""
+    version: str | None = None
+    """The database version (for nuScenes the table folder, e.g. ``v1.0-mini``); None: the run's."""
+    split: str | None = None
+    """The split to evaluate; None: the run's held-out split."""
+    out: Path | None = None
+    """Folder of the evaluation's files; None: ``RUN_DIR/eval_<version>_<split>``."""
+
+    def resolved(self, data: Path, version: str, split: str, run_dir: Path) -> "EvalSource":
+        """A copy with every field set: the None ones from the run's ``data``, ``version`` and
+        ``split``, and ``out`` from ``run_dir``."""
+        version, split = self.version or version, self.split or split
+        out = self.out if self.out is not None else Path(run_dir) / f"eval_{version}_{split}"
+        return EvalSource(Path(self.data if self.data is not None else data), version, split, Path(out))
+
+    def as_dict(self) -> dict[str, str | None]:
+        """The fields as JSON values (paths as strings): a report's "source" entry."""
+        return {k: None if v is None else str(v) for k, v in dataclasses.asdict(self).items()}
+
+
+def require_own_data(method: "Method", source: EvalSource | None) -> None:
+    """For the methods that evaluate on their own held-out data only.
+
+    Raises:
+        NotImplementedError: ``source`` is given; the message names the method.
+    """
+    if source is not None:
+        raise NotImplementedError(
+            f"{type(method).__name__} evaluates on its own held-out data only; it cannot be evaluated on "
+            "other data (drop data=, version=, split= and out=)"
+        )
 
 
 @dataclass(frozen=True)
@@ -98,9 +145,23 @@ class Method(nn.Module, abc.ABC):
     def get_eval_metrics(self, step: int) -> dict[str, float]:
         """Metrics on held-out data after ``step`` steps (called on the main process only)."""
 
-    def get_eval_report(self, step: int) -> dict[str, Any]:
+    def get_eval_report(self, step: int, source: EvalSource | None = None) -> dict[str, Any]:
         """The full evaluation written by ``sparse3d-eval run=...`` (e.g. per-view metrics);
-        by default the periodic metrics."""
+        by default the periodic metrics.
+
+        Args:
+            step: the step of the loaded weights.
+            source: other data to evaluate on (``sparse3d-eval run=... data=...``); None:
+                the method's own held-out data. A method that accepts it writes its files
+                into ``source.resolved(...).out`` and returns the resolved source under the
+                report's key "source" (:meth:`EvalSource.as_dict`); ``sparse3d-eval``
+                writes the report into that folder too (``eval.json``).
+
+        Raises:
+            NotImplementedError: ``source`` given to a method that evaluates on its own
+                held-out data only (the default; see :func:`require_own_data`).
+        """
+        require_own_data(self, source)
         return self.get_eval_metrics(step)
 
     def update_to_step(self, step: int) -> None:

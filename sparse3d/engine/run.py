@@ -15,7 +15,9 @@ key ``origin`` of ``config.yaml``: the working directory (``cwd``) and the run d
    above the run directory (a default run dir ``outputs/<data>/<method>`` sits two levels
    below the folder it was trained from).
 
-When none exists, :class:`ConfigError` names every path tried.
+When none exists, :class:`ConfigError` names every path tried, unless the caller gives a
+stand-in for the key (``load_trained_method(..., data=OTHER)``: a run evaluated on other
+data does not need its own).
 """
 
 import dataclasses
@@ -106,18 +108,25 @@ def candidate_paths(value: Path | str, run_dir: Path, origin: dict[str, str] | N
     return list(dict.fromkeys(found))  # unique, in order
 
 
-def locate_paths(config: MethodConfig, run_dir: Path, origin: dict[str, str] | None, source: str) -> MethodConfig:
+def locate_paths(config: MethodConfig, run_dir: Path, origin: dict[str, str] | None, source: str,
+                 stand_ins: dict[str, Path] | None = None) -> MethodConfig:
     """A copy of a saved run's ``config`` whose path keys point at where the files are now.
 
+    Args:
+        stand_ins: dotted key -> the path to use for that key when none of its candidates
+            exists.
+
     Raises:
-        ConfigError: naming the key and every path tried, when one cannot be found.
+        ConfigError: naming the key and every path tried, when one cannot be found (and
+            has no stand-in).
     """
+    stand_ins = stand_ins or {}
     for key in path_keys(config):
         value = get_key(config, key)
         if value is None:
             continue
         tried = candidate_paths(value, run_dir, origin)
-        here = next((p for p in tried if p.exists()), None)
+        here = next((p for p in tried if p.exists()), stand_ins.get(key))
         if here is None:
             raise ConfigError(
                 f"{source}: '{key}' {value} not found (tried {', '.join(map(str, tried))}); "
@@ -127,10 +136,11 @@ def locate_paths(config: MethodConfig, run_dir: Path, origin: dict[str, str] | N
     return config
 
 
-def load_run_config(run_dir: Path) -> tuple[str, MethodConfig]:
+def load_run_config(run_dir: Path, data: Path | None = None) -> tuple[str, MethodConfig]:
     """The method name and resolved config saved in ``run_dir/config.yaml``, its paths
     located from where the run is now (see the module docstring) and ``output`` set to
-    ``run_dir``.
+    ``run_dir``; ``data``, if given, stands in for the run's own data when that cannot be
+    found.
 
     Raises:
         ConfigError: if the file is missing or malformed, names an unknown method, or a
@@ -147,11 +157,18 @@ def load_run_config(run_dir: Path) -> tuple[str, MethodConfig]:
         raise ConfigError(f"{path}: 'method' is {name!r}; installed methods: {', '.join(methods)}")
     config = update_config(methods[name].config_type(), saved, source=str(path))
     config = dataclasses.replace(config, output=absolute(run_dir))  # where the run is now
-    return name, locate_paths(config, run_dir, origin, source=str(path))
+    stand_ins = {"data": absolute(data)} if data is not None else None
+    return name, locate_paths(config, run_dir, origin, source=str(path), stand_ins=stand_ins)
 
 
-def load_trained_method(run_dir: Path, device: torch.device) -> tuple[str, Method, int]:
+def load_trained_method(run_dir: Path, device: torch.device, data: Path | None = None) -> tuple[str, Method, int]:
     """The run's method with the weights of its newest checkpoint.
+
+    Args:
+        run_dir: the run directory.
+        device: where the method goes.
+        data: other data the method is to be evaluated on: the method is built on it when
+            the run's own data cannot be found (e.g. a run copied without its training data).
 
     Returns:
         (method name, method in eval mode at the checkpoint's step (``update_to_step``),
@@ -161,7 +178,7 @@ def load_trained_method(run_dir: Path, device: torch.device) -> tuple[str, Metho
         ConfigError: the config cannot be read, its data cannot be found or read, or the
             run has no checkpoint.
     """
-    name, config = load_run_config(run_dir)
+    name, config = load_run_config(run_dir, data)
     checkpoints = list_checkpoints(run_dir)
     if not checkpoints:
         raise ConfigError(f"{Path(run_dir) / 'ckpt'}: no checkpoint; train the run first")

@@ -37,7 +37,7 @@ from sparse3d.detection.nuscenes.submission import boxes_to_submission_entries
 from sparse3d.detection.post_process import Detections
 from sparse3d.engine.config import MethodConfig, at_least
 from sparse3d.engine.distributed import World
-from sparse3d.engine.method import Method, TrainingCallback
+from sparse3d.engine.method import EvalSource, Method, TrainingCallback
 from sparse3d.engine.scene import Boxes3D, PointCloud, SceneLayer
 from sparse3d.engine.schedules import (
     OneCycleConfig,
@@ -133,11 +133,26 @@ class LidarDetector(Method):
             load_openpcdet_checkpoint(self.model, self.config.init)
 
     def predict(self, batch: LidarBatch) -> list[Detections]:
-        """Per sample of ``batch``, the detections (CPU tensors)."""
+        """Per sample of ``batch``, the detections (CPU tensors: boxes float [N, 9], scores
+        float [N], labels int64 [N] into ``class_names``).
+
+        An empty frame, one without a point inside ``point_cloud_range`` (``lower <= p <
+        upper`` on each axis, the voxelizer's rule; no point at all included), gets no
+        detection: the network runs on its zero voxels, but what its head would decode
+        there is its biases, not a detection.
+        """
         batch = batch.to(self.device)
         with torch.no_grad():
             found = self.model.detections(self.model(batch.points, batch.batch_size, batch.batch_index))
-        return [Detections(*(t.cpu() for t in d)) for d in found]
+        occupied = self._occupied_samples(batch).tolist()
+        return [Detections(*(t.cpu() if seen else t[:0].cpu() for t in d)) for d, seen in zip(found, occupied)]
+
+    def _occupied_samples(self, batch: LidarBatch) -> Tensor:
+        """bool [B]: whether each sample of ``batch`` has a point inside ``point_cloud_range``."""
+        xyz = batch.points[:, :3]
+        r = torch.tensor(self.config.datamanager.point_cloud_range, dtype=xyz.dtype, device=xyz.device)
+        inside = ((xyz >= r[:3]) & (xyz < r[3:])).all(1)
+        return torch.bincount(batch.batch_index[inside].long(), minlength=batch.batch_size) > 0
 
     def get_eval_metrics(self, step: int) -> dict[str, float]:
         """mAP, NDS and the mean TP errors on the validation split (see :meth:`evaluate`)."""
@@ -145,11 +160,21 @@ class LidarDetector(Method):
         return {"mAP": summary["mean_ap"], "NDS": summary["nd_score"],
                 **{f"m{_TP_SHORT[k]}": v for k, v in summary["tp_errors"].items()}}
 
-    def get_eval_report(self, step: int) -> dict[str, Any]:
-        """The periodic metrics plus per-class APs and TP errors."""
-        summary = self.evaluate(Path(self.config.output) / EVAL_DIR)
+    def get_eval_report(self, step: int, source: EvalSource | None = None) -> dict[str, Any]:
+        """The periodic metrics plus per-class APs and TP errors: on the run's validation
+        split, files in ``RUN/eval``; or on ``source``, any split of any nuScenes v1.0-format
+        database (its fields default to the run's dataroot, version and validation split),
+        files in its ``out`` (default ``RUN/eval_<version>_<split>``), and the report then
+        holds the resolved source under "source"."""
+        if source is None:
+            summary, described = self.evaluate(Path(self.config.output) / EVAL_DIR), {}
+        else:
+            data = self.config.datamanager
+            source = source.resolved(self.dataroot, data.version, data.val_split, Path(self.config.output))
+            summary = self.evaluate(source.out, source.data, source.version, source.split)
+            described = {"source": source.as_dict()}
         return {"mAP": summary["mean_ap"], "NDS": summary["nd_score"], "tp_errors": summary["tp_errors"],
-                "label_aps": summary["label_aps"], "label_tp_errors": summary["label_tp_errors"]}
+                "label_aps": summary["label_aps"], "label_tp_errors": summary["label_tp_errors"], **described}
 
     def evaluate(self, out_dir: Path, dataroot: Path | None = None, version: str | None = None,
                  split: str | None = None) -> dict[str, Any]:
@@ -158,8 +183,15 @@ class LidarDetector(Method):
 
         Args:
             out_dir: where the files go.
-            dataroot, version, split: the database and split; default the run's own
-                validation split.
+            dataroot, version, split: the database (any nuScenes v1.0-format one: any sweeps
+                between keyframes, points per frame, annotation density) and split; default
+                the run's own validation split. The model reads up to its ``num_sweeps``
+                sweeps per sample, fewer where the chain is shorter.
+
+        Raises:
+            NuScenesFormatError: no such version or split (the message lists those that
+                exist), or a LiDAR file of a sample is missing or holds NaN / infinite
+                points (the message names the sample and the file).
         """
         data = self.config.datamanager
         if version is not None:

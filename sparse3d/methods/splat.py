@@ -24,7 +24,13 @@ from sparse3d.engine.config import (
     positive,
 )
 from sparse3d.engine.distributed import World
-from sparse3d.engine.method import Method, StepOutputs, TrainingCallback
+from sparse3d.engine.method import (
+    EvalSource,
+    Method,
+    StepOutputs,
+    TrainingCallback,
+    require_own_data,
+)
 from sparse3d.engine.registry import MethodSpecification
 from sparse3d.engine.scene import CameraFrusta, SceneLayer, Splats
 from sparse3d.engine.seeding import derive_seed, step_generator
@@ -309,10 +315,12 @@ class Splat(Method):
         report = self.get_eval_report(step)
         return {k: v for k, v in report.items() if isinstance(v, float)}
 
-    def get_eval_report(self, step: int) -> dict[str, Any]:
+    def get_eval_report(self, step: int, source: EvalSource | None = None) -> dict[str, Any]:
         """PSNR / SSIM / LPIPS of each held-out view by the GaussianObject protocol (the
         render over white, unmasked, against the ground truth over white by its mask), the
-        same inside the mask when the data has masks, and their means (methods.view_eval)."""
+        same inside the mask when the data has masks, and their means (methods.view_eval).
+        Its own held-out views only: a ``source`` raises NotImplementedError."""
+        require_own_data(self, source)
         render = lambda camera: self.get_outputs_for_camera(camera)["rgb"]  # noqa: E731
         report = heldout_view_report(render, self.data, self.data.test_indices, self.device)
         return {**report, "num_gaussians": float(len(self.splats["means"]))}

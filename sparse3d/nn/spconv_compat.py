@@ -133,11 +133,11 @@ def from_spconv(tensor, check: bool = True) -> SparseVoxels:
     return SparseVoxels(indices.contiguous(), tensor.features, shape, tensor.batch_size, check=check)
 
 
-def spconv_voxel_res_backbone(in_channels: int = 5):
+def spconv_voxel_res_backbone(in_channels: int = 5, channels: tuple[int, int, int, int] = (16, 32, 64, 128)):
     """OpenPCDet's VoxelResBackBone8x built from spconv layers, with the same parameter
     names as :class:`sparse3d.nn.backbones.voxel_resnet.VoxelResBackBone8x` (the reference
-    of the parity tests and the benchmark). ``forward`` takes a (b, z, y, x)
-    ``SparseConvTensor`` and returns the ``conv_out`` tensor."""
+    of the parity tests and the benchmarks), with the stage widths ``channels``. ``forward``
+    takes a (b, z, y, x) ``SparseConvTensor`` and returns the ``conv_out`` tensor."""
     import spconv.pytorch as spconv
     from torch import nn
 
@@ -165,15 +165,16 @@ def spconv_voxel_res_backbone(in_channels: int = 5):
     class Encoder(nn.Module):
         def __init__(self):
             super().__init__()
+            c1, c2, c3, c4 = channels
             self.conv_input = spconv.SparseSequential(
-                spconv.SubMConv3d(in_channels, 16, 3, padding=1, bias=False, indice_key="subm1"), norm(16), nn.ReLU()
+                spconv.SubMConv3d(in_channels, c1, 3, padding=1, bias=False, indice_key="subm1"), norm(c1), nn.ReLU()
             )
-            self.conv1 = spconv.SparseSequential(Block(16, "res1"), Block(16, "res1"))
-            self.conv2 = spconv.SparseSequential(down(16, 32, 1, "spconv2"), Block(32, "res2"), Block(32, "res2"))
-            self.conv3 = spconv.SparseSequential(down(32, 64, 1, "spconv3"), Block(64, "res3"), Block(64, "res3"))
-            self.conv4 = spconv.SparseSequential(down(64, 128, (0, 1, 1), "spconv4"), Block(128, "res4"), Block(128, "res4"))
+            self.conv1 = spconv.SparseSequential(Block(c1, "res1"), Block(c1, "res1"))
+            self.conv2 = spconv.SparseSequential(down(c1, c2, 1, "spconv2"), Block(c2, "res2"), Block(c2, "res2"))
+            self.conv3 = spconv.SparseSequential(down(c2, c3, 1, "spconv3"), Block(c3, "res3"), Block(c3, "res3"))
+            self.conv4 = spconv.SparseSequential(down(c3, c4, (0, 1, 1), "spconv4"), Block(c4, "res4"), Block(c4, "res4"))
             self.conv_out = spconv.SparseSequential(
-                spconv.SparseConv3d(128, 128, (3, 1, 1), (2, 1, 1), 0, bias=False, indice_key="spconv_down2"), norm(128), nn.ReLU()
+                spconv.SparseConv3d(c4, c4, (3, 1, 1), (2, 1, 1), 0, bias=False, indice_key="spconv_down2"), norm(c4), nn.ReLU()
             )
 
         def forward(self, x):

@@ -49,7 +49,35 @@ class CenterPointConfig:
         check_ranges(self)
 
 
-class CenterPoint(nn.Module):
+class CenterHeadDetector(nn.Module):
+    """What every detector ending in a :class:`CenterHead` shares (CenterPoint, DSVT): the
+    head's losses and the decoded, per-head suppressed boxes.
+
+    A subclass sets ``dense_head``, ``grid`` (the feature map of the head's input),
+    ``class_names`` and ``config``, whose ``nms`` field is the suppression.
+    """
+
+    dense_head: CenterHead
+    grid: BevGrid
+    class_names: tuple[str, ...]
+
+    def loss(self, preds: list[dict[str, Tensor]], gt_boxes: list[Tensor], gt_labels: list[Tensor]) -> dict[str, Tensor]:
+        """The head's losses (per task group: heatmap focal, weighted box L1) for the batch.
+
+        Args:
+            preds: ``forward``'s output.
+            gt_boxes: per sample float [M_b, 9] (x, y, z, dx, dy, dz, yaw, vx, vy), LiDAR frame.
+            gt_labels: per sample int64 [M_b], indices into ``class_names``.
+        """
+        return self.dense_head.loss(preds, self.dense_head.targets(gt_boxes, gt_labels, self.grid))
+
+    def detections(self, preds: list[dict[str, Tensor]]) -> list[Detections]:
+        """Per sample, the boxes kept after decoding and per-head suppression."""
+        candidates = decode_center_predictions(preds, self.grid, self.dense_head.config, self.class_names)
+        return [suppress_heads(heads, self.config.nms) for heads in candidates]
+
+
+class CenterPoint(CenterHeadDetector):
     """Points to CenterHead predictions, losses and boxes.
 
     Args:
@@ -86,18 +114,3 @@ class CenterPoint(nn.Module):
         voxels = self.vfe(points, batch_size, batch)
         bev = self.backbone_3d(voxels).bev()
         return self.dense_head(self.backbone_2d(bev))
-
-    def loss(self, preds: list[dict[str, Tensor]], gt_boxes: list[Tensor], gt_labels: list[Tensor]) -> dict[str, Tensor]:
-        """The head's losses (per task group: heatmap focal, weighted box L1) for the batch.
-
-        Args:
-            preds: :meth:`forward`'s output.
-            gt_boxes: per sample float [M_b, 9] (x, y, z, dx, dy, dz, yaw, vx, vy), LiDAR frame.
-            gt_labels: per sample int64 [M_b], indices into ``class_names``.
-        """
-        return self.dense_head.loss(preds, self.dense_head.targets(gt_boxes, gt_labels, self.grid))
-
-    def detections(self, preds: list[dict[str, Tensor]]) -> list[Detections]:
-        """Per sample, the boxes kept after decoding and per-head suppression."""
-        candidates = decode_center_predictions(preds, self.grid, self.config.head, self.class_names)
-        return [suppress_heads(heads, self.config.nms) for heads in candidates]

@@ -22,6 +22,7 @@ from sparse3d.core.column_sum import column_sum
 from sparse3d.data.nuscenes.classes import DETECTION_NAMES
 from sparse3d.detection.targets import BevGrid, CenterTargets, center_targets
 from sparse3d.engine.config import at_least, between, check_ranges, positive
+from sparse3d.engine.distributed import all_reduce_sum, process_group_size
 from sparse3d.nn.conv2d import Conv2d, shared_input_conv2d
 from sparse3d.nn.norm import BatchNorm2d
 
@@ -251,6 +252,12 @@ class CenterHead(nn.Module):
         The total loss is the sum of all the values (OpenPCDet's ``rpn_loss``); no total is
         included, because the trainer minimises the sum of the dict it is given.
 
+        In training mode under ``torch.distributed`` with W > 1 processes, each holding a
+        share of the batch, the normalisers (positives, objects) are those of the whole
+        batch and every value is multiplied by W: the average over processes of the values
+        and of their gradients (what the trainer takes) is then the loss of the whole batch
+        and its gradient. Every process must call this then, as the trainer does.
+
         Args:
             preds: :meth:`forward`'s output.
             targets: :meth:`targets` for the same batch and grid.
@@ -260,23 +267,37 @@ class CenterHead(nn.Module):
         """
         if len(preds) != len(self.heads_list) or len(targets) != len(self.heads_list):
             raise ValueError(f"CenterHead.loss: expected {len(self.heads_list)} heads, got {len(preds)} predictions, {len(targets)} targets")
-        code_weights = preds[0]["hm"].new_tensor(self.config.code_weights)
-        losses = {}
         for t, (pred, target) in enumerate(zip(preds, targets)):
             if pred["hm"].shape != target.heatmap.shape:
                 raise ValueError(
                     f"CenterHead.loss: head {t} predicts a heatmap {list(pred['hm'].shape)} but its targets are "
                     f"{list(target.heatmap.shape)} (is the BevGrid that of the head's input?)"
                 )
+        code_weights = preds[0]["hm"].new_tensor(self.config.code_weights)
+        world = process_group_size() if self.training else 1
+        # Per head, the heatmap's positives and the regression's objects: int64 [T, 2],
+        # summed over processes in one collective (exact, so the same on every process).
+        counts = torch.stack([torch.stack([target.heatmap.eq(1).sum(), target.mask.sum()]) for target in targets])
+        if world > 1:
+            counts = all_reduce_sum(counts)
+        losses = {}
+        for t, (pred, target) in enumerate(zip(preds, targets)):
             box_maps = torch.cat([pred[name] for name, _ in REGRESSION_HEADS], dim=1)  # [B, 10, H, W]
-            reg = box_regression_loss(box_maps, target)  # [10]
+            reg = box_regression_loss(box_maps, target, counts[t, 1])  # [10]
+            hm_loss = self.config.cls_weight * heatmap_focal_loss(pred["hm"], target.heatmap, counts[t, 0])
             # 10 products: one thread sums them, whatever the thread count.
-            losses[f"hm_loss_head_{t}"] = self.config.cls_weight * heatmap_focal_loss(pred["hm"], target.heatmap)
-            losses[f"loc_loss_head_{t}"] = self.config.loc_weight * (reg * code_weights).sum()
+            loc_loss = self.config.loc_weight * (reg * code_weights).sum()
+            if world > 1:
+                # The whole batch's loss is (sum over processes of each one's unnormalised
+                # sum) / (global count). Here this process's sum / global count is its
+                # share of that; the trainer averages over the W processes, i.e. divides
+                # the sum of shares by W, so each share is multiplied by W beforehand.
+                hm_loss, loc_loss = hm_loss * world, loc_loss * world
+            losses[f"hm_loss_head_{t}"], losses[f"loc_loss_head_{t}"] = hm_loss, loc_loss
         return losses
 
 
-def heatmap_focal_loss(logits: Tensor, heatmap: Tensor) -> Tensor:
+def heatmap_focal_loss(logits: Tensor, heatmap: Tensor, num_pos: Tensor | None = None) -> Tensor:
     """CornerNet's focal loss of heatmap logits against Gaussian targets (OpenPCDet
     FocalLossCenterNet).
 
@@ -286,6 +307,8 @@ def heatmap_focal_loss(logits: Tensor, heatmap: Tensor) -> Tensor:
     Args:
         logits: float [B, C, H, W] predicted logits.
         heatmap: float [B, C, H, W] targets in [0, 1].
+        num_pos: int64 scalar N_pos to divide by instead of the count of ``heatmap`` (e.g.
+            that of a batch spread over several processes).
 
     Returns:
         float scalar; deterministic at any thread count.
@@ -296,17 +319,19 @@ def heatmap_focal_loss(logits: Tensor, heatmap: Tensor) -> Tensor:
     pos_terms = torch.where(positive, p.log() * (1 - p) ** 2, zero)
     neg_terms = torch.where(negative, (1 - p).log() * p**2 * (1 - heatmap) ** 4, zero)
     sums = column_sum(torch.stack([pos_terms.reshape(-1), neg_terms.reshape(-1)], dim=1))  # [2]
-    num_pos = positive.sum().clamp_min(1).to(p.dtype)
+    num_pos = (positive.sum() if num_pos is None else num_pos).clamp_min(1).to(p.dtype)
     return -(sums[0] + sums[1]) / num_pos
 
 
-def box_regression_loss(box_maps: Tensor, target: CenterTargets) -> Tensor:
+def box_regression_loss(box_maps: Tensor, target: CenterTargets, num_objects: Tensor | None = None) -> Tensor:
     """Masked L1 loss of the box code at the objects' cells (OpenPCDet RegLossCenterNet).
 
     Args:
         box_maps: float [B, 10, H, W], the regression sub-heads concatenated in
             :data:`REGRESSION_HEADS` order.
         target: the head's targets (inds, mask, boxes); NaN target values are left out.
+        num_objects: int64 scalar to divide by instead of the object count of
+            ``target.mask`` (e.g. that of a batch spread over several processes).
 
     Returns:
         float [10]: per code channel, the sum over samples and objects of |pred - target|,
@@ -319,5 +344,5 @@ def box_regression_loss(box_maps: Tensor, target: CenterTargets) -> Tensor:
     valid = target.mask[..., None] & ~target.boxes.isnan()
     # NaN targets are replaced before the subtraction, so no NaN reaches the gradient.
     diff = torch.where(valid, pred - torch.where(valid, target.boxes, 0.0), 0.0)
-    num = target.mask.sum().clamp_min(1).to(box_maps.dtype)
+    num = (target.mask.sum() if num_objects is None else num_objects).clamp_min(1).to(box_maps.dtype)
     return column_sum(diff.abs().reshape(-1, code_size)) / num

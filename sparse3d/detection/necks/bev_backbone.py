@@ -1,12 +1,14 @@
 """OpenPCDet's BaseBEVBackbone (CenterPoint's 2D backbone) with its module names, so its
-checkpoints load as-is: per level a strided block of 3x3 convs, then a transposed conv
-that brings the level back to the first level's resolution; the levels are concatenated.
+checkpoints load as-is: per level a strided block of 3x3 convs, then a "deblock" that
+brings the level to the output resolution (a transposed conv, or a strided conv for an
+upsample stride below 1); the levels are concatenated.
 
 All layers are the deterministic ones of :mod:`sparse3d.nn` (results do not depend on the
 thread count); batch norms have OpenPCDet's eps 1e-3 and momentum 0.01.
 """
 
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import partial
 
 import torch
@@ -28,9 +30,11 @@ class BevBackboneConfig:
     """Stride of each level's first conv."""
     num_filters: tuple[int, ...] = (128, 256)
     """Channels of each level."""
-    upsample_strides: tuple[int, ...] = (1, 2)
-    """Upsampling of each level back to the first level's resolution (the product of the
-    layer strides up to that level)."""
+    upsample_strides: tuple[float, ...] = (1, 2)
+    """Resampling of each level to the output resolution: s >= 1 (an integer) upsamples by a
+    transposed conv of kernel and stride s; s < 1 (1 / n) downsamples by an n x n conv of
+    stride n (DSVT's [0.5, 1, 2]). Every level must land on the same resolution: the product
+    of the layer strides up to the level, divided by s, is the same integer for all."""
     num_upsample_filters: tuple[int, ...] = (256, 256)
     """Channels of each upsampled level; the output has their sum."""
 
@@ -43,8 +47,20 @@ class BevBackboneConfig:
                 f"need one entry per level, got {self.layer_nums}, {self.layer_strides}, {self.num_filters}, "
                 f"{self.upsample_strides}, {self.num_upsample_filters}"
             )
-        if min(self.layer_strides) < 1 or min(self.upsample_strides) < 1:
-            raise ValueError(f"BevBackboneConfig: strides must be >= 1, got {self.layer_strides} and {self.upsample_strides}")
+        if min(self.layer_strides) < 1:
+            raise ValueError(f"BevBackboneConfig: layer_strides must be >= 1, got {self.layer_strides}")
+        for s in self.upsample_strides:
+            resampling_ratio(s)  # raises for a stride that is neither an integer nor 1 / n
+        cumulative, strides = 1, set()
+        for layer_stride, s in zip(self.layer_strides, self.upsample_strides):
+            cumulative *= layer_stride
+            strides.add(cumulative / resampling_ratio(s))
+        if len(strides) != 1 or next(iter(strides)).denominator != 1:
+            raise ValueError(
+                "BevBackboneConfig: every level must come out at one integer stride (product of layer_strides up "
+                f"to the level / upsample stride), got {[str(v) for v in sorted(strides)]} from layer_strides "
+                f"{self.layer_strides} and upsample_strides {self.upsample_strides}"
+            )
 
     @property
     def out_channels(self) -> int:
@@ -53,13 +69,45 @@ class BevBackboneConfig:
 
     @property
     def stride(self) -> int:
-        """Output resolution relative to the input: the first level's stride over its upsampling."""
-        return self.layer_strides[0] // self.upsample_strides[0]
+        """Output resolution relative to the input: the first level's stride over its
+        upsampling (the same for every level)."""
+        return int(self.layer_strides[0] / resampling_ratio(self.upsample_strides[0]))
+
+
+def resampling_ratio(upsample_stride: float) -> Fraction:
+    """An upsample stride as an exact ratio: an integer s >= 1, or 1 / n for n >= 2.
+
+    Raises:
+        ValueError: for any other value (e.g. 0.3 or 1.5).
+    """
+    if upsample_stride >= 1 and float(upsample_stride).is_integer():
+        return Fraction(int(upsample_stride))
+    if 0 < upsample_stride < 1:
+        n = round(1 / upsample_stride)
+        if abs(n * upsample_stride - 1) < 1e-6:
+            return Fraction(1, n)
+    raise ValueError(f"BevBackboneConfig: an upsample stride must be an integer >= 1 or 1 / n, got {upsample_stride}")
+
+
+def deblock(in_channels: int, out_channels: int, upsample_stride: float) -> nn.Sequential:
+    """OpenPCDet's deblock of one level: [resampling conv, BatchNorm2d, ReLU], no conv bias.
+
+    The conv is a transposed conv of kernel = stride = s for s >= 1, and an n x n conv of
+    stride n for s = 1 / n; float [B, in_channels, H, W] -> [B, out_channels, H s, W s]
+    (H // n, W // n when downsampling).
+    """
+    ratio = resampling_ratio(upsample_stride)
+    if ratio.denominator == 1:
+        conv = ConvTranspose2d(in_channels, out_channels, ratio.numerator, stride=ratio.numerator, bias=False)
+    else:
+        conv = Conv2d(in_channels, out_channels, ratio.denominator, stride=ratio.denominator, bias=False)
+    return nn.Sequential(conv, _norm(out_channels), nn.ReLU())
 
 
 class BaseBEVBackbone(nn.Module):
     """Multi-level BEV backbone; float [B, in_channels, H, W] -> [B, out_channels, H / s, W / s]
-    with s = ``config.stride`` (1 for CenterPoint).
+    with s = ``config.stride`` (1 for CenterPoint; H and W multiples of the product of the
+    layer strides, so that the levels meet).
 
     Args:
         config: the levels.
@@ -79,7 +127,7 @@ class BaseBEVBackbone(nn.Module):
             for _ in range(layers):
                 block += [Conv2d(filters, filters, 3, padding=1, bias=False), _norm(filters), nn.ReLU()]
             self.blocks.append(nn.Sequential(*block))
-            self.deblocks.append(nn.Sequential(ConvTranspose2d(filters, up_filters, up, stride=up, bias=False), _norm(up_filters), nn.ReLU()))
+            self.deblocks.append(deblock(filters, up_filters, up))
             channels = filters
 
     def forward(self, bev: Tensor) -> Tensor:

@@ -154,8 +154,16 @@ class NuScenesReader:
             yield self[i]
 
     def __getitem__(self, index: int) -> LidarSample:
+        """Sample ``index`` of the split: its keyframe and sweeps read from their files.
+
+        Raises:
+            NuScenesFormatError: naming the sample token and the file, when a LiDAR file is
+                missing, is not a whole number of 5-float records, or has a non-finite
+                (NaN or infinite) x, y, z or intensity. A file with no record (an empty
+                frame) is not an error.
+        """
         info = self.infos[index]
-        clouds = [self._sweep_points(sweep, is_keyframe=i == 0) for i, sweep in enumerate(info.sweeps)]
+        clouds = [self._sweep_points(info.token, sweep, is_keyframe=i == 0) for i, sweep in enumerate(info.sweeps)]
         boxes = np.array(info.gt_boxes, np.float64).reshape(-1, 9)
         return LidarSample(
             token=info.token, points=np.concatenate(clouds, axis=0), gt_boxes=boxes,
@@ -165,15 +173,24 @@ class NuScenesReader:
             lidar_to_ego=_pose(info.lidar_to_ego), ego_to_global=_pose(info.ego_to_global),
         )
 
-    def _sweep_points(self, sweep: SweepInfo, is_keyframe: bool) -> np.ndarray:
+    def _sweep_points(self, token: str, sweep: SweepInfo, is_keyframe: bool) -> np.ndarray:
+        """float32 [N, 5] (x, y, z, intensity, time lag) of one sweep file of sample ``token``,
+        in the keyframe LiDAR frame."""
         path = Path(self.config.dataroot) / sweep.path
+        what = "keyframe" if is_keyframe else "sweep"
         if not path.is_file():
-            raise NuScenesFormatError(f"LiDAR file not found: {path}")
+            raise NuScenesFormatError(f"sample {token}: {what} LiDAR file not found: {path} "
+                                      f"(sample_data filename {sweep.path!r})")
         raw = np.fromfile(path, dtype=np.float32)
         if raw.size % 5:
-            raise NuScenesFormatError(f"{path}: expected float32 records of 5 values (x, y, z, intensity, ring), "
-                                      f"got {raw.size} values")
+            raise NuScenesFormatError(f"sample {token}: {what} LiDAR file {path}: expected float32 records of 5 values "
+                                      f"(x, y, z, intensity, ring), got {raw.size} values")
         raw = raw.reshape(-1, 5)
+        bad = ~np.isfinite(raw[:, :4]).all(1)
+        if bad.any():
+            raise NuScenesFormatError(f"sample {token}: {what} LiDAR file {path}: {int(bad.sum())} of {len(raw)} points "
+                                      f"have a NaN or infinite x, y, z or intensity (first at record "
+                                      f"{int(np.argmax(bad))}); expected finite values")
         if not is_keyframe:
             r = self.config.sweep_min_distance
             raw = raw[~((np.abs(raw[:, 0]) < r) & (np.abs(raw[:, 1]) < r))]
