@@ -114,7 +114,7 @@ def test_two_processes_train_like_one_with_the_combined_batch(world, tmp_path):
                           __file__, str(world), str(tmp_path / "two")], check=False, capture_output=True, text=True, timeout=600,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    two = torch.load(tmp_path / "two" / "recorded.pt")
+    two = torch.load(tmp_path / "two" / "recorded.pt", weights_only=True)
     # Not bitwise: the batch statistics, the batch-norm gradient sums and the parameter
     # gradients are summed in another order (per process, then across processes), so the
     # two runs differ by rounding, amplified where sums cancel (measured: 4e-14 of each

@@ -122,7 +122,7 @@ def test_two_processes_compute_the_batch_norm_of_all_rows(tmp_path):
                           __file__, str(tmp_path)], check=False, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     for rank in ranks:  # the same bits at 1 and 2 threads
         for name, results in rank[1].items():
             for key, values in results.items():

@@ -132,11 +132,36 @@ class BaseBEVBackbone(nn.Module):
 
     def forward(self, bev: Tensor) -> Tensor:
         """float [B, in_channels, H, W] -> float [B, out_channels, H / stride, W / stride]."""
-        if bev.dim() != 4 or bev.shape[1] != self.in_channels:
-            raise ValueError(f"BaseBEVBackbone: input must be [B, {self.in_channels}, H, W], got {list(bev.shape)}")
-        levels = []
-        x = bev
-        for block, deblock in zip(self.blocks, self.deblocks):
-            x = block(x)
-            levels.append(deblock(x))
-        return torch.cat(levels, dim=1)
+        return concatenated_levels(self, bev)
+
+
+def concatenated_levels(backbone: nn.Module, bev: Tensor) -> Tensor:
+    """The forward pass of a multi-level BEV backbone (``blocks``, ``deblocks``,
+    ``in_channels``): each level's block on the previous level's output, its deblock back to
+    the common resolution, the levels concatenated along the channels.
+
+    Args:
+        backbone: :class:`BaseBEVBackbone` or a backbone with the same three attributes.
+        bev: float [B, in_channels, H, W].
+
+    Returns:
+        float [B, sum of the deblocks' channels, H', W'].
+
+    Raises:
+        ValueError: wrong input channels, or levels that come out at different sizes.
+    """
+    name = type(backbone).__name__
+    if bev.dim() != 4 or bev.shape[1] != backbone.in_channels:
+        raise ValueError(f"{name}: input must be [B, {backbone.in_channels}, H, W], got {list(bev.shape)}")
+    levels = []
+    x = bev
+    for block, level_deblock in zip(backbone.blocks, backbone.deblocks):
+        x = block(x)
+        levels.append(level_deblock(x))
+    sizes = {tuple(level.shape[2:]) for level in levels}
+    if len(sizes) != 1:
+        raise ValueError(
+            f"{name}: the levels of a {list(bev.shape[2:])} map come out at sizes {sorted(sizes)}; "
+            "H and W must be multiples of the product of the layer strides and of the output stride"
+        )
+    return torch.cat(levels, dim=1)

@@ -15,10 +15,13 @@ thread count); batch norms have OpenPCDet's eps 1e-3 and momentum 0.01.
 
 from functools import partial
 
-import torch
 from torch import Tensor, nn
 
-from sparse3d.detection.necks.bev_backbone import BevBackboneConfig, deblock
+from sparse3d.detection.necks.bev_backbone import (
+    BevBackboneConfig,
+    concatenated_levels,
+    deblock,
+)
 from sparse3d.nn.conv2d import Conv2d
 from sparse3d.nn.norm import BatchNorm2d
 
@@ -97,17 +100,4 @@ class BaseBEVResBackbone(nn.Module):
 
     def forward(self, bev: Tensor) -> Tensor:
         """float [B, in_channels, H, W] -> float [B, out_channels, H / stride, W / stride]."""
-        if bev.dim() != 4 or bev.shape[1] != self.in_channels:
-            raise ValueError(f"BaseBEVResBackbone: input must be [B, {self.in_channels}, H, W], got {list(bev.shape)}")
-        levels = []
-        x = bev
-        for block, level_deblock in zip(self.blocks, self.deblocks):
-            x = block(x)
-            levels.append(level_deblock(x))
-        sizes = {tuple(level.shape[2:]) for level in levels}
-        if len(sizes) != 1:
-            raise ValueError(
-                f"BaseBEVResBackbone: the levels of a {list(bev.shape[2:])} map come out at sizes {sorted(sizes)}; "
-                "H and W must be multiples of the product of the layer strides and of the output stride"
-            )
-        return torch.cat(levels, dim=1)
+        return concatenated_levels(self, bev)
