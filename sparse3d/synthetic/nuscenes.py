@@ -6,6 +6,10 @@ constant velocity, parked, standing), bicycle racks with cycles parked inside an
 outside, ignored categories (debris, police cars, animals) and building facades. Every
 keyframe and sweep is ray-cast with :mod:`sparse3d.synthetic.lidar`, and each annotation's
 ``num_lidar_pts`` is the number of keyframe points that actually lie inside its box.
+Vehicles and cycles are not plain boxes: a lower body plus a full-height part off centre
+(a car's cabin behind its bonnet, a truck's cargo box behind its cab, a rider), so that
+their front can be told from their back in the point cloud, as on real vehicles; buses,
+trailers, pedestrians, cones and barriers stay boxes.
 
 The database holds what the official devkit's ``NuScenes(...)`` needs to load and its
 ``NuScenesEval`` needs to run (all 13 tables, a map file, a custom ``splits.json``), and
@@ -109,23 +113,32 @@ class _ClassSpec:
     moving_fraction: float
     lateral: tuple[float, ...]
     weight: float
+    profile: tuple[float, float, float] | None = None
+    """What the LiDAR sees of the annotated box: None for the whole box, else (body height,
+    top length, top centre) as fractions of the box's height, length and length (the centre
+    forward of the box centre): a body over the whole footprint up to that height, plus a
+    full-height part of that length. Asymmetric, so the heading is observable."""
 
 
+_CAR = (0.5, 0.55, -0.08)  # bonnet in front of the cabin, short boot behind
+_TRUCK = (0.7, 0.7, -0.15)  # cab in front of a taller cargo box
+_CONSTRUCTION = (0.55, 0.45, -0.2)
+_CYCLE = (0.55, 0.4, -0.1)  # frame, with the rider / saddle behind the middle
 _CLASS_SPECS = (
-    _ClassSpec("vehicle.car", (1.95, 4.6, 1.73), (4.0, 12.0), 0.6, (-7.0, -3.5, 3.5, 7.0, -10.0, 10.0), 0.28),
-    _ClassSpec("vehicle.truck", (2.5, 6.9, 2.8), (3.0, 9.0), 0.5, (-7.0, -3.5, 3.5, 7.0), 0.08),
+    _ClassSpec("vehicle.car", (1.95, 4.6, 1.73), (4.0, 12.0), 0.6, (-7.0, -3.5, 3.5, 7.0, -10.0, 10.0), 0.28, _CAR),
+    _ClassSpec("vehicle.truck", (2.5, 6.9, 2.8), (3.0, 9.0), 0.5, (-7.0, -3.5, 3.5, 7.0), 0.08, _TRUCK),
     _ClassSpec("vehicle.bus.rigid", (2.9, 11.0, 3.5), (3.0, 8.0), 0.6, (-7.0, 7.0), 0.04),
     _ClassSpec("vehicle.trailer", (2.9, 12.0, 3.9), (3.0, 7.0), 0.4, (-7.0, 7.0), 0.04),
-    _ClassSpec("vehicle.construction", (2.8, 6.5, 3.2), (0.5, 1.5), 0.2, (-10.0, 10.0), 0.04),
+    _ClassSpec("vehicle.construction", (2.8, 6.5, 3.2), (0.5, 1.5), 0.2, (-10.0, 10.0), 0.04, _CONSTRUCTION),
     _ClassSpec("human.pedestrian.adult", (0.67, 0.73, 1.77), (0.8, 1.8), 0.6, (-12.5, 12.5), 0.2),
-    _ClassSpec("vehicle.motorcycle", (0.77, 2.1, 1.47), (4.0, 10.0), 0.5, (-3.5, 3.5, -10.0, 10.0), 0.05),
-    _ClassSpec("vehicle.bicycle", (0.6, 1.7, 1.28), (2.5, 6.0), 0.5, (-9.0, 9.0), 0.05),
+    _ClassSpec("vehicle.motorcycle", (0.77, 2.1, 1.47), (4.0, 10.0), 0.5, (-3.5, 3.5, -10.0, 10.0), 0.05, _CYCLE),
+    _ClassSpec("vehicle.bicycle", (0.6, 1.7, 1.28), (2.5, 6.0), 0.5, (-9.0, 9.0), 0.05, _CYCLE),
     _ClassSpec("movable_object.trafficcone", (0.41, 0.41, 1.07), (0.0, 0.0), 0.0, (-8.5, 8.5), 0.11),
     _ClassSpec("movable_object.barrier", (2.5, 0.5, 0.98), (0.0, 0.0), 0.0, (-8.8, 8.8), 0.11),
 )
 _IGNORED_SPECS = (
     _ClassSpec("movable_object.debris", (0.5, 0.6, 0.3), (0.0, 0.0), 0.0, (-5.0, 5.0), 1.0),
-    _ClassSpec("vehicle.emergency.police", (2.0, 5.0, 1.8), (4.0, 10.0), 0.7, (-7.0, 7.0), 1.0),
+    _ClassSpec("vehicle.emergency.police", (2.0, 5.0, 1.8), (4.0, 10.0), 0.7, (-7.0, 7.0), 1.0, _CAR),
     _ClassSpec("animal", (0.4, 0.8, 0.6), (0.5, 2.0), 0.5, (-12.0, 12.0), 1.0),
 )
 _RACK_SIZE_WLH = (1.6, 4.0, 1.2)
@@ -148,6 +161,7 @@ class _Instance:
     last: int
     attribute: str  # '' for none
     solid: bool = True  # False for racks: the LiDAR sees through them
+    profile: tuple[float, float, float] | None = None  # _ClassSpec.profile
 
 
 def write_synthetic_nuscenes(out_dir: str | os.PathLike, config: NuScenesSynthConfig = NuScenesSynthConfig()) -> Path:
@@ -404,7 +418,7 @@ def _sample_instance(rng, spec: _ClassSpec, origin, along, across, heading, trav
     tilt = (rng.normal(0.0, 0.03), rng.normal(0.0, 0.03)) if rng.random() < 0.3 else (0.0, 0.0)
     first, last = _lifetime(rng, n_keys)
     return _Instance(spec.category, position, velocity, size, float(yaw), tilt, first, last,
-                     _attribute(rng, spec.category, speed))
+                     _attribute(rng, spec.category, speed), profile=spec.profile)
 
 
 def _lifetime(rng, n_keys: int) -> tuple[int, int]:
@@ -449,7 +463,7 @@ def _bike_rack(rng, origin, along, across, heading, travel, n_keys) -> list[_Ins
         # Cycles stand across the rack; centre height h/2 lies inside the rack's 1.2 m height.
         position = centre + offset * along + np.array([0.0, 0.0, size[2] / 2.0 - rack_h / 2.0])
         cycles.append(_Instance(category, position, np.zeros(3), size, heading + np.pi / 2, (0.0, 0.0),
-                                0, n_keys - 1, "cycle.without_rider"))
+                                0, n_keys - 1, "cycle.without_rider", profile=spec.profile))
     return [rack] + cycles
 
 
@@ -477,12 +491,28 @@ def _box_at(inst: _Instance, t: float) -> tuple[np.ndarray, np.ndarray]:
 
 def _lidar_scene(instances: list[_Instance], alive: list[int], static: np.ndarray, t: float) -> LidarScene:
     """What the LiDAR sees at scene time ``t``: facades plus the solid objects alive now."""
-    objects = [np.concatenate([instances[i].position + instances[i].velocity * t,
-                               instances[i].size_wlh[[1, 0, 2]], [instances[i].yaw]])
-               for i in alive if instances[i].solid]
-    boxes = np.concatenate([np.array(objects).reshape(-1, 7), static], axis=0)
+    parts = [_silhouette(instances[i], t) for i in alive if instances[i].solid]
+    objects = np.concatenate(parts, axis=0) if parts else np.zeros((0, 7))
+    boxes = np.concatenate([objects, static], axis=0)
     reflectivity = np.concatenate([np.full(len(objects), 0.6), np.full(len(static), 0.3)])
     return LidarScene(boxes=boxes, ground_z=0.0, reflectivity=reflectivity)
+
+
+def _silhouette(inst: _Instance, t: float) -> np.ndarray:
+    """float64 [1 or 2, 7] (x, y, z, dx, dy, dz, yaw) boxes the LiDAR sees of an instance at
+    scene time ``t``: its annotated box, or the body and top part of its profile (both
+    inside the annotated box, sharing its bottom face)."""
+    centre = inst.position + inst.velocity * t
+    length, width, height = inst.size_wlh[1], inst.size_wlh[0], inst.size_wlh[2]
+    if inst.profile is None:
+        return np.array([[*centre, length, width, height, inst.yaw]])
+    body_height, top_length, top_centre = inst.profile
+    bottom = centre[2] - height / 2.0
+    forward = np.array([np.cos(inst.yaw), np.sin(inst.yaw), 0.0])
+    body = [centre[0], centre[1], bottom + body_height * height / 2.0, length, width, body_height * height, inst.yaw]
+    top_xy = centre + top_centre * length * forward
+    top = [top_xy[0], top_xy[1], centre[2], top_length * length, width, height, inst.yaw]
+    return np.array([body, top])
 
 
 def _axis_rotation(axis: int, angle: float) -> np.ndarray:

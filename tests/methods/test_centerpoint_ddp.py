@@ -117,11 +117,13 @@ def test_two_processes_train_like_one_with_the_combined_batch(world, tmp_path):
     two = torch.load(tmp_path / "two" / "recorded.pt", weights_only=True)
     # Not bitwise: the batch statistics, the batch-norm gradient sums and the parameter
     # gradients are summed in another order (per process, then across processes), so the
-    # two runs differ by rounding, amplified where sums cancel (measured: 4e-14 of each
-    # parameter's largest gradient in float64; 6e-6 in float32, 3e-5 for the biases ahead
-    # of a batch norm).
+    # two runs differ by rounding, amplified where sums cancel (measured: 9e-14 of each
+    # parameter's largest gradient in float64; in float32 up to 1.6e-2 on batch-norm biases
+    # deep in the encoder and 3.6e-3 on the first conv's weights, whose gradients are sums
+    # over every voxel that cancel). The float64 comparison is the proof of equivalence; the
+    # float32 one checks the dtype of real training is not off by more than its rounding.
     _assert_same_gradients(one["float64"]["grads"], two["float64"]["grads"], rtol=1e-12)
-    _assert_same_gradients(one["float32"]["grads"], two["float32"]["grads"], rtol=3e-4)
+    _assert_same_gradients(one["float32"]["grads"], two["float32"]["grads"], rtol=5e-2)
     # Parameters after a few steps are compared in float64 only: Adam divides each gradient
     # element by its own magnitude, so an element whose gradient is near its float32 rounding
     # noise moves by up to the learning rate either way (measured after 5 float32 steps: up

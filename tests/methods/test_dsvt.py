@@ -65,7 +65,7 @@ def test_loss_falls_and_the_trained_split_is_detected(world, tmp_path):
     # evaluated on its own training split, without augmentation: a short run must fit what it saw
     plain = {"val_split": "synth_train", "cbgs": False, "gt_sampling": {"enabled": False},
              "augment": {"flip_axes": [], "rotation_range": [0.0, 0.0], "scale_range": [1.0, 1.0], "translation_std": [0.0, 0.0, 0.0]}}
-    config = dsvt_config(world, tmp_path / "run", 80, datamanager={**TINY["datamanager"], **plain},
+    config = dsvt_config(world, tmp_path / "run", 120, datamanager={**TINY["datamanager"], **plain},
                          training={**TINY["training"], "optim": {"lr": 1e-2}})
     config.trainer.log_every = 10
     trainer = Trainer(config, "dsvt", config.output, World())

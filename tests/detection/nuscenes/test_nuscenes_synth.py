@@ -11,6 +11,7 @@ from sparse3d.data.nuscenes.classes import (
     category_to_detection_name,
 )
 from sparse3d.detection.nuscenes import NuScenesFormatError
+from sparse3d.detection.nuscenes.reader import NuScenesReader, NuScenesReaderConfig
 from sparse3d.synthetic.lidar import SpinningLidarConfig
 from sparse3d.synthetic.nuscenes import NuScenesSynthConfig, write_synthetic_nuscenes
 
@@ -76,6 +77,30 @@ def test_content_is_plausible(synth_databases):
             assert sd["filename"].startswith("sweeps/LIDAR_TOP/")
         else:
             assert sd["filename"].startswith("samples/LIDAR_TOP/") and (db.root / sd["filename"]).is_file()
+
+
+def test_cars_show_which_end_is_the_front(synth_databases):
+    """A car's points: only its bonnet (low) in the front quarter, its cabin (full height)
+    behind; so the heading, not just the axis, is observable, as on real cars."""
+    db = synth_databases[0]
+    reader = NuScenesReader(NuScenesReaderConfig(str(db.root), db.version, "synth_all", num_sweeps=1))
+    car = DETECTION_NAMES.index("car")
+    front_tops, middle_tops = [], []
+    for sample in reader:
+        for box in sample.gt_boxes[(sample.gt_labels == car) & (sample.gt_num_lidar_pts >= 20)]:
+            x, y, z, length, width, height, yaw = box[:7]
+            c, s = np.cos(yaw), np.sin(yaw)
+            d = sample.points[:, :3] - np.array([x, y, z])
+            along, across = d[:, 0] * c + d[:, 1] * s, -d[:, 0] * s + d[:, 1] * c
+            inside = (np.abs(along) < length / 2) & (np.abs(across) < width / 2) & (np.abs(d[:, 2]) < height / 2)
+            up = (d[:, 2] + height / 2) / height  # height above the bottom face, fraction of the box
+            front, middle = inside & (along > 0.3 * length), inside & (np.abs(along + 0.08 * length) < 0.2 * length)
+            if front.any() and middle.any():
+                front_tops.append(up[front].max())
+                middle_tops.append(up[middle].max())
+    assert len(front_tops) >= 10
+    # Medians: a neighbour standing inside a box now and then lends it a high point.
+    assert np.median(front_tops) < 0.52 and np.median(middle_tops) > 0.8
 
 
 def test_deterministic_and_small_by_default(tmp_path):
