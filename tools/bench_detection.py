@@ -101,7 +101,7 @@ def stage_times(model, batch, encoder=None) -> dict[str, float]:
     with torch.no_grad():
         voxels = timed("voxelize", lambda: model.vfe(batch.points, batch.batch_size, batch.batch_index))
         if encoder is None:
-            bev = timed("3d_backbone", lambda: model.backbone_3d(voxels).bev())
+            bev = timed("3d_backbone", lambda: model.encode(voxels))
         else:
             threads = torch.get_num_threads()
             torch.set_num_threads(1)

@@ -11,6 +11,10 @@
 //   input gradient  v_x = v_out @ W                a = v_out,  b = W
 //   weight gradient v_W = v_out.T @ x              a = v_out.T (strided), b = x, over fixed
 //                   chunks of rows whose partial products are added in chunk order.
+//   2-D convolution out = im2col(x) @ W.T + bias   without the im2col copy: per output image
+//                   row, the taps in order, each a product whose a is the (strided) input
+//                   row under that tap, accumulated into out. The k order, and so every
+//                   output bit, is that of linear_rows on the im2col columns.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
@@ -44,6 +48,7 @@ struct Product {
   const float* bias;  // [O] or null
   int64_t K, O;
   float* out;  // [R, O] row-major
+  bool accumulate = false;  // the chain goes on from `out` (a later tap of a convolution)
 };
 
 // Scalar reference of the tile kernels (and the path for CPUs without AVX2): the same
@@ -51,7 +56,7 @@ struct Product {
 void product_rows_scalar(const Product& p, int64_t r0, int64_t r1) {
   for (int64_t r = r0; r < r1; ++r)
     for (int64_t o = 0; o < p.O; ++o) {
-      float acc = p.bias ? p.bias[o] : 0.0f;
+      float acc = p.accumulate ? p.out[r * p.O + o] : p.bias ? p.bias[o] : 0.0f;
       for (int64_t k = 0; k < p.K; ++k)
         acc = std::fma(p.a[r * p.a_row + k * p.a_col], p.b[k * p.O + o], acc);
       p.out[r * p.O + o] = acc;
@@ -75,7 +80,7 @@ SP3D_AVX512 void tile_avx512(const Product& p, int64_t r0, int64_t c0, int64_t k
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j)
-      acc[r][j] = k0 > 0   ? _mm512_maskz_loadu_ps(mask[j], p.out + (r0 + r) * O + c0 + 16 * j)
+      acc[r][j] = k0 > 0 || p.accumulate ? _mm512_maskz_loadu_ps(mask[j], p.out + (r0 + r) * O + c0 + 16 * j)
                   : p.bias ? _mm512_maskz_loadu_ps(mask[j], p.bias + c0 + 16 * j)
                            : _mm512_setzero_ps();
   for (int64_t k = k0; k < k1; ++k) {
@@ -113,7 +118,7 @@ SP3D_AVX2 void tile_avx2(const Product& p, int64_t r0, int64_t c0, int64_t k0, i
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j)
-      acc[r][j] = k0 > 0   ? _mm256_maskload_ps(p.out + (r0 + r) * O + c0 + 8 * j, mask[j])
+      acc[r][j] = k0 > 0 || p.accumulate ? _mm256_maskload_ps(p.out + (r0 + r) * O + c0 + 8 * j, mask[j])
                   : p.bias ? _mm256_maskload_ps(p.bias + c0 + 8 * j, mask[j])
                            : _mm256_setzero_ps();
   for (int64_t k = k0; k < k1; ++k) {
@@ -267,11 +272,64 @@ at::Tensor linear_bwd_weight_cpu(const at::Tensor& v_out, const at::Tensor& x) {
   return v_weight;
 }
 
+// A 2-D convolution of a padded channels-last input: out[b, y, x, :] = bias + sum over taps
+// (i, j) in order and channels c in order of padded[b, y sh + i dh, x sw + j dw, c] *
+// weight[:, (i kw + j) C + c], i.e. linear_rows(im2col(padded), weight, bias) bit for bit.
+at::Tensor conv2d_nhwc_cpu(const at::Tensor& padded, const at::Tensor& weight,
+                           const std::optional<at::Tensor>& bias, at::IntArrayRef kernel,
+                           at::IntArrayRef stride, at::IntArrayRef dilation) {
+  TORCH_CHECK(padded.dim() == 4 && padded.scalar_type() == at::kFloat,
+              "sparse3d.conv2d_nhwc: padded must be float32 [B, H, W, C], got ",
+              padded.scalar_type(), " ", padded.sizes());
+  check_float_matrix(weight, "conv2d_nhwc", "weight");
+  TORCH_CHECK(kernel.size() == 2 && stride.size() == 2 && dilation.size() == 2 && kernel[0] >= 1 &&
+                  kernel[1] >= 1 && stride[0] >= 1 && stride[1] >= 1 && dilation[0] >= 1 && dilation[1] >= 1,
+              "sparse3d.conv2d_nhwc: kernel, stride and dilation must be two positive sizes each");
+  const int64_t B = padded.size(0), Hp = padded.size(1), Wp = padded.size(2), C = padded.size(3);
+  const int64_t kh = kernel[0], kw = kernel[1], sh = stride[0], sw = stride[1], dh = dilation[0], dw = dilation[1];
+  const int64_t O = weight.size(0);
+  TORCH_CHECK(weight.size(1) == kh * kw * C, "sparse3d.conv2d_nhwc: weight must be [O, ", kh * kw * C,
+              "] (taps x channels), got ", weight.sizes());
+  const int64_t Ho = (Hp - dh * (kh - 1) - 1) / sh + 1, Wo = (Wp - dw * (kw - 1) - 1) / sw + 1;
+  TORCH_CHECK(Hp >= dh * (kh - 1) + 1 && Wp >= dw * (kw - 1) + 1,
+              "sparse3d.conv2d_nhwc: the padded input ", padded.sizes(), " is smaller than the kernel");
+  if (bias.has_value())
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == O && bias->scalar_type() == at::kFloat,
+                "sparse3d.conv2d_nhwc: bias must be float32 [", O, "], got ", bias->scalar_type(), " ",
+                bias->sizes());
+  const at::Tensor x = padded.contiguous(), b = weight.t().contiguous();  // b: [taps C, O]
+  const at::Tensor c = bias.has_value() ? bias->contiguous() : at::Tensor();
+  at::Tensor out = at::empty({B, Ho, Wo, O}, x.options());
+  const float* xp = x.data_ptr<float>();
+  const float* bp = b.data_ptr<float>();
+  const float* cp = c.defined() ? c.data_ptr<float>() : nullptr;
+  float* op = out.data_ptr<float>();
+  // One task per output image row: its Wo pixels are rows of every tap's product, C apart
+  // times the stride in the input, so each tap is one strided Product over them.
+  parallel_for_dynamic(B * Ho, 1, [&](auto take) {
+    for (int64_t t0, t1; take(t0, t1);)
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t n = t / Ho, y = t % Ho;
+        float* row_out = op + t * Wo * O;
+        for (int64_t i = 0; i < kh; ++i)
+          for (int64_t j = 0; j < kw; ++j) {
+            const int64_t tap = i * kw + j;
+            const float* a = xp + ((n * Hp + y * sh + i * dh) * Wp + j * dw) * C;
+            Product p{a, sw * C, 1, bp + tap * C * O, cp, C, O, row_out};
+            p.accumulate = tap > 0;
+            product_rows(p, 0, Wo);
+          }
+      }
+  });
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(sparse3d, CPU, m) {
   m.impl("linear_rows", &linear_rows_cpu);
   m.impl("linear_bwd_weight", &linear_bwd_weight_cpu);
+  m.impl("conv2d_nhwc", &conv2d_nhwc_cpu);
 }
 
 }  // namespace sparse3d

@@ -70,6 +70,7 @@ TORCH_LIBRARY(sparse3d, m) {
   // --- linear layers with thread-count independent bits (sparse3d/core/linear.py)
   m.def("linear_rows(Tensor x, Tensor weight, Tensor? bias=None) -> Tensor");
   m.def("linear_bwd_weight(Tensor v_out, Tensor x) -> Tensor");
+  m.def("conv2d_nhwc(Tensor padded, Tensor weight, Tensor? bias, int[2] kernel, int[2] stride, int[2] dilation) -> Tensor");
 
   // --- DSVT set partition (sparse3d/core/partition.py)
   m.def(

@@ -37,6 +37,30 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return torch.ops.sparse3d.linear_rows(rows, weight, bias).view(*x.shape[:-1], weight.shape[0])
 
 
+def conv2d_without_columns(
+    padded: Tensor, weight: Tensor, bias: Tensor | None, kernel: tuple[int, int], stride: tuple[int, int],
+    dilation: tuple[int, int],
+) -> Tensor | None:
+    """A 2-D convolution with the bits of :func:`linear` on its im2col columns, without
+    making the columns: per output row, each tap's strided input rows go through the same
+    kernel, accumulating in tap order.
+
+    Args:
+        padded: float [B, Hp, Wp, C], the zero-padded input, channels last.
+        weight: float [O, kh kw C], taps (row-major over (kh, kw)) then channels.
+        bias: float [O] or None.
+        kernel, stride, dilation: (h, w) sizes.
+
+    Returns:
+        float [B, H', W', O], channels last; None where it does not apply (no native
+        extension, not CPU float32, or a gradient is needed: the backward needs the columns).
+    """
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (padded, weight, bias))
+    if needs_grad or not (HAS_NATIVE and padded.device.type == "cpu" and padded.dtype == weight.dtype == torch.float32):
+        return None
+    return torch.ops.sparse3d.conv2d_nhwc(padded, weight, bias, kernel, stride, dilation)
+
+
 if HAS_NATIVE:
 
     @torch.library.register_fake("sparse3d::linear_rows")

@@ -70,13 +70,7 @@ def flip_x(points: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarra
     Returns:
         (points [P, F], boxes [M, 7 or 9]), new arrays of the input dtypes.
     """
-    points, boxes = _check(points, boxes)
-    points[:, 1] = -points[:, 1]
-    boxes[:, 1] = -boxes[:, 1]
-    boxes[:, 6] = wrap_angle(-boxes[:, 6])
-    if boxes.shape[1] == 9:
-        boxes[:, 8] = -boxes[:, 8]
-    return points, boxes
+    return _mirror(points, boxes, axis=1)
 
 
 def flip_y(points: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,12 +85,18 @@ def flip_y(points: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarra
     Returns:
         (points [P, F], boxes [M, 7 or 9]), new arrays of the input dtypes.
     """
+    return _mirror(points, boxes, axis=0)
+
+
+def _mirror(points: np.ndarray, boxes: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Negates coordinate ``axis`` (0: x, 1: y) of points, box centres and velocities; the
+    heading follows (OpenPCDet's formulas: -yaw across the x axis, -(yaw + pi) across y)."""
     points, boxes = _check(points, boxes)
-    points[:, 0] = -points[:, 0]
-    boxes[:, 0] = -boxes[:, 0]
-    boxes[:, 6] = wrap_angle(-(boxes[:, 6] + np.pi))
+    points[:, axis] = -points[:, axis]
+    boxes[:, axis] = -boxes[:, axis]
+    boxes[:, 6] = wrap_angle(-boxes[:, 6] if axis == 1 else -(boxes[:, 6] + np.pi))
     if boxes.shape[1] == 9:
-        boxes[:, 7] = -boxes[:, 7]
+        boxes[:, 7 + axis] = -boxes[:, 7 + axis]
     return points, boxes
 
 

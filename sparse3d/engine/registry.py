@@ -1,6 +1,7 @@
 """The method registry: every method, built in or from another package, is announced by
 an entry point in the group ``sparse3d.methods`` that names a MethodSpecification."""
 
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from importlib.resources.abc import Traversable
@@ -52,16 +53,21 @@ class MethodSpecification:
 def discover_methods() -> dict[str, MethodSpecification]:
     """All installed methods by name, sorted.
 
-    Raises:
-        ConfigError: if an entry point does not name a MethodSpecification.
+    An entry point that cannot be loaded (its package fails to import) or does not name a
+    MethodSpecification is left out with a warning naming it and why, so that one broken
+    plugin does not take every other method down with it.
     """
     methods = {}
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        spec = entry.load()
+        where = f"entry point '{entry.name} = {entry.value}' in group {ENTRY_POINT_GROUP}"
+        try:
+            spec = entry.load()
+        except Exception as error:  # noqa: BLE001 -- a plugin may fail in any way; report it, go on
+            warnings.warn(f"{where} left out: loading it failed with {type(error).__name__}: {error}", stacklevel=2)
+            continue
         if not isinstance(spec, MethodSpecification):
-            raise ConfigError(
-                f"entry point '{entry.name} = {entry.value}' in group {ENTRY_POINT_GROUP} "
-                f"names a {type(spec).__name__}, expected a MethodSpecification"
-            )
+            warnings.warn(f"{where} left out: it names a {type(spec).__name__}, expected a MethodSpecification",
+                          stacklevel=2)
+            continue
         methods[entry.name] = spec
     return dict(sorted(methods.items()))

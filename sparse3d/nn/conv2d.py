@@ -4,7 +4,10 @@ oneDNN's CPU convolutions split their reductions by the thread count, so a netwo
 with ``nn.Conv2d`` on 1 and on 2 threads drifts apart from the first step. Here a
 convolution is an im2col gather (shifted views of the padded input, whose backward sums
 each input pixel's taps in a fixed order) followed by :func:`sparse3d.core.linear.linear`, whose every output
-is one fixed chain of FMAs.
+is one fixed chain of FMAs. Where no gradient is needed (inference),
+:func:`sparse3d.core.linear.conv2d_without_columns` computes the same chains, bit for bit,
+straight from the padded input: the im2col copy, kh kw times the input, is what a dense
+BEV network spends its memory bandwidth on.
 """
 
 from collections.abc import Sequence
@@ -13,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sparse3d.core.linear import linear
+from sparse3d.core.linear import conv2d_without_columns, linear
 from sparse3d.nn.linear import Linear
 
 
@@ -29,16 +32,16 @@ class Conv2d(nn.Conv2d):
         _check_supported(self)
 
     def forward(self, x: Tensor) -> Tensor:
-        return linear(self.columns(x), self.matrix(), self.bias).permute(0, 3, 1, 2)
+        return shared_input_conv2d(x, [self])[0]
 
-    def columns(self, x: Tensor) -> Tensor:
-        """The unfolded input float [B, H', W', kh kw C_in] (channels last) of ``x`` [B, C_in, H, W]."""
+    def padded(self, x: Tensor) -> Tensor:
+        """``x`` [B, C_in, H, W] zero-padded and channels last: float [B, H + 2 ph, W + 2 pw, C_in]."""
         padding = self.padding
-        padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, padding[1], padding[1], padding[0], padding[0]))
-        return _Im2Col.apply(padded, self.kernel_size, self.stride, self.dilation)
+        return F.pad(x.permute(0, 2, 3, 1), (0, 0, padding[1], padding[1], padding[0], padding[0]))
 
     def matrix(self) -> Tensor:
-        """The weight as float [C_out, kh kw C_in], in the column order of :meth:`columns`."""
+        """The weight as float [C_out, kh kw C_in], in the column order of the im2col of
+        :meth:`padded` (taps row-major over (kh, kw), then channels)."""
         return self.weight.permute(0, 2, 3, 1).reshape(self.out_channels, -1)
 
 
@@ -60,11 +63,14 @@ def shared_input_conv2d(x: Tensor, convs: Sequence[Conv2d]) -> list[Tensor]:
     geometry = (first.in_channels, first.kernel_size, first.stride, first.padding, first.dilation)
     if any((c.in_channels, c.kernel_size, c.stride, c.padding, c.dilation) != geometry for c in convs):
         raise ValueError("shared_input_conv2d: the layers must share in_channels, kernel_size, stride, padding and dilation")
-    weight = torch.cat([c.matrix() for c in convs])
-    biases = [c.bias if c.bias is not None else weight.new_zeros(c.out_channels) for c in convs]
-    out = linear(first.columns(x), weight, torch.cat(biases)).permute(0, 3, 1, 2)
+    weight = torch.cat([c.matrix() for c in convs]) if len(convs) > 1 else first.matrix()
+    bias = torch.cat([c.bias if c.bias is not None else weight.new_zeros(c.out_channels) for c in convs])
+    padded, geometry = first.padded(x), (first.kernel_size, first.stride, first.dilation)
+    out = conv2d_without_columns(padded, weight, bias, *geometry)
+    if out is None:
+        out = linear(_Im2Col.apply(padded, *geometry), weight, bias)
+    out = out.permute(0, 3, 1, 2)
     return list(out.split([c.out_channels for c in convs], dim=1))
-
 
 class ConvTranspose2d(nn.ConvTranspose2d):
     """``nn.ConvTranspose2d`` (same parameters, initialisation and state-dict names),

@@ -1,5 +1,7 @@
 """Methods are found through the sparse3d.methods entry-point group."""
 
+import re
+
 import pytest
 
 from sparse3d.engine.config import ConfigError
@@ -13,14 +15,19 @@ def test_plugin_method_is_discovered_with_yaml_defaults(plugin_path):
     assert config.trainer.max_steps == 200  # from fitcheck.yaml, not the dataclass default
 
 
-def test_entry_point_that_is_not_a_spec_is_reported(plugin_path, tmp_path, monkeypatch):
+@pytest.mark.parametrize("target, reason", [
+    ("sparse3d_fitcheck:target_function", "it names a function, expected a MethodSpecification"),
+    ("no_such_package.method:spec", "loading it failed with ModuleNotFoundError: No module named 'no_such_package'"),
+])
+def test_a_broken_entry_point_is_left_out_and_named(plugin_path, tmp_path, monkeypatch, target, reason):
     info = tmp_path / "broken-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[sparse3d.methods]\nbroken = sparse3d_fitcheck:target_function\n")
+    (info / "entry_points.txt").write_text(f"[sparse3d.methods]\nbroken = {target}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(ConfigError, match="'broken = sparse3d_fitcheck:target_function'.*expected a MethodSpecification"):
-        discover_methods()
+    with pytest.warns(UserWarning, match=f"'broken = {re.escape(target)}'.* left out: {re.escape(reason)}"):
+        methods = discover_methods()
+    assert "broken" not in methods and {"fitcheck", "splat"} <= methods.keys()  # the others still work
 
 
 def test_a_preset_applies_over_the_defaults_and_an_unknown_one_is_named():

@@ -19,34 +19,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_detectors import tiny_config
 
-from sparse3d.engine.config import update_config
 from sparse3d.engine.distributed import World, close_world, init_world
 from sparse3d.engine.method import TrainingCallback
-from sparse3d.engine.registry import discover_methods
 from sparse3d.engine.trainer import Trainer
-from sparse3d.synthetic.lidar import SpinningLidarConfig
-from sparse3d.synthetic.nuscenes import NuScenesSynthConfig, write_synthetic_nuscenes
 
 STEPS = 5
-TINY = {
-    "datamanager": {"num_sweeps": 2, "point_cloud_range": [-25.6, -25.6, -5.0, 25.6, 25.6, 3.0],
-                    # the tiny world's objects are seen by few points
-                    "gt_sampling": {"min_points": [f"{n}:1" for n in ("car", "truck", "construction_vehicle", "bus",
-                                                                          "trailer", "barrier", "motorcycle", "bicycle",
-                                                                          "pedestrian", "traffic_cone")]}},
-    "training": {"batch_size": 2, "eval_batch_size": 3, "optim": {"lr": 3e-3}},
-    "model": {"voxel_size": [0.2, 0.2, 0.25], "encoder_channels": [4, 8, 8, 16],
-              "bev": {"layer_nums": [1, 1], "num_filters": [16, 16], "num_upsample_filters": [16, 16]},
-              "head": {"shared_channels": 8}},
-}
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    lidar = SpinningLidarConfig(num_beams=16, azimuth_steps=540, max_range=40.0)
-    config = NuScenesSynthConfig(seed=3, num_scenes=2, samples_per_scene=3, sweeps_per_sample=1, objects_per_scene=16, lidar=lidar)
-    return write_synthetic_nuscenes(tmp_path_factory.mktemp("world"), config)
 
 
 def train(data: Path, out: Path, world: World, dtype: torch.dtype, steps: int) -> dict:
@@ -58,10 +37,7 @@ def train(data: Path, out: Path, world: World, dtype: torch.dtype, steps: int) -
         clipping); ``initial``: the parameters before the first step; ``final``: the state
         dict after the last; ``losses``: the logged loss entries without their timing.
     """
-    config = discover_methods()["centerpoint"].default_config("cpu")
-    config = update_config(config, TINY, "test")
-    config.data, config.output = data, out
-    config.trainer.max_steps, config.trainer.eval_every, config.trainer.progress = steps, 0, False
+    config = tiny_config("centerpoint", data, out, steps)
     config.trainer.log_every = 1
     trainer = Trainer(config, "centerpoint", out, world)
     method = trainer.method
@@ -108,11 +84,14 @@ def _assert_same_gradients(one: dict, two: dict, rtol: float) -> None:
         torch.testing.assert_close(two[name], grad, rtol=0, atol=atol, msg=name)
 
 
-def test_two_processes_train_like_one_with_the_combined_batch(world, tmp_path):
-    one = {name: train(world, tmp_path / name, World(), dtype, steps) for name, (dtype, steps) in RUNS.items()}
+def test_two_processes_train_like_one_with_the_combined_batch(lidar_world, tmp_path):
+    one = {name: train(lidar_world, tmp_path / name, World(), dtype, steps) for name, (dtype, steps) in RUNS.items()}
+    tests = str(Path(__file__).parents[1])  # where tiny_detectors is
+    path = os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          __file__, str(world), str(tmp_path / "two")], check=False, capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+                          __file__, str(lidar_world), str(tmp_path / "two")], check=False, capture_output=True, text=True,
+                         timeout=600, env=env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     two = torch.load(tmp_path / "two" / "recorded.pt", weights_only=True)
     # Not bitwise: the batch statistics, the batch-norm gradient sums and the parameter

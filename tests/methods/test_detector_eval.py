@@ -122,7 +122,7 @@ def test_every_stage_runs_on_zero_points(method):
         with torch.no_grad():
             voxels = model.vfe(batch.points, batch.batch_size, batch.batch_index)
             assert voxels.feats.shape[0] == (1 if samples[0] is full else 0)
-            bev = model.backbone_3d(voxels).bev()
+            bev = model.encode(voxels)
             assert bev.shape[0] == len(samples) and torch.isfinite(bev).all()
             preds = model.dense_head(model.backbone_2d(bev))
             assert all(torch.isfinite(t).all() for group in preds for t in group.values())

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from sparse3d.core.linear import conv2d_without_columns
 from sparse3d.nn.conv2d import (
     Conv2d,
     ConvTranspose2d,
@@ -111,3 +112,33 @@ def test_shared_input_convolutions_equal_the_layers_one_by_one():
         torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="share in_channels"):
         shared_input_conv2d(x, [convs[0], Conv2d(8, 2, 1)])
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(kernel_size=3, padding=1),
+    dict(kernel_size=3, stride=2, padding=1),
+    dict(kernel_size=1, bias=False),
+    dict(kernel_size=(3, 5), padding=(1, 2), dilation=(2, 1)),
+])
+@pytest.mark.parametrize("c_in, c_out", [(5, 3), (40, 70), (200, 33)])  # 200 taps x channels: k-blocks inside a tap
+def test_inference_without_columns_has_the_bits_of_training(kwargs, c_in, c_out):
+    torch.manual_seed(3)
+    conv = Conv2d(c_in, c_out, **kwargs)
+    x = torch.randn(2, c_in, 13, 11)
+    with_columns = conv(x)  # the parameters need gradients: im2col + linear
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            with torch.no_grad():
+                assert torch.equal(conv(x), with_columns)
+    finally:
+        torch.set_num_threads(threads)
+    with torch.no_grad():
+        fused = shared_input_conv2d(x, [conv, conv])
+        direct = conv2d_without_columns(conv.padded(x), conv.matrix(), conv.bias, conv.kernel_size, conv.stride,
+                                        conv.dilation)
+    assert torch.equal(fused[0], with_columns) and torch.equal(fused[1], with_columns)
+    assert torch.equal(direct.permute(0, 3, 1, 2), with_columns)  # the native op ran, not the fallback
+    assert conv2d_without_columns(conv.padded(x), conv.matrix(), conv.bias, conv.kernel_size, conv.stride,
+                                  conv.dilation) is None  # a gradient is needed: the columns are kept

@@ -7,11 +7,13 @@ checkpoint's ``model_state`` loads name for name (:mod:`sparse3d.detection.detec
 Reference: Yin et al., "Center-based 3D Object Detection and Tracking", CVPR 2021.
 """
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
+from sparse3d.core.sparse_voxels import SparseVoxels
 from sparse3d.data.nuscenes.classes import DETECTION_NAMES
 from sparse3d.detection.decode import decode_center_predictions
 from sparse3d.detection.heads.center_head import CenterHead, CenterHeadConfig
@@ -49,17 +51,39 @@ class CenterPointConfig:
         check_ranges(self)
 
 
-class CenterHeadDetector(nn.Module):
-    """What every detector ending in a :class:`CenterHead` shares (CenterPoint, DSVT): the
-    head's losses and the decoded, per-head suppressed boxes.
+class CenterHeadDetector(nn.Module, ABC):
+    """What every detector ending in a :class:`CenterHead` shares (CenterPoint, DSVT): points
+    -> ``vfe`` -> :meth:`encode` (the detector's own part) -> ``backbone_2d`` -> ``dense_head``,
+    the head's losses and the decoded, per-head suppressed boxes.
 
-    A subclass sets ``dense_head``, ``grid`` (the feature map of the head's input),
-    ``class_names`` and ``config``, whose ``nms`` field is the suppression.
+    A subclass sets ``vfe``, ``backbone_2d``, ``dense_head``, ``grid`` (the feature map of
+    the head's input), ``class_names`` and ``config``, whose ``nms`` field is the
+    suppression, and implements :meth:`encode`.
     """
 
+    vfe: nn.Module
+    backbone_2d: nn.Module
     dense_head: CenterHead
     grid: BevGrid
     class_names: tuple[str, ...]
+
+    def forward(self, points: Tensor, batch_size: int, batch: Tensor | None = None) -> list[dict[str, Tensor]]:
+        """CenterHead predictions for a batch of point clouds.
+
+        Args:
+            points: float [P, point_features] (x, y, z, intensity, time lag), LiDAR frame.
+            batch_size: B.
+            batch: int32 [P] sample of each point, or None when B == 1.
+
+        Returns:
+            per task group a dict of float maps [B, ·, H, W] on :attr:`grid`: ``center``,
+            ``center_z``, ``dim``, ``rot``, ``vel`` and ``hm`` (heatmap logits).
+        """
+        return self.dense_head(self.backbone_2d(self.encode(self.vfe(points, batch_size, batch))))
+
+    @abstractmethod
+    def encode(self, voxels: SparseVoxels) -> Tensor:
+        """The BEV feature map float [B, C, H, W] of ``vfe``'s voxels (or pillars)."""
 
     def loss(self, preds: list[dict[str, Tensor]], gt_boxes: list[Tensor], gt_labels: list[Tensor]) -> dict[str, Tensor]:
         """The head's losses (per task group: heatmap focal, weighted box L1) for the batch.
@@ -99,18 +123,6 @@ class CenterPoint(CenterHeadDetector):
         self.dense_head = CenterHead(config.head, config.bev.out_channels, self.class_names)
         self.grid = BevGrid(pc_range, tuple(config.voxel_size), self.ENCODER_STRIDE * config.bev.stride)
 
-    def forward(self, points: Tensor, batch_size: int, batch: Tensor | None = None) -> list[dict[str, Tensor]]:
-        """CenterHead predictions for a batch of point clouds.
-
-        Args:
-            points: float [P, point_features] (x, y, z, intensity, time lag), LiDAR frame.
-            batch_size: B.
-            batch: int32 [P] sample of each point, or None when B == 1.
-
-        Returns:
-            per task group a dict of float maps [B, ·, H, W] on :attr:`grid`: ``center``,
-            ``center_z``, ``dim``, ``rot``, ``vel`` and ``hm`` (heatmap logits).
-        """
-        voxels = self.vfe(points, batch_size, batch)
-        bev = self.backbone_3d(voxels).bev()
-        return self.dense_head(self.backbone_2d(bev))
+    def encode(self, voxels: SparseVoxels) -> Tensor:
+        """[B, C * D, H, W]: the sparse encoder's output, its height folded into the channels."""
+        return self.backbone_3d(voxels).bev()

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from torch import Tensor
 
 from sparse3d.core.coords import Triple
+from sparse3d.core.sparse_voxels import SparseVoxels
 from sparse3d.core.voxelize import voxel_grid_shape
 from sparse3d.data.nuscenes.classes import DETECTION_NAMES
 from sparse3d.detection.detectors.centerpoint import CenterHeadDetector
@@ -136,18 +137,6 @@ class DsvtDetector(CenterHeadDetector):
         self.dense_head = CenterHead(config.head, config.bev.out_channels, self.class_names)
         self.grid = BevGrid(pc_range, tuple(config.voxel_size), config.bev.stride)
 
-    def forward(self, points: Tensor, batch_size: int, batch: Tensor | None = None) -> list[dict[str, Tensor]]:
-        """CenterHead predictions for a batch of point clouds.
-
-        Args:
-            points: float [P, point_features] (x, y, z, intensity, time lag), LiDAR frame.
-            batch_size: B.
-            batch: int32 [P] sample of each point, or None when B == 1.
-
-        Returns:
-            per task group a dict of float maps [B, ·, H, W] on :attr:`grid`: ``center``,
-            ``center_z``, ``dim``, ``rot``, ``vel`` and ``hm`` (heatmap logits).
-        """
-        pillars = self.backbone_3d(self.vfe(points, batch_size, batch))
-        bev = scatter_to_bev(pillars)  # [B, C * Z, Y, X]
-        return self.dense_head(self.backbone_2d(bev))
+    def encode(self, voxels: SparseVoxels) -> Tensor:
+        """[B, C * Z, Y, X]: DSVT-P's pillar features scattered onto the BEV grid."""
+        return scatter_to_bev(self.backbone_3d(voxels))
