@@ -63,14 +63,18 @@ def shared_input_conv2d(x: Tensor, convs: Sequence[Conv2d]) -> list[Tensor]:
     geometry = (first.in_channels, first.kernel_size, first.stride, first.padding, first.dilation)
     if any((c.in_channels, c.kernel_size, c.stride, c.padding, c.dilation) != geometry for c in convs):
         raise ValueError("shared_input_conv2d: the layers must share in_channels, kernel_size, stride, padding and dilation")
-    weight = torch.cat([c.matrix() for c in convs]) if len(convs) > 1 else first.matrix()
-    bias = torch.cat([c.bias if c.bias is not None else weight.new_zeros(c.out_channels) for c in convs])
-    padded, geometry = first.padded(x), (first.kernel_size, first.stride, first.dilation)
-    out = conv2d_without_columns(padded, weight, bias, *geometry)
+    if len(convs) == 1:
+        weight, bias = first.matrix(), first.bias
+    else:
+        weight = torch.cat([c.matrix() for c in convs])
+        bias = torch.cat([c.bias if c.bias is not None else weight.new_zeros(c.out_channels) for c in convs])
+    padded, taps = first.padded(x), (first.kernel_size, first.stride, first.dilation)
+    out = conv2d_without_columns(padded, weight, bias, *taps)
     if out is None:
-        out = linear(_Im2Col.apply(padded, *geometry), weight, bias)
+        out = linear(_Im2Col.apply(padded, *taps), weight, bias)
     out = out.permute(0, 3, 1, 2)
     return list(out.split([c.out_channels for c in convs], dim=1))
+
 
 class ConvTranspose2d(nn.ConvTranspose2d):
     """``nn.ConvTranspose2d`` (same parameters, initialisation and state-dict names),
