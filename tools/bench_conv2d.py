@@ -1,5 +1,6 @@
-"""Benchmark: sparse3d.nn.conv2d.Conv2d (im2col + the deterministic linear kernel, the same
-bits at any thread count) against torch's nn.Conv2d (oneDNN), side by side in one process.
+"""Benchmark: sparse3d.nn.conv2d.Conv2d (the native conv2d_nhwc: the bits of im2col + the
+deterministic linear kernel, the same at any thread count, without the columns) against
+torch's nn.Conv2d (oneDNN), side by side in one process.
 
 Shapes: the embedded repair network of gaussianobject (reconstruction.repair.embedded, its
 default two levels of 16 and 32 channels) on one training batch (8 crops of 32 x 32) and

@@ -71,6 +71,8 @@ TORCH_LIBRARY(sparse3d, m) {
   m.def("linear_rows(Tensor x, Tensor weight, Tensor? bias=None) -> Tensor");
   m.def("linear_bwd_weight(Tensor v_out, Tensor x) -> Tensor");
   m.def("conv2d_nhwc(Tensor padded, Tensor weight, Tensor? bias, int[2] kernel, int[2] stride, int[2] dilation) -> Tensor");
+  m.def("conv2d_nhwc_bwd_input(Tensor v_out, Tensor weight, int[4] padded_shape, int[2] kernel, int[2] stride, int[2] dilation) -> Tensor");
+  m.def("conv2d_nhwc_bwd_weight(Tensor v_out, Tensor padded, int[2] kernel, int[2] stride, int[2] dilation) -> Tensor");
 
   // --- DSVT set partition (sparse3d/core/partition.py)
   m.def(

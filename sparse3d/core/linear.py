@@ -37,13 +37,14 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return torch.ops.sparse3d.linear_rows(rows, weight, bias).view(*x.shape[:-1], weight.shape[0])
 
 
-def conv2d_without_columns(
+def conv2d_nhwc(
     padded: Tensor, weight: Tensor, bias: Tensor | None, kernel: tuple[int, int], stride: tuple[int, int],
     dilation: tuple[int, int],
 ) -> Tensor | None:
-    """A 2-D convolution with the bits of :func:`linear` on its im2col columns, without
-    making the columns: per output row, each tap's strided input rows go through the same
-    kernel, accumulating in tap order.
+    """A 2-D convolution with the bits of :func:`linear` on its im2col columns, values and
+    gradients, without making the columns: per output row, each tap's strided input rows go
+    through the same kernel, accumulating in tap order; the backward reads the input and the
+    output gradient where they lie.
 
     Args:
         padded: float [B, Hp, Wp, C], the zero-padded input, channels last.
@@ -52,11 +53,11 @@ def conv2d_without_columns(
         kernel, stride, dilation: (h, w) sizes.
 
     Returns:
-        float [B, H', W', O], channels last; None where it does not apply (no native
-        extension, not CPU float32, or a gradient is needed: the backward needs the columns).
+        float [B, H', W', O], channels last, differentiable with respect to ``padded``,
+        ``weight`` and ``bias``; None where the native op does not apply (no extension, or
+        not CPU float32).
     """
-    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (padded, weight, bias))
-    if needs_grad or not (HAS_NATIVE and padded.device.type == "cpu" and padded.dtype == weight.dtype == torch.float32):
+    if not (HAS_NATIVE and padded.device.type == "cpu" and padded.dtype == weight.dtype == torch.float32):
         return None
     return torch.ops.sparse3d.conv2d_nhwc(padded, weight, bias, kernel, stride, dilation)
 
@@ -84,3 +85,34 @@ if HAS_NATIVE:
         return v_x, v_weight, v_bias
 
     torch.library.register_autograd("sparse3d::linear_rows", _backward, setup_context=_setup_context)
+
+    @torch.library.register_fake("sparse3d::conv2d_nhwc")
+    def _(padded, weight, bias, kernel, stride, dilation):
+        (b, hp, wp, _), (kh, kw), (sh, sw), (dh, dw) = padded.shape, kernel, stride, dilation
+        return padded.new_empty(b, (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1,
+                                weight.shape[0])
+
+    @torch.library.register_fake("sparse3d::conv2d_nhwc_bwd_input")
+    def _(v_out, weight, padded_shape, kernel, stride, dilation):
+        return v_out.new_empty(padded_shape)
+
+    @torch.library.register_fake("sparse3d::conv2d_nhwc_bwd_weight")
+    def _(v_out, padded, kernel, stride, dilation):
+        return padded.new_empty(v_out.shape[3], kernel[0] * kernel[1] * padded.shape[3])
+
+    def _conv_setup_context(ctx, inputs, output):
+        padded, weight, bias, *ctx.geometry = inputs
+        ctx.padded_shape, ctx.has_bias = list(padded.shape), bias is not None
+        ctx.save_for_backward(padded if ctx.needs_input_grad[1] else None, weight if ctx.needs_input_grad[0] else None)
+
+    def _conv_backward(ctx, v_out):
+        padded, weight = ctx.saved_tensors
+        v_out = v_out.contiguous()
+        v_padded = (torch.ops.sparse3d.conv2d_nhwc_bwd_input(v_out, weight, ctx.padded_shape, *ctx.geometry)
+                    if ctx.needs_input_grad[0] else None)
+        v_weight = (torch.ops.sparse3d.conv2d_nhwc_bwd_weight(v_out, padded, *ctx.geometry)
+                    if ctx.needs_input_grad[1] else None)
+        v_bias = column_sum(v_out.view(-1, v_out.shape[3])) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return v_padded, v_weight, v_bias, None, None, None
+
+    torch.library.register_autograd("sparse3d::conv2d_nhwc", _conv_backward, setup_context=_conv_setup_context)

@@ -2,12 +2,12 @@
 
 oneDNN's CPU convolutions split their reductions by the thread count, so a network trained
 with ``nn.Conv2d`` on 1 and on 2 threads drifts apart from the first step. Here a
-convolution is an im2col gather (shifted views of the padded input, whose backward sums
-each input pixel's taps in a fixed order) followed by :func:`sparse3d.core.linear.linear`, whose every output
-is one fixed chain of FMAs. Where no gradient is needed (inference),
-:func:`sparse3d.core.linear.conv2d_without_columns` computes the same chains, bit for bit,
-straight from the padded input: the im2col copy, kh kw times the input, is what a dense
-BEV network spends its memory bandwidth on.
+convolution is, on the CPU, :func:`sparse3d.core.linear.conv2d_nhwc`: every output and
+gradient is the fixed chain of FMAs of an im2col gather followed by
+:func:`sparse3d.core.linear.linear`, computed without the columns (kh kw times the input,
+what a dense BEV network would spend its memory bandwidth on). Other devices run that gather
+(:class:`_Im2Col`, whose backward sums each input pixel's taps in a fixed order) and
+:func:`~sparse3d.core.linear.linear`.
 """
 
 from collections.abc import Sequence
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sparse3d.core.linear import conv2d_without_columns, linear
+from sparse3d.core.linear import conv2d_nhwc, linear
 from sparse3d.nn.linear import Linear
 
 
@@ -69,8 +69,8 @@ def shared_input_conv2d(x: Tensor, convs: Sequence[Conv2d]) -> list[Tensor]:
         weight = torch.cat([c.matrix() for c in convs])
         bias = torch.cat([c.bias if c.bias is not None else weight.new_zeros(c.out_channels) for c in convs])
     padded, taps = first.padded(x), (first.kernel_size, first.stride, first.dilation)
-    out = conv2d_without_columns(padded, weight, bias, *taps)
-    if out is None:
+    out = conv2d_nhwc(padded, weight, bias, *taps)
+    if out is None:  # not CPU float32
         out = linear(_Im2Col.apply(padded, *taps), weight, bias)
     out = out.permute(0, 3, 1, 2)
     return list(out.split([c.out_channels for c in convs], dim=1))

@@ -3,11 +3,13 @@
 import pytest
 import torch
 from torch import nn
+from torch.library import opcheck
 
-from sparse3d.core.linear import conv2d_without_columns
+from sparse3d.core.linear import conv2d_nhwc, linear
 from sparse3d.nn.conv2d import (
     Conv2d,
     ConvTranspose2d,
+    _Im2Col,
     deterministic_,
     shared_input_conv2d,
 )
@@ -119,26 +121,39 @@ def test_shared_input_convolutions_equal_the_layers_one_by_one():
     dict(kernel_size=3, stride=2, padding=1),
     dict(kernel_size=1, bias=False),
     dict(kernel_size=(3, 5), padding=(1, 2), dilation=(2, 1)),
+    dict(kernel_size=(2, 3), stride=(3, 2)),  # rows and columns the kernel never reaches
 ])
 @pytest.mark.parametrize("c_in, c_out", [(5, 3), (40, 70), (200, 33)])  # 200 taps x channels: k-blocks inside a tap
-def test_inference_without_columns_has_the_bits_of_training(kwargs, c_in, c_out):
+@pytest.mark.parametrize("shape", [(2, 13, 11), (1, 40, 37)])  # 1 x 37 x 37 outputs: chunks split image rows
+def test_native_convolution_has_the_bits_of_im2col_and_linear(kwargs, c_in, c_out, shape):
     torch.manual_seed(3)
     conv = Conv2d(c_in, c_out, **kwargs)
-    x = torch.randn(2, c_in, 13, 11)
-    with_columns = conv(x)  # the parameters need gradients: im2col + linear
+    x = torch.randn(shape[0], c_in, *shape[1:])
+    padded = conv.padded(x).requires_grad_()
+    taps = (conv.kernel_size, conv.stride, conv.dilation)
+    reference = linear(_Im2Col.apply(padded, *taps), conv.matrix(), conv.bias)
+    g = torch.randn_like(reference)
+    inputs = [padded, *conv.parameters()]
+    reference_grads = torch.autograd.grad(reference, inputs, g)
     threads = torch.get_num_threads()
     try:
         for n in (1, 2):
             torch.set_num_threads(n)
+            out = conv2d_nhwc(padded, conv.matrix(), conv.bias, *taps)
+            assert out is not None and torch.equal(out, reference)
+            for grad, reference_grad in zip(torch.autograd.grad(out, inputs, g), reference_grads, strict=True):
+                assert torch.equal(grad, reference_grad)
             with torch.no_grad():
-                assert torch.equal(conv(x), with_columns)
+                assert torch.equal(conv(x), reference.permute(0, 3, 1, 2))
+                fused = shared_input_conv2d(x, [conv, conv])
+            assert torch.equal(fused[0], fused[1]) and torch.equal(fused[0], reference.permute(0, 3, 1, 2))
     finally:
         torch.set_num_threads(threads)
-    with torch.no_grad():
-        fused = shared_input_conv2d(x, [conv, conv])
-        direct = conv2d_without_columns(conv.padded(x), conv.matrix(), conv.bias, conv.kernel_size, conv.stride,
-                                        conv.dilation)
-    assert torch.equal(fused[0], with_columns) and torch.equal(fused[1], with_columns)
-    assert torch.equal(direct.permute(0, 3, 1, 2), with_columns)  # the native op ran, not the fallback
-    assert conv2d_without_columns(conv.padded(x), conv.matrix(), conv.bias, conv.kernel_size, conv.stride,
-                                  conv.dilation) is None  # a gradient is needed: the columns are kept
+
+
+def test_native_convolution_opcheck():
+    padded, weight, bias = torch.randn(2, 7, 6, 3), torch.randn(4, 2 * 3 * 3), torch.randn(4)
+    opcheck(torch.ops.sparse3d.conv2d_nhwc.default, (padded, weight, bias, (2, 3), (2, 1), (1, 1)))
+    v_out = torch.randn(2, 3, 4, 4)
+    opcheck(torch.ops.sparse3d.conv2d_nhwc_bwd_input.default, (v_out, weight, [2, 7, 6, 3], (2, 3), (2, 1), (1, 1)))
+    opcheck(torch.ops.sparse3d.conv2d_nhwc_bwd_weight.default, (v_out, padded, (2, 3), (2, 1), (1, 1)))
