@@ -7,9 +7,11 @@ All layers are the deterministic ones of :mod:`sparse3d.nn` (results do not depe
 thread count); batch norms have OpenPCDet's eps 1e-3 and momentum 0.01.
 """
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import partial
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -18,6 +20,24 @@ from sparse3d.nn.conv2d import Conv2d, ConvTranspose2d
 from sparse3d.nn.norm import BatchNorm2d
 
 _norm = partial(BatchNorm2d, eps=1e-3, momentum=0.01)
+
+
+class BevLevel(NamedTuple):
+    """One level of a BEV backbone (see :meth:`BevBackboneConfig.levels`)."""
+
+    in_channels: int
+    """Channels it reads: the backbone's input for the first level, the previous level's
+    ``filters`` after."""
+    layers: int
+    """Layers after its first (strided) one."""
+    stride: int
+    """Stride of its first layer."""
+    filters: int
+    """Its channels."""
+    upsample_stride: float
+    """Resampling of its output to the backbone's output resolution."""
+    upsample_filters: int
+    """Channels of its resampled output."""
 
 
 @dataclass
@@ -62,6 +82,12 @@ class BevBackboneConfig:
                 f"{self.layer_strides} and upsample_strides {self.upsample_strides}"
             )
 
+    def levels(self, in_channels: int) -> list[BevLevel]:
+        """The levels in order, the first reading ``in_channels``."""
+        reads = (in_channels, *self.num_filters[:-1])
+        return [BevLevel(*level) for level in zip(reads, self.layer_nums, self.layer_strides, self.num_filters,
+                                                  self.upsample_strides, self.num_upsample_filters)]
+
     @property
     def out_channels(self) -> int:
         """Channels of the output map."""
@@ -104,64 +130,64 @@ def deblock(in_channels: int, out_channels: int, upsample_stride: float) -> nn.S
     return nn.Sequential(conv, _norm(out_channels), nn.ReLU())
 
 
-class BaseBEVBackbone(nn.Module):
-    """Multi-level BEV backbone; float [B, in_channels, H, W] -> [B, out_channels, H / s, W / s]
-    with s = ``config.stride`` (1 for CenterPoint; H and W multiples of the product of the
-    layer strides, so that the levels meet).
+class LevelledBevBackbone(nn.Module, ABC):
+    """The frame of OpenPCDet's multi-level BEV backbones: per level ``blocks.{i}`` (the
+    subclass's :meth:`level_block`) on the previous level's output, then ``deblocks.{i}``
+    (:func:`deblock`) back to the common resolution; the levels concatenated along the
+    channels. float [B, in_channels, H, W] -> [B, config.out_channels, H / s, W / s] with
+    s = ``config.stride``; H and W must be multiples of the product of the layer strides,
+    so that the levels meet.
 
     Args:
         config: the levels.
-        in_channels: channels of the input BEV map (CenterPoint: 128 x 2 height cells).
+        in_channels: channels of the input BEV map.
     """
 
     def __init__(self, config: BevBackboneConfig, in_channels: int):
         super().__init__()
         self.config, self.in_channels = config, in_channels
         self.blocks, self.deblocks = nn.ModuleList(), nn.ModuleList()
-        channels = in_channels
-        for layers, stride, filters, up, up_filters in zip(
-            config.layer_nums, config.layer_strides, config.num_filters, config.upsample_strides, config.num_upsample_filters
-        ):
-            # ZeroPad2d + unpadded conv, not a padded conv: the Sequential indices are OpenPCDet's.
-            block = [nn.ZeroPad2d(1), Conv2d(channels, filters, 3, stride=stride, bias=False), _norm(filters), nn.ReLU()]
-            for _ in range(layers):
-                block += [Conv2d(filters, filters, 3, padding=1, bias=False), _norm(filters), nn.ReLU()]
-            self.blocks.append(nn.Sequential(*block))
-            self.deblocks.append(deblock(filters, up_filters, up))
-            channels = filters
+        for level in config.levels(in_channels):  # block, then deblock: the reference's order of initialisation
+            self.blocks.append(self.level_block(level))
+            self.deblocks.append(deblock(level.filters, level.upsample_filters, level.upsample_stride))
+
+    @abstractmethod
+    def level_block(self, level: BevLevel) -> nn.Sequential:
+        """The layers of one level: float [B, level.in_channels, H, W] ->
+        [B, level.filters, H / level.stride, W / level.stride]."""
 
     def forward(self, bev: Tensor) -> Tensor:
-        """float [B, in_channels, H, W] -> float [B, out_channels, H / stride, W / stride]."""
-        return concatenated_levels(self, bev)
+        """float [B, in_channels, H, W] -> float [B, out_channels, H / stride, W / stride].
+
+        Raises:
+            ValueError: wrong input channels, or levels that come out at different sizes.
+        """
+        name = type(self).__name__
+        if bev.dim() != 4 or bev.shape[1] != self.in_channels:
+            raise ValueError(f"{name}: input must be [B, {self.in_channels}, H, W], got {list(bev.shape)}")
+        levels = []
+        x = bev
+        for block, level_deblock in zip(self.blocks, self.deblocks):
+            x = block(x)
+            levels.append(level_deblock(x))
+        sizes = {tuple(level.shape[2:]) for level in levels}
+        if len(sizes) != 1:
+            raise ValueError(
+                f"{name}: the levels of a {list(bev.shape[2:])} map come out at sizes {sorted(sizes)}; "
+                "H and W must be multiples of the product of the layer strides and of the output stride"
+            )
+        return torch.cat(levels, dim=1)
 
 
-def concatenated_levels(backbone: nn.Module, bev: Tensor) -> Tensor:
-    """The forward pass of a multi-level BEV backbone (``blocks``, ``deblocks``,
-    ``in_channels``): each level's block on the previous level's output, its deblock back to
-    the common resolution, the levels concatenated along the channels.
+class BaseBEVBackbone(LevelledBevBackbone):
+    """CenterPoint's BEV backbone: each level a padded strided 3x3 conv and ``layers`` 3x3
+    convs, each followed by batch norm and ReLU (CenterPoint: stride 1, input 128 x 2 height
+    cells)."""
 
-    Args:
-        backbone: :class:`BaseBEVBackbone` or a backbone with the same three attributes.
-        bev: float [B, in_channels, H, W].
-
-    Returns:
-        float [B, sum of the deblocks' channels, H', W'].
-
-    Raises:
-        ValueError: wrong input channels, or levels that come out at different sizes.
-    """
-    name = type(backbone).__name__
-    if bev.dim() != 4 or bev.shape[1] != backbone.in_channels:
-        raise ValueError(f"{name}: input must be [B, {backbone.in_channels}, H, W], got {list(bev.shape)}")
-    levels = []
-    x = bev
-    for block, level_deblock in zip(backbone.blocks, backbone.deblocks):
-        x = block(x)
-        levels.append(level_deblock(x))
-    sizes = {tuple(level.shape[2:]) for level in levels}
-    if len(sizes) != 1:
-        raise ValueError(
-            f"{name}: the levels of a {list(bev.shape[2:])} map come out at sizes {sorted(sizes)}; "
-            "H and W must be multiples of the product of the layer strides and of the output stride"
-        )
-    return torch.cat(levels, dim=1)
+    def level_block(self, level: BevLevel) -> nn.Sequential:
+        # ZeroPad2d + unpadded conv, not a padded conv: the Sequential indices are OpenPCDet's.
+        block = [nn.ZeroPad2d(1), Conv2d(level.in_channels, level.filters, 3, stride=level.stride, bias=False),
+                 _norm(level.filters), nn.ReLU()]
+        for _ in range(level.layers):
+            block += [Conv2d(level.filters, level.filters, 3, padding=1, bias=False), _norm(level.filters), nn.ReLU()]
+        return nn.Sequential(*block)

@@ -17,11 +17,7 @@ from functools import partial
 
 from torch import Tensor, nn
 
-from sparse3d.detection.necks.bev_backbone import (
-    BevBackboneConfig,
-    concatenated_levels,
-    deblock,
-)
+from sparse3d.detection.necks.bev_backbone import BevLevel, LevelledBevBackbone
 from sparse3d.nn.conv2d import Conv2d
 from sparse3d.nn.norm import BatchNorm2d
 
@@ -65,7 +61,7 @@ class BasicBlock(nn.Module):
         return self.relu2(out + shortcut)
 
 
-class BaseBEVResBackbone(nn.Module):
+class BaseBEVResBackbone(LevelledBevBackbone):
     """Multi-level residual BEV backbone; float [B, in_channels, H, W] ->
     [B, config.out_channels, H / s, W / s] with s = ``config.stride`` (2 for DSVT's nuScenes
     config: levels at strides 1, 2, 4 of the pillar grid, resampled by 1/2, 1, 2). H and W
@@ -84,20 +80,6 @@ class BaseBEVResBackbone(nn.Module):
         torch.Size([1, 384, 8, 8])
     """
 
-    def __init__(self, config: BevBackboneConfig, in_channels: int):
-        super().__init__()
-        self.config, self.in_channels = config, in_channels
-        self.blocks, self.deblocks = nn.ModuleList(), nn.ModuleList()
-        channels = in_channels
-        for layers, stride, filters, up, up_filters in zip(
-            config.layer_nums, config.layer_strides, config.num_filters, config.upsample_strides, config.num_upsample_filters
-        ):
-            level = [BasicBlock(channels, filters, stride, downsample=True)]
-            level += [BasicBlock(filters, filters) for _ in range(layers)]
-            self.blocks.append(nn.Sequential(*level))
-            self.deblocks.append(deblock(filters, up_filters, up))
-            channels = filters
-
-    def forward(self, bev: Tensor) -> Tensor:
-        """float [B, in_channels, H, W] -> float [B, out_channels, H / stride, W / stride]."""
-        return concatenated_levels(self, bev)
+    def level_block(self, level: BevLevel) -> nn.Sequential:
+        first = BasicBlock(level.in_channels, level.filters, level.stride, downsample=True)
+        return nn.Sequential(first, *(BasicBlock(level.filters, level.filters) for _ in range(level.layers)))
