@@ -75,7 +75,9 @@ def train(method: str, data: Path, run: Path, steps: int | None, threads: int) -
     training minutes recorded in its metrics."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     command = [str(BIN / "sparse3d-train"), f"method={method}", "preset=cpu", f"data={data}", f"output={run}",
-               "trainer.eval_every=0", "trainer.progress=false", *([f"trainer.max_steps={steps}"] if steps else [])]
+               "trainer.eval_every=0", "trainer.progress=false"]
+    if steps is not None:
+        command.append(f"trainer.max_steps={steps}")
     subprocess.run(command, env=env, check=True)
     history = json.loads((run / "metrics.json").read_text())
     return history["train"][-1]["time"]["elapsed_s"] / 60
@@ -158,7 +160,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", choices=["centerpoint", "dsvt"], default="centerpoint")
     parser.add_argument("--steps", type=int, default=None,
-                        help="training steps (default: the cpu preset's schedule, centerpoint 2200, dsvt 1500)")
+                        help="training steps (default: the cpu preset's own schedule)")
     parser.add_argument("--train-seed", type=int, default=0)
     parser.add_argument("--val-seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--scenes", type=int, default=16, help="scenes of the training world")
