@@ -43,7 +43,18 @@ $(NATIVE_STAMP): $(NATIVE_SOURCES) setup.py
 	flock /tmp/sparse3d-build.lock $(PY) setup.py -q build_ext --inplace
 	touch $(NATIVE_STAMP)
 
-test: build
+# The viewer's browser tests drive Debian's chromium through Playwright for Python (which
+# cannot download its own browsers here); without it they fail, they do not skip.
+BROWSER_STAMP := $(VENV)/.browser
+
+$(BROWSER_STAMP): $(STAMP)
+	@command -v chromium >/dev/null || \
+	  { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; } || \
+	  echo "warning: chromium is missing and could not be installed (apt-get install chromium); the browser tests will fail"
+	@command -v chromium >/dev/null && touch $@ || true
+
+test: build $(BROWSER_STAMP)
 	$(PY) -m pytest -q
 
 # The main job on the embedded default data: the synthetic objects, `gaussianobject` on

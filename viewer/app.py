@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import trimesh
 import viser
+from sparse3d.viewer.render_panel import RenderPanel, RenderPanelConfig
 
 from sparse3d.engine.checkpoint import CheckpointError, list_checkpoints
 from sparse3d.engine.config import ConfigError
@@ -67,6 +68,7 @@ class RunViewer:
         self._root: viser.FrameHandle | None = None
         self._status = self.server.gui.add_markdown("loading ...")
         self._lock = threading.Lock()
+        self.panel = RenderPanel(self.server, RenderPanelConfig(), self._lock, self._show_browser_splats)
 
     @property
     def port(self) -> int:
@@ -100,7 +102,19 @@ class RunViewer:
             self.shown_handles = draw_layers(self.server.scene, layers, "/layers")
             self._status.content = self._status_text(name, step)
             self.shown_step, self.shown_layers = step, layers
+            self.panel.set_method(method)
         return True
+
+    def stop(self) -> None:
+        """Stops the render panel and the server."""
+        self.panel.stop()
+        self.server.stop()
+
+    def _show_browser_splats(self, server_renders: bool) -> None:
+        # The server's render is the page's background: viser's own splats would hide it.
+        for handle in self.shown_handles:
+            if isinstance(handle, viser.GaussianSplatHandle):
+                handle.visible = not server_renders
 
     def serve_forever(self, poll_seconds: float = 2.0) -> None:
         """Keeps the scene up to date until interrupted (Ctrl-C).
@@ -122,7 +136,7 @@ class RunViewer:
                 else:
                     failed = None
         finally:
-            self.server.stop()
+            self.stop()
 
     def _status_text(self, method_name: str, step: int) -> str:
         lines = [f"**{method_name}** · `{self.run_dir}` · step {step}"]

@@ -56,7 +56,7 @@ def test_viewer_shows_the_newest_checkpoint(tmp_path):
         train_splat(data, run, steps=4)  # training goes on: the viewer follows
         assert viewer.refresh() and viewer.shown_step == 4
     finally:
-        viewer.server.stop()
+        viewer.stop()
 
 
 def test_default_host_is_loopback_and_empty_run_is_not_an_error(tmp_path):
@@ -66,7 +66,7 @@ def test_default_host_is_loopback_and_empty_run_is_not_an_error(tmp_path):
         assert not viewer.refresh()  # no checkpoint yet: nothing to show
         assert "no checkpoint" in viewer.status  # the page says so, rather than "loading ..."
     finally:
-        viewer.server.stop()
+        viewer.stop()
 
 
 def test_run_without_checkpoint_waits_and_picks_up_the_first_one(tmp_path, capsys, monkeypatch):
@@ -85,7 +85,7 @@ def test_run_without_checkpoint_waits_and_picks_up_the_first_one(tmp_path, capsy
         assert viewer.refresh() and viewer.shown_step == 2
         assert "step 2" in viewer.status
     finally:
-        viewer.server.stop()
+        viewer.stop()
 
 
 @pytest.mark.parametrize("kind", ["missing", "file"])
