@@ -157,6 +157,11 @@ class RenderPanel:
         """The dropdown's choice: a channel name, or :data:`BROWSER`."""
         return self.dropdown.value
 
+    def configure(self, config: RenderPanelConfig) -> None:
+        """Renders with ``config`` from now on (sizes, rest time, duty cycle)."""
+        self.config, self.throttle = config, RenderThrottle(config.duty_cycle)
+        self._wake_up()
+
     def set_method(self, method: Method) -> None:
         """Shows ``method`` from now on; the dropdown offers its image channels (none
         when it cannot be viewed from a camera). Call with ``lock`` held."""
@@ -189,11 +194,14 @@ class RenderPanel:
     def _run(self) -> None:
         while True:
             with self._wake:
-                # Wake for a change, or in time to give a moving camera its full-size render.
-                self._wake.wait(timeout=self.config.rest_seconds / 2)
+                # Wake for a change, in time to give a moving camera its full-size render,
+                # or when the throttle lets the next render start.
+                self._wake.wait(timeout=self.throttle.wait_seconds() or self.config.rest_seconds / 2)
                 if self._stop:
                     return
             for client in list(self.server.get_clients().values()):
+                if self.throttle.wait_seconds() > 0:
+                    break
                 self._render_for(client)
 
     def _render_for(self, client: viser.ClientHandle) -> None:
@@ -202,10 +210,7 @@ class RenderPanel:
             if self._done.pop(client.client_id, None) is not None:
                 client.scene.set_background_image(None)
             return
-        if self._wanted(client) is None:
-            return
-        time.sleep(self.throttle.wait_seconds())
-        wanted = self._wanted(client)  # the camera may have moved while we waited
+        wanted = self._wanted(client)
         if wanted is None:
             return
         pose, size, channel, _ = wanted
@@ -215,11 +220,11 @@ class RenderPanel:
                 return
             with torch.no_grad():
                 outputs = self.method.get_outputs_for_camera(camera_from_viser(*pose, *size))
-        self.throttle.rendered(started, time.monotonic())
         if channel in outputs:
             client.scene.set_background_image(channel_image(outputs, channel), format="jpeg", jpeg_quality=90)
             self._done[client.client_id] = wanted
             self.renders += 1
+        self.throttle.rendered(started, time.monotonic())  # the picture and its encoding count too
 
     def _wanted(self, client: viser.ClientHandle) -> tuple | None:
         """(pose, size, channel, generation) of the render the client should see, or None

@@ -140,7 +140,7 @@ def test_page_draws_the_gaussians_where_they_project(page_on):
 
 def test_render_panel_shows_the_method_render_and_follows_channel_and_camera(page_on):
     viewer, page, client = page_on
-    viewer.panel.config = render_panel.RenderPanelConfig(resting_size=max(VIEWPORT.values()))  # no scaling to compare
+    viewer.panel.configure(render_panel.RenderPanelConfig(resting_size=max(VIEWPORT.values())))  # no scaling to compare
     place_camera(page, client, (2.0, -2.0, 1.5))
 
     def shows_render(channel: str) -> np.ndarray:
