@@ -10,12 +10,13 @@ through the ``sparse3d.viewer`` entry point.
 import math
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import trimesh
 import viser
+from sparse3d.viewer.gaussians_file import GaussiansFile
 from sparse3d.viewer.render_panel import RenderPanel, RenderPanelConfig
 
 from sparse3d.engine.checkpoint import CheckpointError, list_checkpoints
@@ -61,6 +62,9 @@ class RunViewer:
             raise FileNotFoundError(f"run directory {self.run_dir} does not exist")
         if not self.run_dir.is_dir():
             raise NotADirectoryError(f"run={self.run_dir} is a file, not a run directory")
+        self._start(host, port)
+
+    def _start(self, host: str, port: int) -> None:
         self.server = viser.ViserServer(host=host, port=port, verbose=False)
         self.shown_step: int | None = None
         self.shown_layers: list[SceneLayer] = []
@@ -94,16 +98,21 @@ class RunViewer:
         with self._lock:
             name, method, step = load_trained_method(self.run_dir, torch.device("cpu"))
             with torch.no_grad():
-                layers = method.get_scene_layers()
-            # One root node per refresh: removing it removes every node drawn under it.
-            if self._root is not None:
-                self._root.remove()
-            self._root = self.server.scene.add_frame("/layers", show_axes=False)
-            self.shown_handles = draw_layers(self.server.scene, layers, "/layers")
-            self._status.content = self._status_text(name, step)
-            self.shown_step, self.shown_layers = step, layers
-            self.panel.set_method(method)
+                self._show(method, method.get_scene_layers(), self._status_text(name, step), step)
         return True
+
+    def _show(self, scene: Any, layers: list[SceneLayer], status: str, step: int) -> None:
+        """Draws ``layers`` in place of what was shown and gives ``scene`` (a method, or
+        anything with its ``get_outputs_for_camera``) to the render panel; call with the
+        lock held."""
+        # One root node per refresh: removing it removes every node drawn under it.
+        if self._root is not None:
+            self._root.remove()
+        self._root = self.server.scene.add_frame("/layers", show_axes=False)
+        self.shown_handles = draw_layers(self.server.scene, layers, "/layers")
+        self._status.content = status
+        self.shown_step, self.shown_layers = step, layers
+        self.panel.set_scene(scene)
 
     def stop(self) -> None:
         """Stops the render panel and the server."""
@@ -148,15 +157,44 @@ class RunViewer:
         return "\n".join(lines)
 
 
-def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Serves ``run_dir`` and follows its training until interrupted (Ctrl-C).
+class PlyViewer(RunViewer):
+    """Serves a 3DGS PLY file (the layout of the reference implementation, any SH degree,
+    written by sparse3d or any other tool) on ``http://host:port``.
+
+    Raises:
+        FileNotFoundError, ValueError: as ``read_gaussians_ply`` (the file, the missing or
+            bad property), before any server starts.
+    """
+
+    def __init__(self, ply: Path, host: str = "127.0.0.1", port: int = 8080) -> None:
+        self.file = GaussiansFile(ply)
+        self.run_dir = None
+        self._start(host, port)
+
+    def refresh(self) -> bool:
+        """Shows the file the first time; returns whether it did (a file does not change)."""
+        if self.shown_step is not None:
+            return False
+        with self._lock:
+            f = self.file
+            status = f"**{f.path.name}** · `{f.path}` · {len(f.splats['means'])} Gaussians, SH degree {f.sh_degree}"
+            self._show(f, f.get_scene_layers(), status, 0)
+        return True
+
+
+def serve(run_dir: Path | None = None, host: str = "127.0.0.1", port: int = 8080, ply: Path | None = None) -> None:
+    """Serves a run directory and follows its training, or a 3DGS PLY file (``ply``),
+    until interrupted (Ctrl-C).
 
     This is the ``app`` entry point of the ``sparse3d.viewer`` group, called by
-    ``sparse3d-view``; errors reading the run (ConfigError, CheckpointError) propagate.
+    ``sparse3d-view``; errors reading the run (ConfigError, CheckpointError) or the file
+    (ValueError) propagate.
     """
-    viewer = RunViewer(run_dir, host, port)
+    viewer = PlyViewer(ply, host, port) if ply is not None else RunViewer(run_dir, host, port)
     viewer.refresh()
     print(f"sparse3d: viewer at http://{host}:{viewer.port} (Ctrl-C to stop)")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"sparse3d: warning: host={host}: the viewer is reachable from other machines, without authentication")
     if viewer.shown_step is None:
         print(f"sparse3d: {waiting_text(viewer.run_dir).replace('`', '')}")
     try:

@@ -17,7 +17,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -25,7 +25,6 @@ import viser
 from matplotlib import colormaps
 from torch import Tensor
 
-from sparse3d.engine.method import Method
 from sparse3d.geometry.cameras import Cameras, invert_rigid
 from sparse3d.geometry.rotations import rotmats_from_quats
 
@@ -130,7 +129,7 @@ class RenderPanel:
     Args:
         server: the viser server whose clients are rendered for.
         config: sizes and throttling.
-        lock: held while rendering; the owner holds it while it swaps the method.
+        lock: held while rendering; the owner holds it while it swaps the scene.
         on_mode: called with True when a server channel is shown and False for the
             browser's own splats (the owner hides its splats while the server renders).
     """
@@ -138,8 +137,8 @@ class RenderPanel:
     def __init__(self, server: viser.ViserServer, config: RenderPanelConfig, lock: threading.Lock,
                  on_mode: Callable[[bool], None]) -> None:
         self.server, self.config, self.lock, self.on_mode = server, config, lock, on_mode
-        self.method: Method | None = None
-        self.generation = 0  # bumped when the method changes: every client is rendered again
+        self.scene: Any = None  # a method, or anything with its get_outputs_for_camera
+        self.generation = 0  # bumped when the scene changes: every client is rendered again
         self.throttle = RenderThrottle(config.duty_cycle)
         self.renders = 0  # renders sent, for tests and the status line
         self._done: dict[int, tuple] = {}  # client id -> what its background shows
@@ -162,14 +161,15 @@ class RenderPanel:
         self.config, self.throttle = config, RenderThrottle(config.duty_cycle)
         self._wake_up()
 
-    def set_method(self, method: Method) -> None:
-        """Shows ``method`` from now on; the dropdown offers its image channels (none
-        when it cannot be viewed from a camera). Call with ``lock`` held."""
-        self.method = method
+    def set_scene(self, scene: Any) -> None:
+        """Shows ``scene`` from now on: a method, or anything with its
+        ``get_outputs_for_camera``; the dropdown offers its image channels (none when it
+        cannot be viewed from a camera). Call with ``lock`` held."""
+        self.scene = scene
         self.generation += 1
         try:
             with torch.no_grad():
-                probe = method.get_outputs_for_camera(camera_from_viser(np.array([1.0, 0, 0, 0]), np.zeros(3), 1.0, 8, 8))
+                probe = scene.get_outputs_for_camera(camera_from_viser(np.array([1.0, 0, 0, 0]), np.zeros(3), 1.0, 8, 8))
             channels = image_channels(probe)
         except NotImplementedError:
             channels = []
@@ -216,10 +216,10 @@ class RenderPanel:
         pose, size, channel, _ = wanted
         started = time.monotonic()
         with self.lock:
-            if self.method is None:
+            if self.scene is None:
                 return
             with torch.no_grad():
-                outputs = self.method.get_outputs_for_camera(camera_from_viser(*pose, *size))
+                outputs = self.scene.get_outputs_for_camera(camera_from_viser(*pose, *size))
         if channel in outputs:
             client.scene.set_background_image(channel_image(outputs, channel), format="jpeg", jpeg_quality=90)
             self._done[client.client_id] = wanted

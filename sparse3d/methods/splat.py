@@ -304,12 +304,7 @@ class Splat(Method):
         """
         if len(camera) != 1:
             raise ValueError(f"get_outputs_for_camera: expected one camera, got {len(camera)}")
-        # The colour channels are composited exactly as with "RGB" alone; depth rides along.
-        raster = dataclasses.replace(self.config.model.raster, render_mode="RGB+ED")
-        render, alpha, _ = render_splats(
-            self.splats, camera.to(self.device), raster, self.sh_degree, torch.ones(1, 3, device=self.device)
-        )
-        return {"rgb": render[0, ..., :3], "alpha": alpha[0], "depth": render[0, ..., 3:]}
+        return camera_outputs(self.splats, camera.to(self.device), self.config.model.raster, self.sh_degree)
 
     def get_eval_metrics(self, step: int) -> dict[str, float]:
         report = self.get_eval_report(step)
@@ -327,19 +322,9 @@ class Splat(Method):
 
     def get_scene_layers(self) -> list[SceneLayer]:
         """The Gaussians (degree-0 colours) and the training cameras with their images."""
-        s = {k: v.detach() for k, v in self.splats.items()}
         train = self.data.train_indices
-        # At degree 0 the colour does not depend on the view direction: any direction does.
-        rgbs = sh_to_color(0, s["means"], s["sh0"]).clamp(max=1.0)
-        return [
-            Splats(
-                means=s["means"],
-                covariances=quat_scale_to_covar(s["quats"], torch.exp(s["scales"])),
-                rgbs=rgbs,
-                opacities=torch.sigmoid(s["opacities"]),
-            ),
-            CameraFrusta(self.data.cameras[train], self.data.images[train], name="training views"),
-        ]
+        frusta = CameraFrusta(self.data.cameras[train], self.data.images[train], name="training views")
+        return [splats_layer(self.splats), frusta]
 
     def get_extra_state(self) -> dict[str, Any]:
         # The densification statistics accumulate between refinements: a resumed run
@@ -376,6 +361,39 @@ def render_splats(
         s["means"], s["quats"], torch.exp(s["scales"]), torch.sigmoid(s["opacities"]), colors,
         cameras.viewmats, cameras.Ks, cameras.width, cameras.height, raster,
         sh_degree=sh_degree, backgrounds=backgrounds,
+    )
+
+
+def camera_outputs(splats: dict[str, Tensor], camera: Cameras, raster: RasterConfig, sh_degree: int) -> dict[str, Tensor]:
+    """What Gaussians in the 3DGS layout look like from one camera, over white.
+
+    Args:
+        splats: the Gaussians (means, log-scales, quats, opacity logits, sh0, shN).
+        camera: a batch of one camera, any image size W x H, on the Gaussians' device.
+        raster: the rasterizer's settings (its render mode is replaced).
+        sh_degree: the SH degree to evaluate (at most the Gaussians' own).
+
+    Returns:
+        "rgb" float [H, W, 3] in [0, 1] up to overshoot, "alpha" float [H, W, 1], and
+        "depth" float [H, W, 1] expected camera-frame z (0 where alpha is 0).
+    """
+    # The colour channels are composited exactly as with "RGB" alone; depth rides along.
+    raster = dataclasses.replace(raster, render_mode="RGB+ED")
+    white = torch.ones(1, 3, device=splats["means"].device)
+    render, alpha, _ = render_splats(splats, camera, raster, sh_degree, white)
+    return {"rgb": render[0, ..., :3], "alpha": alpha[0], "depth": render[0, ..., 3:]}
+
+
+def splats_layer(splats: dict[str, Tensor], name: str = "splats") -> Splats:
+    """The scene layer of Gaussians in the 3DGS layout: detached, degree-0 colours (at
+    degree 0 the colour does not depend on the view direction, so any direction does)."""
+    s = {k: v.detach() for k, v in splats.items()}
+    return Splats(
+        means=s["means"],
+        covariances=quat_scale_to_covar(s["quats"], torch.exp(s["scales"])),
+        rgbs=sh_to_color(0, s["means"], s["sh0"]).clamp(max=1.0),
+        opacities=torch.sigmoid(s["opacities"]),
+        name=name,
     )
 
 

@@ -40,6 +40,8 @@ CASES = [
     ("sparse3d-eval", ["results={pred}", "dataroot={db}", "version=v1.0-synth", "split=nope", "cache=null",
                        "out={empty}/out"], "no split 'nope'"),
     ("sparse3d-view", [], "missing run=PATH"),
+    ("sparse3d-view", ["ply={missing}"], "no such file"),
+    ("sparse3d-view", ["ply={file}"], "not a readable PLY file"),
     ("sparse3d-view", ["run={missing}"], "does not exist"),
     ("sparse3d-view", ["--run", "{file}"], "is a file"),
     ("sparse3d-view", ["run={empty}", "port=-1"], "'port': expected a value in \\[0, 65535\\]"),

@@ -15,8 +15,8 @@ CASES = [
                                    r"--dataroot PATH .*\(required\)", "--split STR", "--cache"]),
     ("sparse3d-eval", ["results=x", "--help"], [r"--dataroot PATH .*\(required\)", r"\(default: x\)", "--out PATH"]),
     ("sparse3d-eval", ["--run", "r", "bogus=1", "-h"], [r"--run PATH .*\(default: r\)"]),
-    ("sparse3d-view", ["--help"], [r"usage: sparse3d-view \[-h\] --run PATH", r"\(required\)", "--port INT"]),
-    ("sparse3d-view", ["port=abc", "--help"], [r"--run PATH .*\(required\)", r"\(default: 8080\)"]),
+    ("sparse3d-view", ["--help"], [r"usage: sparse3d-view \[-h\] \[--run \{None\}\|PATH\] \[--ply", "--port INT"]),
+    ("sparse3d-view", ["port=abc", "--help"], [r"--ply \{None\}\|PATH", r"\(default: 8080\)"]),
     ("sparse3d-data", ["--help"], ["NAME OUT", "objects", "nuscenes-synth", r"OUT .*required"]),
     ("sparse3d-data", ["objects", "--help"], ["OUT", "--resolution INT", "--supersampling INT"]),
 ]

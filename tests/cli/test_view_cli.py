@@ -45,13 +45,17 @@ def test_bad_run_is_a_one_line_error_before_any_server(monkeypatch, capsys, tmp_
     assert ("does not exist" if kind == "missing" else "is a file") in err
 
 
-def test_run_is_required_and_help_says_so(capsys):
+@pytest.mark.parametrize("args, message", [
+    (["port=0"], "missing run=PATH: give one source, run=RUN_DIR or ply=FILE"),
+    (["run=.", "ply=x.ply"], "both run= and ply=: give one source, run=RUN_DIR or ply=FILE"),
+])
+def test_one_source_is_required_and_help_says_which(capsys, args, message):
     with pytest.raises(SystemExit) as exit_info:
-        view.entrypoint(["port=0"])
+        view.entrypoint(args)
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err == "sparse3d-view: error: missing run=PATH (see sparse3d-view --help)\n"
+    assert capsys.readouterr().err == f"sparse3d-view: error: {message}\n"
     with pytest.raises(SystemExit) as exit_info:
         view.entrypoint(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "--run PATH" in out and "(required)" in out and "(default: .)" not in out
+    assert "--run {None}|PATH" in out and "--ply {None}|PATH" in out and "3DGS PLY" in out

@@ -12,9 +12,11 @@ import torch
 from sparse3d.engine.checkpoint import list_checkpoints, load_checkpoint
 from sparse3d.engine.distributed import World
 from sparse3d.engine.registry import discover_methods
+from sparse3d.engine.run import load_trained_method
 from sparse3d.engine.scene import Boxes3D, CameraFrusta, Mesh, PointCloud, Splats
 from sparse3d.engine.trainer import Trainer
 from sparse3d.geometry.cameras import Cameras, intrinsics_from_fov, look_at_viewmats
+from sparse3d.render.ply import write_points_ply
 from sparse3d.synthetic.objects.generator import (
     SyntheticObjectsConfig,
     write_synthetic_objects,
@@ -131,3 +133,34 @@ def test_every_layer_type_is_drawn_by_its_type():
             viewer_app.draw_layers(server.scene, [torch.zeros(3)], "/bad")
     finally:
         server.stop()
+
+
+def test_ply_viewer_shows_any_3dgs_file_and_renders_it_like_the_run(tmp_path):
+    config = SyntheticObjectsConfig(objects=("box",), resolution=32, num_test_views=1)
+    data = write_synthetic_objects(tmp_path / "objects", config)[0]
+    run = tmp_path / "run"
+    train_splat(data, run, steps=4)
+    viewer = viewer_app.PlyViewer(run / "point_cloud.ply", port=free_port())
+    try:
+        assert viewer.refresh() and not viewer.refresh()  # a file is shown once
+        (splats,) = viewer.shown_layers
+        state = load_checkpoint(list_checkpoints(run)[-1][1])["method"]
+        torch.testing.assert_close(splats.means, state["splats.means"])
+        assert "point_cloud.ply" in viewer.status and "SH degree 3" in viewer.status
+        # The render panel renders the file as the run's own method renders itself.
+        _, method, _ = load_trained_method(run, torch.device("cpu"))
+        camera = method.data.cameras[:1]
+        with torch.no_grad():
+            expected = method.get_outputs_for_camera(camera)
+        got = viewer.file.get_outputs_for_camera(camera)
+        for key in ("rgb", "alpha", "depth"):
+            torch.testing.assert_close(got[key], expected[key], atol=1e-5, rtol=0)
+    finally:
+        viewer.stop()
+
+
+def test_ply_without_3dgs_fields_is_refused_before_serving(tmp_path):
+    points = tmp_path / "points.ply"
+    write_points_ply(points, torch.rand(5, 3), torch.zeros(5, 3, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"points.ply: vertex property 'f_dc_0' is missing"):
+        viewer_app.PlyViewer(points, port=free_port())

@@ -60,10 +60,14 @@ def splat_run(tmp_path_factory):
     return tmp / "run"
 
 
-@pytest.fixture
-def page_on(browser, splat_run):
-    """(viewer, page, client): the run served on a free port and open in a browser page."""
-    viewer = viewer_app.RunViewer(splat_run, port=0)
+@pytest.fixture(params=["run", "ply"])
+def page_on(request, browser, splat_run):
+    """(viewer, page, client): the run, or the PLY file it exported, served on a free port
+    and open in a browser page."""
+    if request.param == "run":
+        viewer = viewer_app.RunViewer(splat_run, port=0)
+    else:
+        viewer = viewer_app.PlyViewer(splat_run / "point_cloud.ply", port=0)
     viewer.refresh()
     page = browser.new_page(viewport=VIEWPORT)
     try:
@@ -151,7 +155,7 @@ def test_render_panel_shows_the_method_render_and_follows_channel_and_camera(pag
         shot = screenshot(page)
         camera = browser_camera(client)
         with torch.no_grad():
-            outputs = viewer.panel.method.get_outputs_for_camera(camera)
+            outputs = viewer.panel.scene.get_outputs_for_camera(camera)
         # viser may draw its canvas below the page's resolution (it adapts to the frame
         # rate), and the page stretches it: so does the comparison.
         size = (VIEWPORT["width"], VIEWPORT["height"])
