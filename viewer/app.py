@@ -21,7 +21,7 @@ from sparse3d.viewer.render_panel import RenderPanel, RenderPanelConfig
 
 from sparse3d.engine.checkpoint import CheckpointError, list_checkpoints
 from sparse3d.engine.config import ConfigError
-from sparse3d.engine.run import load_trained_method
+from sparse3d.engine.run import load_trained_method, restore_newest
 from sparse3d.engine.scene import (
     Boxes3D,
     CameraFrusta,
@@ -72,6 +72,7 @@ class RunViewer:
         self._root: viser.FrameHandle | None = None
         self._status = self.server.gui.add_markdown("loading ...")
         self._lock = threading.Lock()
+        self._loaded: tuple[bytes | None, str, Any] | None = None  # (config.yaml's bytes, method name, method)
         self.panel = RenderPanel(self.server, RenderPanelConfig(), self._lock, self._show_browser_splats)
 
     @property
@@ -96,7 +97,16 @@ class RunViewer:
         if checkpoints[-1][0] == self.shown_step:
             return False
         with self._lock:
-            name, method, step = load_trained_method(self.run_dir, torch.device("cpu"))
+            config_path = self.run_dir / "config.yaml"
+            config_text = config_path.read_bytes() if config_path.exists() else None
+            if config_text is not None and self._loaded is not None and self._loaded[0] == config_text:
+                # The same config: load the new weights into the method already built,
+                # rather than rebuilding it and reading its data again.
+                _, name, method = self._loaded
+                step = restore_newest(method, self.run_dir)
+            else:
+                name, method, step = load_trained_method(self.run_dir, torch.device("cpu"))
+                self._loaded = (config_text, name, method)
             with torch.no_grad():
                 self._show(method, method.get_scene_layers(), self._status_text(name, step), step)
         return True

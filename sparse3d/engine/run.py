@@ -179,14 +179,28 @@ def load_trained_method(run_dir: Path, device: torch.device, data: Path | None =
             run has no checkpoint.
     """
     name, config = load_run_config(run_dir, data)
-    checkpoints = list_checkpoints(run_dir)
-    if not checkpoints:
+    if not list_checkpoints(run_dir):
         raise ConfigError(f"{Path(run_dir) / 'ckpt'}: no checkpoint; train the run first")
-    step, path = checkpoints[-1]
     try:
         method = config.setup(world=World(), device=device)
     except FileNotFoundError as err:  # e.g. a file missing inside the data folder
         raise ConfigError(f"{Path(run_dir) / 'config.yaml'}: cannot rebuild the {name} method: {err}") from err
+    return name, method, restore_newest(method, run_dir)
+
+
+def restore_newest(method: Method, run_dir: Path) -> int:
+    """Loads the run's newest checkpoint into ``method`` (built from the run's config),
+    brings it to that step (``update_to_step``) in eval mode, and returns the step: a
+    viewer following a run reloads the weights without rebuilding the method and its data.
+
+    Raises:
+        ConfigError: the run has no checkpoint.
+    """
+    checkpoints = list_checkpoints(run_dir)
+    if not checkpoints:
+        raise ConfigError(f"{Path(run_dir) / 'ckpt'}: no checkpoint; train the run first")
+    step, path = checkpoints[-1]
     method.load_state_dict(load_checkpoint(path)["method"])
     method.update_to_step(step)
-    return name, method.eval(), step
+    method.eval()
+    return step

@@ -55,8 +55,13 @@ def test_viewer_shows_the_newest_checkpoint(tmp_path):
         page = urllib.request.urlopen(f"http://127.0.0.1:{viewer.port}/", timeout=10).read().decode()
         assert "<title>Viser</title>" in page
 
+        built = viewer.panel.scene
         train_splat(data, run, steps=4)  # training goes on: the viewer follows
         assert viewer.refresh() and viewer.shown_step == 4
+        # ... with the new weights, loaded into the method it had built (same config).
+        newest = load_checkpoint(list_checkpoints(run)[-1][1])["method"]["splats.means"]
+        torch.testing.assert_close(viewer.shown_layers[0].means, newest, atol=0, rtol=0)
+        assert viewer.panel.scene is built
     finally:
         viewer.stop()
 
