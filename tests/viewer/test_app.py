@@ -55,13 +55,30 @@ def test_viewer_shows_the_newest_checkpoint(tmp_path):
         page = urllib.request.urlopen(f"http://127.0.0.1:{viewer.port}/", timeout=10).read().decode()
         assert "<title>Viser</title>" in page
 
-        built = viewer.panel.scene
-        train_splat(data, run, steps=4)  # training goes on: the viewer follows
+        train_splat(data, run, steps=4)  # training goes on (a longer schedule): the viewer follows
         assert viewer.refresh() and viewer.shown_step == 4
-        # ... with the new weights, loaded into the method it had built (same config).
         newest = load_checkpoint(list_checkpoints(run)[-1][1])["method"]["splats.means"]
         torch.testing.assert_close(viewer.shown_layers[0].means, newest, atol=0, rtol=0)
-        assert viewer.panel.scene is built
+    finally:
+        viewer.stop()
+
+
+def test_viewer_loads_new_weights_into_the_method_it_built(tmp_path):
+    config = SyntheticObjectsConfig(objects=("box",), resolution=16, num_test_views=1, supersampling=1)
+    data = write_synthetic_objects(tmp_path / "objects", config)[0]
+    run = tmp_path / "run"
+    train_splat(data, run, steps=4)  # checkpoints at steps 2 and 4
+    newest = list_checkpoints(run)[-1][1]
+    hidden = newest.rename(tmp_path / "later.pt")  # as if training had only reached step 2
+    viewer = viewer_app.RunViewer(run, host="127.0.0.1", port=free_port())
+    try:
+        assert viewer.refresh() and viewer.shown_step == 2
+        built = viewer.panel.scene
+        hidden.rename(newest)  # step 4 arrives, with the same config
+        assert viewer.refresh() and viewer.shown_step == 4
+        assert viewer.panel.scene is built  # not rebuilt: only the weights were loaded
+        weights = load_checkpoint(newest)["method"]["splats.means"]
+        torch.testing.assert_close(viewer.shown_layers[0].means, weights, atol=0, rtol=0)
     finally:
         viewer.stop()
 
