@@ -3,7 +3,8 @@ the render panel's frame rate, and the viewer's memory.
 
 1. `sparse3d-train method=splat` on a synthetic object (128 x 128) alone: its steps/s.
 2. The same training with the viewer following it in this process and headless chromium
-   open on the page: with the render panel showing "rgb" and the camera still (a client
+   open on the page (and once without any browser: the viewer's own cost of following):
+   with the render panel showing "rgb" and the camera still (a client
    that watches), with the camera dragged round the object the whole time (a user who
    never stops moving), and the same without the panel (viser's splats alone): steps/s.
    The browser runs on this machine too, so its own drawing (software WebGL) counts
@@ -38,7 +39,8 @@ from sparse3d.synthetic.objects.generator import (
 )
 
 VIEWPORT = {"width": 800, "height": 600}
-SCENARIOS = [  # (name, render panel channel, camera moving all along)
+SCENARIOS = [  # (name, render panel channel or None for no browser, camera moving all along)
+    ("viewer, no browser", None, False),
     ("panel rgb, camera still", "rgb", False),
     ("panel rgb, camera moving", "rgb", True),
     ("browser splats, camera moving", BROWSER, True),
@@ -93,19 +95,21 @@ def peak_rss_mib() -> float:
 
 def watched_training(browser, data: Path, run: Path, steps: int, skip: int, channel: str, moving: bool) -> tuple[float, int]:
     """(steps/s, panel renders sent) of a training followed by the viewer in this process,
-    with a browser page on it showing ``channel``, its camera dragged all along if ``moving``."""
+    with a browser page on it showing ``channel`` (no page if None), its camera dragged
+    all along if ``moving``."""
     run.mkdir()
     viewer = RunViewer(run, port=0)
     stop = threading.Event()
     follower = threading.Thread(target=follow, args=(viewer, stop), daemon=True)
     follower.start()
-    page = browser.new_page(viewport=VIEWPORT)
+    page = None if channel is None else browser.new_page(viewport=VIEWPORT)
     try:
-        page.goto(f"http://127.0.0.1:{viewer.port}")
+        if page is not None:
+            page.goto(f"http://127.0.0.1:{viewer.port}")
         training = subprocess.Popen(train_command(data, run, steps), stdout=subprocess.DEVNULL)
         while viewer.shown_step is None and training.poll() is None:  # the first checkpoint
             time.sleep(0.2)
-        if channel != BROWSER:
+        if channel not in (None, BROWSER):
             choose_channel(page, channel)
         before = viewer.panel.renders
         if moving:
@@ -114,7 +118,8 @@ def watched_training(browser, data: Path, run: Path, steps: int, skip: int, chan
             sys.exit(f"bench_viewer: the watched training in {run} failed")
         return steps_per_second(run, skip), viewer.panel.renders - before
     finally:
-        page.close()
+        if page is not None:
+            page.close()
         stop.set()
         follower.join()
         viewer.stop()
