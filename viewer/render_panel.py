@@ -140,7 +140,7 @@ class RenderPanel:
         self.scene: Any = None  # a method, or anything with its get_outputs_for_camera
         self.generation = 0  # bumped when the scene changes: every client is rendered again
         self.throttle = RenderThrottle(config.duty_cycle)
-        self.renders = 0  # renders sent, for tests and the status line
+        self.renders = 0  # renders sent to the page, counted for tests and tools/bench_viewer.py
         self._done: dict[int, tuple] = {}  # client id -> what its background shows
         self._wake = threading.Condition()
         self._stop = False

@@ -179,8 +179,7 @@ def load_trained_method(run_dir: Path, device: torch.device, data: Path | None =
             run has no checkpoint.
     """
     name, config = load_run_config(run_dir, data)
-    if not list_checkpoints(run_dir):
-        raise ConfigError(f"{Path(run_dir) / 'ckpt'}: no checkpoint; train the run first")
+    _newest_checkpoint(run_dir)  # before building the method: a run without one fails at once
     try:
         method = config.setup(world=World(), device=device)
     except FileNotFoundError as err:  # e.g. a file missing inside the data folder
@@ -196,11 +195,16 @@ def restore_newest(method: Method, run_dir: Path) -> int:
     Raises:
         ConfigError: the run has no checkpoint.
     """
-    checkpoints = list_checkpoints(run_dir)
-    if not checkpoints:
-        raise ConfigError(f"{Path(run_dir) / 'ckpt'}: no checkpoint; train the run first")
-    step, path = checkpoints[-1]
+    step, path = _newest_checkpoint(run_dir)
     method.load_state_dict(load_checkpoint(path)["method"])
     method.update_to_step(step)
     method.eval()
     return step
+
+
+def _newest_checkpoint(run_dir: Path) -> tuple[int, Path]:
+    """(step, path) of the run's newest checkpoint; ConfigError when it has none."""
+    checkpoints = list_checkpoints(run_dir)
+    if not checkpoints:
+        raise ConfigError(f"{Path(run_dir) / 'ckpt'}: no checkpoint; train the run first")
+    return checkpoints[-1]
