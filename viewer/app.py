@@ -1,49 +1,33 @@
-"""A viser app that shows a run: whatever its method's ``get_scene_layers()`` returns, and
-its latest metrics, refreshed whenever training writes a newer checkpoint.
-
-Each layer is drawn by its type (engine.scene): Splats as Gaussian splats, CameraFrusta as
-frusta with their images, PointCloud as points, Boxes3D as wireframe boxes, Mesh as a
-mesh. Nothing here knows which method made them. ``sparse3d-view`` finds :func:`serve`
-through the ``sparse3d.viewer`` entry point.
+"""The viewer's sources and its entry point: a run directory (whatever its method's
+``get_scene_layers()`` returns, and its latest metrics, refreshed whenever training writes
+a newer checkpoint), a 3DGS PLY file, a multi-view data set before training, or a
+nuScenes database with an optional submission (:mod:`sparse3d.viewer.detection_browser`). ``sparse3d-view`` finds :func:`serve` through
+the ``sparse3d.viewer`` entry point.
 """
 
-import math
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import numpy as np
 import torch
-import trimesh
 import viser
+from sparse3d.viewer.detection_browser import NuScenesViewer
+from sparse3d.viewer.detection_database import DetectionDatabase
 from sparse3d.viewer.gaussians_file import GaussiansFile
+from sparse3d.viewer.layers import draw_layers
+from sparse3d.viewer.multiview_data import MultiViewData
 from sparse3d.viewer.render_panel import RenderPanel, RenderPanelConfig
+from sparse3d.viewer.served_page import ServedPage
+from sparse3d.viewer.view_picker import ViewPicker
 
 from sparse3d.engine.checkpoint import CheckpointError, list_checkpoints
 from sparse3d.engine.config import ConfigError
 from sparse3d.engine.run import load_trained_method, restore_newest
-from sparse3d.engine.scene import (
-    Boxes3D,
-    CameraFrusta,
-    Mesh,
-    PointCloud,
-    SceneLayer,
-    Splats,
-)
-from sparse3d.geometry.cameras import invert_rigid
-from sparse3d.geometry.rotations import quats_from_rotmats
+from sparse3d.engine.scene import SceneLayer
 from sparse3d.io.read import read_json
 
-FRUSTUM_SCALE = 0.15
-"""Depth of a drawn camera frustum, in world units."""
-DEFAULT_COLOR = (90, 200, 255)
-"""RGB of points and meshes without colours, and of unlabelled boxes."""
-LABEL_COLORS = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-                (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212))
-"""RGB of boxes by class label (cycled)."""
 
-
-class RunViewer:
+class RunViewer(ServedPage):
     """Serves one run directory on ``http://host:port``.
 
     Args:
@@ -65,25 +49,15 @@ class RunViewer:
         self._start(host, port)
 
     def _start(self, host: str, port: int) -> None:
-        self.server = viser.ViserServer(host=host, port=port, verbose=False)
+        ServedPage.__init__(self, host, port)
         self.shown_step: int | None = None
         self.shown_layers: list[SceneLayer] = []
         self.shown_handles: list[viser.SceneNodeHandle] = []
         self._root: viser.FrameHandle | None = None
-        self._status = self.server.gui.add_markdown("loading ...")
         self._lock = threading.Lock()
+        self.picker = ViewPicker(self.server)
         self._loaded: tuple[bytes | None, str, Any] | None = None  # (config.yaml's bytes, method name, method)
         self.panel = RenderPanel(self.server, RenderPanelConfig(), self._lock, self._show_browser_splats)
-
-    @property
-    def port(self) -> int:
-        """The TCP port the server listens on."""
-        return self.server.get_port()
-
-    @property
-    def status(self) -> str:
-        """The status text shown in the page (markdown)."""
-        return self._status.content
 
     def refresh(self) -> bool:
         """Reloads the scene if the run has a newer checkpoint; returns True if it did.
@@ -119,7 +93,7 @@ class RunViewer:
         if self._root is not None:
             self._root.remove()
         self._root = self.server.scene.add_frame("/layers", show_axes=False)
-        self.shown_handles = draw_layers(self.server.scene, layers, "/layers")
+        self.shown_handles = draw_layers(self.server.scene, layers, "/layers", self.picker)
         self._status.content = status
         self.shown_step, self.shown_layers = step, layers
         self.panel.set_scene(scene)
@@ -127,7 +101,7 @@ class RunViewer:
     def stop(self) -> None:
         """Stops the render panel and the server."""
         self.panel.stop()
-        self.server.stop()
+        super().stop()
 
     def _show_browser_splats(self, server_renders: bool) -> None:
         # The server's render is the page's background: viser's own splats would hide it.
@@ -192,20 +166,57 @@ class PlyViewer(RunViewer):
         return True
 
 
-def serve(run_dir: Path | None = None, host: str = "127.0.0.1", port: int = 8080, ply: Path | None = None) -> None:
-    """Serves a run directory and follows its training, or a 3DGS PLY file (``ply``),
-    until interrupted (Ctrl-C).
+class DataViewer(ServedPage):
+    """Serves a multi-view data set before any training (:class:`MultiViewData`): its
+    cameras with their images (click one to fly to it) and its initial points.
+
+    Raises:
+        FileNotFoundError, ValueError: as ``load_multiview`` (the folder, file and field),
+            before any server starts.
+    """
+
+    def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 8080, num_train_views: int | None = None) -> None:
+        self.data = MultiViewData(root, num_train_views)
+        super().__init__(host, port)
+        self.picker = ViewPicker(self.server)
+        self.shown_layers: list[SceneLayer] = []
+
+    def refresh(self) -> bool:
+        """Shows the data the first time; returns whether it did (the data does not change)."""
+        if self.shown_layers:
+            return False
+        self.shown_layers = self.data.get_scene_layers()
+        draw_layers(self.server.scene, self.shown_layers, "/layers", self.picker)
+        self._status.content = self.data.status()
+        return True
+
+
+def serve(run_dir: Path | None = None, host: str = "127.0.0.1", port: int = 8080, ply: Path | None = None,
+          nuscenes: Path | None = None, version: str = "v1.0-trainval", split: str | None = None,
+          results: Path | None = None, data: Path | None = None, views: int | None = None) -> None:
+    """Serves one source until interrupted (Ctrl-C): a run directory (following its
+    training), a 3DGS PLY file (``ply``), a nuScenes database (``nuscenes``: its
+    dataroot, with ``version``, an optional ``split`` and an optional submission
+    ``results``), or a multi-view data set (``data``, with its ``sparse_<views>.txt``
+    split when ``views`` is given).
 
     This is the ``app`` entry point of the ``sparse3d.viewer`` group, called by
-    ``sparse3d-view``; errors reading the run (ConfigError, CheckpointError) or the file
-    (ValueError) propagate.
+    ``sparse3d-view``; errors reading the run (ConfigError, CheckpointError), the file
+    (ValueError) or the database (NuScenesFormatError, a ValueError) propagate.
     """
-    viewer = PlyViewer(ply, host, port) if ply is not None else RunViewer(run_dir, host, port)
+    if nuscenes is not None:
+        viewer = NuScenesViewer(DetectionDatabase(nuscenes, version, split, results), host, port)
+    elif data is not None:
+        viewer = DataViewer(data, host, port, views)
+    elif ply is not None:
+        viewer = PlyViewer(ply, host, port)
+    else:
+        viewer = RunViewer(run_dir, host, port)
     viewer.refresh()
     print(f"sparse3d: viewer at http://{host}:{viewer.port} (Ctrl-C to stop)")
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"sparse3d: warning: host={host}: the viewer is reachable from other machines, without authentication")
-    if viewer.shown_step is None:
+    if isinstance(viewer, RunViewer) and viewer.shown_step is None:
         print(f"sparse3d: {waiting_text(viewer.run_dir).replace('`', '')}")
     try:
         viewer.serve_forever()
@@ -216,107 +227,3 @@ def serve(run_dir: Path | None = None, host: str = "127.0.0.1", port: int = 8080
 def waiting_text(run_dir: Path) -> str:
     """The status of a run directory without a checkpoint yet (markdown)."""
     return f"no checkpoint in `{run_dir}` yet: showing the run as soon as training writes `ckpt/step-*.pt`"
-
-
-def draw_layers(scene: viser.SceneApi, layers: list[SceneLayer], root: str) -> list[viser.SceneNodeHandle]:
-    """Draws each layer by its type under the node path ``root``.
-
-    Args:
-        scene: the server's (or one client's) scene.
-        layers: what ``Method.get_scene_layers()`` returned.
-        root: parent node path, e.g. "/layers"; layer i becomes "{root}/{i}-{name}".
-
-    Returns:
-        Every node drawn, in drawing order.
-
-    Raises:
-        TypeError: for an object that is not a scene layer.
-    """
-    handles = []
-    for i, layer in enumerate(layers):
-        draw = _DRAW.get(type(layer))
-        if draw is None:
-            raise TypeError(f"draw_layers: {type(layer).__name__} is not a scene layer (engine.scene.SceneLayer)")
-        handles += draw(scene, f"{root}/{i}-{layer.name}", layer)
-    return handles
-
-
-def _draw_splats(scene: viser.SceneApi, name: str, layer: Splats) -> list[viser.SceneNodeHandle]:
-    return [
-        scene.add_gaussian_splats(
-            name,
-            centers=_numpy(layer.means),
-            covariances=_numpy(layer.covariances),
-            rgbs=_numpy(layer.rgbs).clip(0.0, 1.0),
-            opacities=_numpy(layer.opacities)[:, None],
-        )
-    ]
-
-
-def _draw_frusta(scene: viser.SceneApi, name: str, layer: CameraFrusta) -> list[viser.SceneNodeHandle]:
-    cams = layer.cameras
-    c2w = invert_rigid(cams.viewmats)  # viser places a frustum by its camera-to-world pose (OpenCV axes)
-    wxyz = quats_from_rotmats(c2w[:, :3, :3])
-    return [
-        scene.add_camera_frustum(
-            f"{name}/{i}",
-            fov=2 * math.atan(0.5 * cams.height / float(cams.Ks[i, 1, 1])),  # vertical, as viser expects
-            aspect=cams.width / cams.height,
-            scale=FRUSTUM_SCALE,
-            image=None if layer.images is None else _numpy(layer.images[i]),
-            wxyz=_numpy(wxyz[i]),
-            position=_numpy(c2w[i, :3, 3]),
-        )
-        for i in range(len(cams))
-    ]
-
-
-def _draw_points(scene: viser.SceneApi, name: str, layer: PointCloud) -> list[viser.SceneNodeHandle]:
-    colors = DEFAULT_COLOR if layer.colors is None else _numpy(layer.colors)
-    return [scene.add_point_cloud(name, _numpy(layer.points), colors, point_size=layer.point_size)]
-
-
-def _draw_boxes(scene: viser.SceneApi, name: str, layer: Boxes3D) -> list[viser.SceneNodeHandle]:
-    # The boxes hang under a node at the LiDAR pose, so their own poses stay in the LiDAR frame.
-    to_world = torch.eye(4) if layer.lidar_to_world is None else layer.lidar_to_world.cpu().float()
-    frame = scene.add_frame(
-        name, show_axes=False, wxyz=_numpy(quats_from_rotmats(to_world[:3, :3])), position=_numpy(to_world[:3, 3])
-    )
-    handles: list[viser.SceneNodeHandle] = [frame]
-    for i, (x, y, z, dx, dy, dz, yaw) in enumerate(layer.boxes.tolist()):
-        color = DEFAULT_COLOR if layer.labels is None else LABEL_COLORS[int(layer.labels[i]) % len(LABEL_COLORS)]
-        handles.append(
-            scene.add_box(
-                f"{name}/{i}",
-                color=color,
-                dimensions=(dx, dy, dz),  # box axes: dx along the heading, dz up
-                wireframe=True,
-                wxyz=(math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)),  # yaw about +z
-                position=(x, y, z),
-            )
-        )
-    return handles
-
-
-def _draw_mesh(scene: viser.SceneApi, name: str, layer: Mesh) -> list[viser.SceneNodeHandle]:
-    colors = None if layer.vertex_colors is None else _numpy(layer.vertex_colors)
-    # process=False keeps the vertices as given (no merging), so colours stay aligned.
-    mesh = trimesh.Trimesh(_numpy(layer.vertices), _numpy(layer.faces), vertex_colors=colors, process=False)
-    if colors is None:
-        mesh.visual.face_colors = DEFAULT_COLOR
-    return [scene.add_mesh_trimesh(name, mesh)]
-
-
-_DRAW: dict[type, Callable[[viser.SceneApi, str, SceneLayer], list[viser.SceneNodeHandle]]] = {
-    Splats: _draw_splats,
-    CameraFrusta: _draw_frusta,
-    PointCloud: _draw_points,
-    Boxes3D: _draw_boxes,
-    Mesh: _draw_mesh,
-}
-
-
-def _numpy(x: torch.Tensor) -> np.ndarray:
-    """A CPU numpy copy; floating tensors as float32, which is what viser sends."""
-    x = x.detach().cpu()
-    return (x.float() if x.is_floating_point() else x).numpy()

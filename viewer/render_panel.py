@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import viser
-from matplotlib import colormaps
+from sparse3d.viewer.colors import mapped_colors
 from torch import Tensor
 
 from sparse3d.geometry.cameras import Cameras, invert_rigid
@@ -94,13 +94,8 @@ def channel_image(outputs: dict[str, Tensor], channel: str) -> np.ndarray:
     values = values[..., 0]
     if channel == "alpha":
         return (values.clamp(0, 1) * 255).round().to(torch.uint8)[..., None].expand(-1, -1, 3).numpy()
-    valid = torch.isfinite(values) & (values > 0)
-    image = np.full((*values.shape, 3), 255, dtype=np.uint8)
-    if valid.any():
-        low, high = torch.quantile(values[valid], torch.tensor([0.02, 0.98])).tolist()
-        scaled = ((values[valid] - low) / max(high - low, 1e-12)).clamp(0, 1).numpy()
-        image[valid.numpy()] = (colormaps["turbo"](scaled)[:, :3] * 255).round().astype(np.uint8)
-    return image
+    values = values.numpy()
+    return mapped_colors(values, values > 0)
 
 
 class RenderThrottle:

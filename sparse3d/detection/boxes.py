@@ -70,3 +70,20 @@ def global_boxes_to_lidar(
     vel_lidar = vel @ to_lidar.rotation.T
     size = np.asarray(size, np.float64).reshape(n, 3)
     return np.column_stack([centres, size[:, 1], size[:, 0], size[:, 2], yaw, vel_lidar[:, :2]])
+
+
+def box_corners(boxes: np.ndarray) -> np.ndarray:
+    """The 8 corners of each box, in its own frame.
+
+    Args:
+        boxes: float [N, 7+] (x, y, z, dx, dy, dz, yaw), ``z`` at the box centre.
+
+    Returns:
+        float64 [N, 8, 3]; corner ``4 i + 2 j + k`` lies at ``-`` (0) or ``+`` (1) half the
+        size along the box's heading (i), its left (j) and up (k), so corners 4-7 make the
+        front face.
+    """
+    boxes = np.atleast_2d(np.asarray(boxes, np.float64))
+    signs = np.array([[i, j, k] for i in (-0.5, 0.5) for j in (-0.5, 0.5) for k in (-0.5, 0.5)])
+    local = signs[None] * boxes[:, None, 3:6]  # [N, 8, 3]
+    return np.einsum("nij,nkj->nki", yaw_matrices(boxes[:, 6]), local) + boxes[:, None, :3]

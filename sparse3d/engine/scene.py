@@ -74,6 +74,8 @@ class Boxes3D:
     """int64 [B] class indices (the viewer colours by them), or None."""
     scores: Tensor | None = None
     """float [B] confidences in [0, 1], or None for ground truth."""
+    colors: Tensor | None = None
+    """uint8 [B, 3] RGB per box (e.g. by evaluation outcome), or None to colour by label."""
     lidar_to_world: Tensor | None = None
     """float [4, 4] rigid transform from the LiDAR frame to the world frame of the other
     layers, or None when the two frames are the same."""
@@ -85,6 +87,7 @@ class Boxes3D:
         _check(self, "boxes", self.boxes, (b, 7), float)
         _check(self, "labels", self.labels, (b,), torch.int64)
         _check(self, "scores", self.scores, (b,), float)
+        _check(self, "colors", self.colors, (b, 3), torch.uint8)
         _check(self, "lidar_to_world", self.lidar_to_world, (4, 4), float)
 
 

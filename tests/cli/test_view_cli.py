@@ -45,9 +45,18 @@ def test_bad_run_is_a_one_line_error_before_any_server(monkeypatch, capsys, tmp_
     assert ("does not exist" if kind == "missing" else "is a file") in err
 
 
+ONE_SOURCE = "give one source, run=RUN_DIR, ply=FILE, data=FOLDER or nuscenes=DATAROOT"
+
+
 @pytest.mark.parametrize("args, message", [
-    (["port=0"], "missing run=PATH: give one source, run=RUN_DIR or ply=FILE"),
-    (["run=.", "ply=x.ply"], "both run= and ply=: give one source, run=RUN_DIR or ply=FILE"),
+    (["port=0"], f"missing run=PATH: {ONE_SOURCE}"),
+    (["run=.", "ply=x.ply"], f"both run= and ply=: {ONE_SOURCE}"),
+    (["run=.", "nuscenes=."], f"both run= and nuscenes=: {ONE_SOURCE}"),
+    (["run=.", "results=r.json"], "results= and split= go with nuscenes=DATAROOT"),
+    (["ply=x.ply", "views=4"], "views= goes with data=FOLDER"),
+    (["data=nowhere"], "data=nowhere: no such folder"),
+    (["nuscenes=.", "version=v1.0-nothere"], "nuscenes=.: no table folder v1.0-nothere/ in it "
+                                             "(version=v1.0-nothere; make one with sparse3d-data nuscenes-synth)"),
 ])
 def test_one_source_is_required_and_help_says_which(capsys, args, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -59,3 +68,4 @@ def test_one_source_is_required_and_help_says_which(capsys, args, message):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "--run {None}|PATH" in out and "--ply {None}|PATH" in out and "3DGS PLY" in out
+    assert "--nuscenes {None}|PATH" in out and "--results {None}|PATH" in out and "--data {None}|PATH" in out

@@ -24,6 +24,10 @@ from sparse3d.synthetic.objects.generator import (
 
 viser = pytest.importorskip("viser")
 viewer_app = pytest.importorskip("sparse3d.viewer.app")
+colors = pytest.importorskip("sparse3d.viewer.colors")
+viewer_layers = pytest.importorskip("sparse3d.viewer.layers")
+view_picker = pytest.importorskip("sparse3d.viewer.view_picker")
+LABEL_COLORS, DEFAULT_COLOR = colors.LABEL_COLORS, colors.DEFAULT_COLOR
 
 
 def free_port() -> int:
@@ -140,19 +144,29 @@ def test_every_layer_type_is_drawn_by_its_type():
     ]
     server = viser.ViserServer(host="127.0.0.1", port=free_port(), verbose=False)
     try:
-        handles = viewer_app.draw_layers(server.scene, layers, "/layers")
+        handles = viewer_layers.draw_layers(server.scene, layers, "/layers")
         assert [type(h).__name__ for h in handles] == [
             "GaussianSplatHandle", "CameraFrustumHandle", "CameraFrustumHandle", "PointCloudHandle",
-            "FrameHandle", "BoxHandle", "BoxHandle", "GlbHandle",
-            "PointCloudHandle", "FrameHandle", "BoxHandle", "GlbHandle",
+            "LineSegmentsHandle", "LabelHandle", "LabelHandle", "GlbHandle",
+            "PointCloudHandle", "LineSegmentsHandle", "GlbHandle",
         ]
-        # Frusta sit at the camera centres; boxes at their LiDAR pose, under the LiDAR frame.
+        # Frusta sit at the camera centres.
         np.testing.assert_allclose(handles[1].position, cams.centers[0].numpy(), atol=1e-5)
-        np.testing.assert_allclose(handles[4].position, [1.0, 2.0, 0.0])
-        np.testing.assert_allclose(handles[5].position, [1.0, 0.0, 0.5])
-        np.testing.assert_allclose(handles[5].wxyz, [math.sqrt(0.5), 0.0, 0.0, math.sqrt(0.5)], atol=1e-7)
+        # Box 0 (4 x 2 x 1.5, turned to +y) at (1, 0, 0.5) in a LiDAR frame at (1, 2, 0):
+        # its heading marker runs from its centre (2, 2, 0.5) to its front face's (2, 4, 0.5).
+        segments = handles[4].points.reshape(2, 13, 2, 3)
+        np.testing.assert_allclose(segments[0, 12], [[2.0, 2.0, 0.5], [2.0, 4.0, 0.5]], atol=1e-6)
+        lows, highs = segments[0, :12].reshape(-1, 3).min(0), segments[0, :12].reshape(-1, 3).max(0)
+        np.testing.assert_allclose([lows, highs], [[1.0, 0.0, -0.25], [3.0, 4.0, 1.25]], atol=1e-6)
+        edge_lengths = sorted(np.linalg.norm(segments[0, :12, 1] - segments[0, :12, 0], axis=1).round(6).tolist())
+        assert edge_lengths == [1.5] * 4 + [2.0] * 4 + [4.0] * 4
+        # Coloured by label; scores are labels over each box's top.
+        assert (handles[4].colors[:13] == LABEL_COLORS[0]).all() and (handles[4].colors[13:] == LABEL_COLORS[3]).all()
+        assert handles[5].text == "0.90" and handles[6].text == "0.40"
+        np.testing.assert_allclose(handles[5].position, [2.0, 2.0, 1.25], atol=1e-6)
+        assert (handles[9].colors == DEFAULT_COLOR).all()
         with pytest.raises(TypeError, match="not a scene layer"):
-            viewer_app.draw_layers(server.scene, [torch.zeros(3)], "/bad")
+            viewer_layers.draw_layers(server.scene, [torch.zeros(3)], "/bad")
     finally:
         server.stop()
 
@@ -186,3 +200,35 @@ def test_ply_without_3dgs_fields_is_refused_before_serving(tmp_path):
     write_points_ply(points, torch.rand(5, 3), torch.zeros(5, 3, dtype=torch.uint8))
     with pytest.raises(ValueError, match=r"points.ply: vertex property 'f_dc_0' is missing"):
         viewer_app.PlyViewer(points, port=free_port())
+
+
+def test_data_viewer_shows_a_data_set_before_training(tmp_path):
+    config = SyntheticObjectsConfig(objects=("box",), resolution=32, num_test_views=2)
+    data = write_synthetic_objects(tmp_path / "objects", config)[0]
+    viewer = viewer_app.DataViewer(data, port=free_port(), num_train_views=4)
+    try:
+        assert viewer.refresh() and not viewer.refresh()
+        training, held_out, *points = viewer.shown_layers
+        assert (training.name, len(training.cameras), held_out.name, len(held_out.cameras)) == (
+            "training views", 4, "held-out views", 2)
+        torch.testing.assert_close(training.images, viewer.data.data.images[viewer.data.data.train_indices])
+        assert "4 training, 2 held out" in viewer.status and "32 x 32" in viewer.status
+    finally:
+        viewer.stop()
+    with pytest.raises(ValueError, match="no multi-view data found"):
+        viewer_app.DataViewer(tmp_path, port=free_port())
+
+
+def test_a_picked_views_pose_sees_as_the_view_sees():
+    eyes = torch.tensor([[0.0, -4.0, 1.0], [3.0, 2.0, -1.0]])
+    K = intrinsics_from_fov(50.0, 16, 12)
+    cams = Cameras(look_at_viewmats(eyes, torch.zeros(2, 3)), K.expand(2, 3, 3), 16, 12)
+    position, look_at, up, fov_y = view_picker.view_pose(CameraFrusta(cams), 1)
+    np.testing.assert_allclose(position, eyes[1].numpy(), atol=1e-6)
+    # The look-at point is straight ahead (the image centre), the up direction points to the image's top.
+    centre = cams.viewmats[1].double() @ torch.tensor([*look_at, 1.0], dtype=torch.float64)
+    np.testing.assert_allclose((K.double() @ centre[:3] / centre[2])[:2].numpy(), [8.0, 6.0], atol=1e-6)
+    assert np.linalg.norm(look_at - position) == pytest.approx(view_picker.LOOK_DISTANCE)
+    above = cams.viewmats[1].double() @ torch.tensor([*(look_at + 0.1 * up), 1.0], dtype=torch.float64)
+    assert (K.double() @ above[:3] / above[2])[1] < 6.0
+    assert fov_y == pytest.approx(2 * math.atan(6 / float(K[1, 1])))

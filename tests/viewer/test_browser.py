@@ -5,6 +5,7 @@ that a CI run without a browser cannot pass for one that looked.
 Every assertion is on the page's pixels, compared with where the library's own camera
 model puts the scene for the browser's camera."""
 
+import json
 import os
 import shutil
 import time
@@ -14,9 +15,15 @@ import pytest
 import torch
 from PIL import Image
 
+from sparse3d.data.nuscenes.tables import NuScenesTables
+from sparse3d.detection.boxes import box_corners
+from sparse3d.detection.nuscenes.eval import outcomes
 from sparse3d.engine.distributed import World
 from sparse3d.engine.registry import discover_methods
 from sparse3d.engine.trainer import Trainer
+from sparse3d.synthetic.lidar import SpinningLidarConfig
+from sparse3d.synthetic.nuscenes import NuScenesSynthConfig, write_synthetic_nuscenes
+from sparse3d.synthetic.nuscenes_mock import mock_submission
 from sparse3d.synthetic.objects.generator import (
     SyntheticObjectsConfig,
     write_synthetic_objects,
@@ -25,8 +32,14 @@ from sparse3d.synthetic.objects.generator import (
 viser = pytest.importorskip("viser")
 viewer_app = pytest.importorskip("sparse3d.viewer.app")
 render_panel = pytest.importorskip("sparse3d.viewer.render_panel")
+colors = pytest.importorskip("sparse3d.viewer.colors")
+detection_browser = pytest.importorskip("sparse3d.viewer.detection_browser")
+detection_database = pytest.importorskip("sparse3d.viewer.detection_database")
+view_pose = pytest.importorskip("sparse3d.viewer.view_picker").view_pose
 
 VIEWPORT = {"width": 640, "height": 480}
+WIDE_VIEWPORT = {"width": 1000, "height": 700}
+SCENE_WIDTH = 640  # of the wide viewport: left of the GUI panel (its legend has every box colour)
 CHROMIUM_ARGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader"]  # software WebGL: no GPU here
 BAND = np.s_[240:420, 60:]  # below the GUI panel and the notification, right of the axes gizmo
 
@@ -68,8 +81,14 @@ def page_on(request, browser, splat_run):
         viewer = viewer_app.RunViewer(splat_run, port=0)
     else:
         viewer = viewer_app.PlyViewer(splat_run / "point_cloud.ply", port=0)
+    yield from served(browser, viewer, VIEWPORT)
+
+
+def served(browser, viewer, viewport):
+    """Yields (viewer, page, client) once the viewer shows its source in a new page of
+    ``viewport`` size; closes both afterwards."""
     viewer.refresh()
-    page = browser.new_page(viewport=VIEWPORT)
+    page = browser.new_page(viewport=viewport)
     try:
         page.goto(f"http://127.0.0.1:{viewer.port}")
         client = wait_for(lambda: next(iter(viewer.server.get_clients().values()), None), "the page to connect")
@@ -96,6 +115,19 @@ def place_camera(page, client, position, look_at=(0.0, 0.0, 0.0)) -> None:
     client.camera.position, client.camera.look_at = position, look_at
     wait_for(lambda: np.allclose(client.camera.position, position, atol=1e-4), "the page to take the camera")
     page.wait_for_timeout(1000)
+
+
+def settled_screenshot(page, timeout: float = 15.0) -> np.ndarray:
+    """uint8 [H, W, 3] of the page once two screenshots 0.5 s apart agree (the page has
+    drawn what it was sent)."""
+    end, last = time.monotonic() + timeout, screenshot(page)
+    while time.monotonic() < end:
+        page.wait_for_timeout(500)
+        shot = screenshot(page)
+        if np.array_equal(shot, last):
+            return shot
+        last = shot
+    raise AssertionError("the page kept changing")
 
 
 def screenshot(page) -> np.ndarray:
@@ -188,3 +220,114 @@ def test_render_panel_shows_the_method_render_and_follows_channel_and_camera(pag
     wait_for(lambda: not np.allclose(client.camera.position, before, atol=1e-3), "the drag to move the camera")
     moved = shows_render("depth")  # the render followed the camera
     assert np.abs(moved.astype(int) - depth.astype(int)).max(-1).mean() > 1
+
+
+@pytest.fixture(scope="module")
+def nuscenes_page(browser, tmp_path_factory):
+    """(viewer, page, client): a synthetic nuScenes database with a mock submission in the
+    detection browser, open in a page."""
+    root = tmp_path_factory.mktemp("nusc")
+    config = NuScenesSynthConfig(seed=0, num_scenes=2, samples_per_scene=3, sweeps_per_sample=1, objects_per_scene=30,
+                                 lidar=SpinningLidarConfig(azimuth_steps=540))
+    write_synthetic_nuscenes(root, config)
+    tables = NuScenesTables(root, config.version)
+    (root / "results.json").write_text(json.dumps(mock_submission(tables, [s["token"] for s in tables.sample], seed=0)))
+    viewer = detection_browser.NuScenesViewer(
+        detection_database.DetectionDatabase(root, config.version, results=root / "results.json"), port=0)
+    yield from served(browser, viewer, WIDE_VIEWPORT)
+
+
+def colour_pixels(shot: np.ndarray, color) -> np.ndarray:
+    """bool [H, W]: pixels of ``color`` blended with the white page (thin lines cover their
+    pixels only in part), at least 30 % of it: their distance to white points the way the
+    colour's does."""
+    away, colour_away = 255.0 - shot.astype(float), 255.0 - np.array(color, float)
+    along = away @ colour_away / np.linalg.norm(colour_away)
+    return (along > 0.3 * np.linalg.norm(colour_away)) & (along > 0.995 * np.linalg.norm(away, axis=-1))
+
+
+def test_detection_browser_colours_boxes_by_outcome_then_by_class(nuscenes_page):
+    viewer, page, client = nuscenes_page
+    gt_boxes, predictions = viewer.shown_layers[1:]
+    drawn = [tuple(c) for c in np.concatenate([gt_boxes.colors.numpy(), predictions.colors.numpy()])]
+    for outcome in (outcomes.TRUE_POSITIVE, outcomes.FALSE_POSITIVE, outcomes.FALSE_NEGATIVE):
+        assert colors.OUTCOME_COLORS[outcome] in drawn  # the sample has each outcome
+    by_outcome = settled_screenshot(page)[:, :SCENE_WIDTH]
+
+    page.get_by_role("combobox", name="box colours").click()  # the GUI, as a user does it
+    page.get_by_role("option", name="class").click()
+    wait_for(lambda: viewer.shown_layers[1].colors is None, "the boxes to be coloured by class")
+    by_class = settled_screenshot(page)[:, :SCENE_WIDTH]
+    # The points do not change: only the boxes' colours can make the difference.
+    box_pixels = np.zeros(by_class.shape[:2], bool)
+    for outcome in (outcomes.TRUE_POSITIVE, outcomes.FALSE_POSITIVE, outcomes.FALSE_NEGATIVE):
+        color = colors.OUTCOME_COLORS[outcome]
+        gone = colour_pixels(by_outcome, color) & ~colour_pixels(by_class, color)
+        assert gone.sum() > 30, f"{outcomes.OUTCOME_NAMES[outcome]}: {gone.sum()} pixels of its colour went with the outcome colours"
+        box_pixels |= gone
+    labels = set(torch.cat([layer.labels for layer in viewer.shown_layers[1:]]).tolist())
+    gained = sum(int(colour_pixels(by_class, colors.label_color(label)).sum() -
+                     colour_pixels(by_outcome, colors.label_color(label)).sum()) for label in labels)
+    assert gained > 100, f"the class colours came with {gained} pixels"
+
+    # The boxes' pixels sit where the library's camera model projects the boxes.
+    ys, xs = np.nonzero(box_pixels)
+    camera = browser_camera(client)
+    corners = torch.cat([world_corners(layer) for layer in viewer.shown_layers[1:]])  # [B, 8, 3]
+    rects = [projected_box(c, torch.zeros(8), camera) for c in corners if in_front(c, camera)]
+    inside = np.zeros(len(xs), bool)
+    for x0, y0, x1, y1 in rects:
+        inside |= (xs >= x0 - 3) & (xs <= x1 + 3) & (ys >= y0 - 3) & (ys <= y1 + 3)
+    assert inside.mean() > 0.98, f"{(~inside).sum()} of {len(xs)} box pixels lie off every box"
+
+
+def test_detection_browser_camera_follows_the_ego(nuscenes_page):
+    viewer, page, client = nuscenes_page
+    viewer.show(0)
+    page.wait_for_timeout(500)
+    before, ego_before = client.camera.position.copy(), viewer._ego_to_world.copy()
+    viewer.show(1)  # the next sample of the same scene: the ego drove on
+    move = viewer._ego_to_world @ np.linalg.inv(ego_before)
+    expected = move[:3, :3] @ before + move[:3, 3]
+    assert np.linalg.norm(move[:3, 3]) > 1.0
+    wait_for(lambda: np.allclose(client.camera.position, expected, atol=1e-3), "the camera to follow the ego")
+    page.get_by_text("sample 2/3").wait_for(timeout=10_000)  # the page's status follows
+
+
+def world_corners(layer) -> torch.Tensor:
+    """float [B, 8, 3] corners of a Boxes3D layer's boxes in the world frame."""
+    corners = torch.as_tensor(box_corners(layer.boxes.double().numpy()), dtype=torch.float32)
+    to_world = layer.lidar_to_world
+    return corners @ to_world[:3, :3].T + to_world[:3, 3]
+
+
+def in_front(points: torch.Tensor, camera) -> bool:
+    """Whether all ``points`` (float [N, 3], world) are in front of the camera."""
+    cam = points @ camera.viewmats[0, :3, :3].T + camera.viewmats[0, :3, 3]
+    return bool((cam[:, 2] > 0.1).all())
+
+
+@pytest.fixture(scope="module")
+def data_page(browser, tmp_path_factory):
+    """(viewer, page, client): a multi-view data folder (4 training views) served before
+    any training, open in a page."""
+    config = SyntheticObjectsConfig(objects=("box",), resolution=64, num_test_views=2)
+    data = write_synthetic_objects(tmp_path_factory.mktemp("data"), config)[0]
+    yield from served(browser, viewer_app.DataViewer(data, port=0, num_train_views=4), WIDE_VIEWPORT)
+
+
+def test_clicking_a_camera_flies_to_it_and_shows_its_image(data_page):
+    viewer, page, client = data_page
+    training = viewer.shown_layers[0]
+    assert training.name == "training views" and len(training.cameras) == 4
+    # Stand behind view 2, looking the way it looks: its frustum's image fills the page's middle.
+    position, look_at, up, _ = view_pose(training, 2)
+    forward = (look_at - position) / np.linalg.norm(look_at - position)
+    client.camera.up_direction = up
+    place_camera(page, client, position - 0.6 * forward, look_at)
+    page.mouse.click(WIDE_VIEWPORT["width"] / 2, WIDE_VIEWPORT["height"] / 2)  # left of the GUI panel
+    wait_for(lambda: np.allclose(client.camera.position, position, atol=1e-3), "the camera to fly to the view")
+    assert viewer.picker.picked == ("training views", 2)
+    np.testing.assert_allclose(client.camera.look_at, look_at, atol=1e-3)
+    np.testing.assert_array_equal(viewer.picker.image.image, training.images[2].numpy())
+    page.get_by_text("training views, view 2").wait_for(timeout=10_000)

@@ -43,8 +43,9 @@ class NuScenesReaderConfig:
     """The nuScenes dataroot (holds ``<version>/``, ``samples/``, ``sweeps/``)."""
     version: str
     """Table folder, e.g. ``v1.0-trainval``, ``v1.0-mini`` or ``v1.0-synth``."""
-    split: str
-    """An official split (``train``, ``val``, ``mini_val``, ...) or one from ``splits.json``."""
+    split: str | None
+    """An official split (``train``, ``val``, ``mini_val``, ...), one from ``splits.json``,
+    or None for every scene of the database."""
     num_sweeps: int = 10
     """LiDAR sweeps per sample, the keyframe included (fewer when the chain is shorter)."""
     sweep_min_distance: float = 1.0
@@ -219,12 +220,17 @@ class NuScenesReader:
         key = json.dumps([tables_fingerprint(self.config.dataroot, self.config.version), self.config.split,
                           self.config.num_sweeps, _CACHE_FORMAT])
         digest = hashlib.md5(key.encode()).hexdigest()[:16]
-        return Path(self.config.cache_dir) / f"nuscenes_infos_{self.config.version}_{self.config.split}_{digest}.json"
+        split = self.config.split or "all-scenes"
+        return Path(self.config.cache_dir) / f"nuscenes_infos_{self.config.version}_{split}_{digest}.json"
 
 
-def build_infos(tables: NuScenesTables, split: str, num_sweeps: int) -> list[SampleInfo]:
-    """:class:`SampleInfo` of every sample of a split, in sample-table order."""
-    scene_names = scenes_of_split(tables.dataroot, tables.version, split)
+def build_infos(tables: NuScenesTables, split: str | None, num_sweeps: int) -> list[SampleInfo]:
+    """:class:`SampleInfo` of every sample of a split (None: of the database), in
+    sample-table order."""
+    if split is None:
+        scene_names = [scene["name"] for scene in tables.scene]
+    else:
+        scene_names = scenes_of_split(tables.dataroot, tables.version, split)
     scene_name_of = {scene["token"]: scene["name"] for scene in tables.scene}
     infos = []
     for token in tables.samples_of_scenes(scene_names):

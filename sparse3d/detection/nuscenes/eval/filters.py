@@ -21,7 +21,12 @@ def ego_distances(boxes: EvalBoxSet, ego_translation: np.ndarray) -> np.ndarray:
 def filter_boxes(
     boxes: EvalBoxSet, ego_translation: np.ndarray, racks: BikeRacks, config: DetectionConfig
 ) -> EvalBoxSet:
-    """Keeps the boxes the evaluation scores, in their order.
+    """Keeps the boxes the evaluation scores (:func:`scored_boxes`), in their order."""
+    return boxes.select(scored_boxes(boxes, ego_translation, racks, config))
+
+
+def scored_boxes(boxes: EvalBoxSet, ego_translation: np.ndarray, racks: BikeRacks, config: DetectionConfig) -> np.ndarray:
+    """bool [N]: whether the evaluation scores each box.
 
     A box is dropped when its xy ego distance is not strictly below its own class's range,
     when its ``num_pts`` is exactly 0, or when it is a bicycle / motorcycle whose 3D centre
@@ -37,7 +42,7 @@ def filter_boxes(
     keep = ego_distances(boxes, ego_translation) < ranges[boxes.label]
     keep &= boxes.num_pts != 0
     keep &= ~_in_bike_rack(boxes, racks)
-    return boxes.select(keep)
+    return keep
 
 
 def _in_bike_rack(boxes: EvalBoxSet, racks: BikeRacks) -> np.ndarray:

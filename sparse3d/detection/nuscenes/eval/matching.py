@@ -80,17 +80,42 @@ def accumulate_class(
     gt_rows = np.flatnonzero(gt.label == label)
     if len(gt_rows) == 0:
         return {th: MetricCurves.no_predictions() for th in dist_ths}
+    matches = match_class(gt, pred, label, dist_ths)
+    scores = pred.score[matches.pred_rows]
+    return {th: _curves(gt, pred, gt_rows, matches.pred_rows, scores, *matches.matched[th], orientation_period)
+            for th in dist_ths}
+
+
+@dataclass(frozen=True)
+class ClassMatches:
+    """The greedy matching of one class's predictions to its GT, at several thresholds."""
+
+    pred_rows: np.ndarray
+    """int64 [P] the class's prediction rows in matching order (descending score, ties to
+    the higher row)."""
+    gt_rows: np.ndarray
+    """int64 [G] the class's GT rows, in row order."""
+    matched: dict[float, tuple[np.ndarray, np.ndarray]]
+    """threshold -> (int64 [P] position in ``gt_rows`` of each prediction's GT, -1 for a
+    false positive; float64 [P] its xy centre distance, NaN for a false positive)."""
+
+
+def match_class(gt: EvalBoxSet, pred: EvalBoxSet, label: int, dist_ths: tuple[float, ...]) -> ClassMatches:
+    """Matches the predictions of class ``label`` to its GT at each threshold, as the
+    evaluation does (module docstring).
+
+    Args:
+        gt, pred: filtered boxes of all classes (rows in evaluation order).
+        label: the class index.
+        dist_ths: matching thresholds (metres).
+    """
+    gt_rows = np.flatnonzero(gt.label == label)
     pred_rows = np.flatnonzero(pred.label == label)
-    scores = pred.score[pred_rows]
     # Ascending by (score, index), reversed: descending scores, ties to the higher index.
-    order = np.lexsort((np.arange(len(pred_rows)), scores))[::-1]
-    pred_rows, scores = pred_rows[order], scores[order]
+    pred_rows = pred_rows[np.lexsort((np.arange(len(pred_rows)), pred.score[pred_rows]))[::-1]]
     cand_ptr, cand_gt, cand_dist = _candidates(gt, pred, gt_rows, pred_rows, max(dist_ths))
-    curves = {}
-    for th in dist_ths:
-        matched, match_dist = _greedy_match(cand_ptr, cand_gt, cand_dist, th, len(gt_rows))
-        curves[th] = _curves(gt, pred, gt_rows, pred_rows, scores, matched, match_dist, orientation_period)
-    return curves
+    matched = {th: _greedy_match(cand_ptr, cand_gt, cand_dist, th, len(gt_rows)) for th in dist_ths}
+    return ClassMatches(pred_rows, gt_rows, matched)
 
 
 def _candidates(gt: EvalBoxSet, pred: EvalBoxSet, gt_rows: np.ndarray, pred_rows: np.ndarray, max_dist: float):
