@@ -43,19 +43,18 @@ class ViewPicker:
         self.picked: tuple[str, int] | None = None
 
     def __call__(self, client: viser.ClientHandle, layer: CameraFrusta, view: int) -> None:
-        """Flies ``client``'s camera to the view and shows the view's image."""
+        """Shows the view's image, then flies ``client``'s camera to the view."""
+        self.picked = (layer.name, view)
+        self.caption.content = f"{layer.name}, view {view}: its image below; the page shows the scene from it"
+        if layer.images is not None:
+            picture = layer.images[view].numpy()
+            if self.image is None:
+                self.image = self.server.gui.add_image(picture, label="picked view", format="jpeg")
+            else:
+                self.image.image = picture
         position, look_at, up, fov_y = view_pose(layer, view)
         with client.atomic():
             client.camera.position = position
             client.camera.look_at = look_at
             client.camera.up_direction = up
             client.camera.fov = fov_y
-        self.picked = (layer.name, view)
-        self.caption.content = f"{layer.name}, view {view}: its image below; the page shows the scene from it"
-        if layer.images is None:
-            return
-        picture = layer.images[view].numpy()
-        if self.image is None:
-            self.image = self.server.gui.add_image(picture, label="picked view", format="jpeg")
-        else:
-            self.image.image = picture

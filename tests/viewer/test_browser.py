@@ -325,9 +325,10 @@ def test_clicking_a_camera_flies_to_it_and_shows_its_image(data_page):
     forward = (look_at - position) / np.linalg.norm(look_at - position)
     client.camera.up_direction = up
     place_camera(page, client, position - 0.6 * forward, look_at)
+    settled_screenshot(page)
     page.mouse.click(WIDE_VIEWPORT["width"] / 2, WIDE_VIEWPORT["height"] / 2)  # left of the GUI panel
+    wait_for(lambda: viewer.picker.picked == ("training views", 2), "the click to pick view 2")
     wait_for(lambda: np.allclose(client.camera.position, position, atol=1e-3), "the camera to fly to the view")
-    assert viewer.picker.picked == ("training views", 2)
     np.testing.assert_allclose(client.camera.look_at, look_at, atol=1e-3)
     np.testing.assert_array_equal(viewer.picker.image.image, training.images[2].numpy())
     page.get_by_text("training views, view 2").wait_for(timeout=10_000)
