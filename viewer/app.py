@@ -7,7 +7,7 @@ the ``sparse3d.viewer`` entry point.
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import viser
@@ -18,10 +18,11 @@ from sparse3d.viewer.layers import draw_layers
 from sparse3d.viewer.multiview_data import MultiViewData
 from sparse3d.viewer.render_panel import RenderPanel, RenderPanelConfig
 from sparse3d.viewer.served_page import ServedPage
+from sparse3d.viewer.training_panel import TrainingPanel
 from sparse3d.viewer.view_picker import ViewPicker
 
 from sparse3d.engine.checkpoint import CheckpointError, list_checkpoints
-from sparse3d.engine.config import ConfigError
+from sparse3d.engine.config import ConfigError, load_yaml
 from sparse3d.engine.run import load_trained_method, restore_newest
 from sparse3d.engine.scene import SceneLayer
 from sparse3d.io.read import read_json
@@ -34,19 +35,24 @@ class RunViewer(ServedPage):
         run_dir: a directory written by ``sparse3d-train``.
         host: interface to bind; 127.0.0.1 keeps the viewer private to this machine.
         port: TCP port (0 picks a free one; see :attr:`port`).
+        pause: the trainer's pause event when the viewer runs in the training process
+            (``sparse3d-train ... viewer=true``): the GUI gets a pause / resume button.
 
     Raises:
         FileNotFoundError: if ``run_dir`` does not exist (before any server starts).
         NotADirectoryError: if ``run_dir`` is a file.
     """
 
-    def __init__(self, run_dir: Path, host: str = "127.0.0.1", port: int = 8080) -> None:
+    def __init__(self, run_dir: Path, host: str = "127.0.0.1", port: int = 8080,
+                 pause: threading.Event | None = None) -> None:
         self.run_dir = Path(run_dir)
         if not self.run_dir.exists():
             raise FileNotFoundError(f"run directory {self.run_dir} does not exist")
         if not self.run_dir.is_dir():
             raise NotADirectoryError(f"run={self.run_dir} is a file, not a run directory")
         self._start(host, port)
+        self.training = TrainingPanel(self.server, pause)
+        self._metrics_seen: tuple[float, float] | None = None  # (metrics.json, config.yaml) modification times
 
     def _start(self, host: str, port: int) -> None:
         ServedPage.__init__(self, host, port)
@@ -64,6 +70,7 @@ class RunViewer(ServedPage):
 
         Without any checkpoint yet, the status says so (and that the viewer waits for one).
         """
+        self._follow_metrics()
         checkpoints = list_checkpoints(self.run_dir)
         if not checkpoints:
             self._status.content = waiting_text(self.run_dir)
@@ -110,12 +117,16 @@ class RunViewer(ServedPage):
                 handle.visible = not server_renders
 
     def serve_forever(self, poll_seconds: float = 2.0) -> None:
-        """Keeps the scene up to date until interrupted (Ctrl-C).
+        """Keeps the scene up to date until interrupted (Ctrl-C)."""
+        self.follow(threading.Event(), poll_seconds)
+
+    def follow(self, stop: threading.Event, poll_seconds: float = 2.0) -> None:
+        """Keeps the scene and the training panel up to date until ``stop`` is set (or
+        Ctrl-C), then stops the server.
 
         A checkpoint that cannot be read (e.g. of another config) is reported in the page
         and the terminal, and the viewer keeps polling for a newer one.
         """
-        stop = threading.Event()
         failed = None
         try:
             while not stop.wait(poll_seconds):
@@ -130,6 +141,16 @@ class RunViewer(ServedPage):
                     failed = None
         finally:
             self.stop()
+
+    def _follow_metrics(self) -> None:
+        """Shows metrics.json in the training panel when it (or config.yaml) changed."""
+        metrics, config = self.run_dir / "metrics.json", self.run_dir / "config.yaml"
+        seen = tuple(p.stat().st_mtime if p.exists() else 0.0 for p in (metrics, config))
+        if seen == self._metrics_seen or not metrics.exists():
+            return
+        self._metrics_seen = seen
+        max_steps = load_yaml(config).get("trainer", {}).get("max_steps") if config.exists() else None
+        self.training.update(read_json(metrics, "metrics"), max_steps)
 
     def _status_text(self, method_name: str, step: int) -> str:
         lines = [f"**{method_name}** · `{self.run_dir}` · step {step}"]
@@ -164,6 +185,27 @@ class PlyViewer(RunViewer):
             status = f"**{f.path.name}** · `{f.path}` · {len(f.splats['means'])} Gaussians, SH degree {f.sh_degree}"
             self._show(f, f.get_scene_layers(), status, 0)
         return True
+
+
+def follow_training(run_dir: Path, pause: threading.Event, host: str = "127.0.0.1", port: int = 8080
+                    ) -> Callable[[], None]:
+    """Serves a run from a thread of the process that trains it, with a pause / resume
+    button wired to ``pause`` (``Trainer.pause``); returns a function that stops it.
+
+    This is the ``follow`` entry point of the ``sparse3d.viewer`` group, called by
+    ``sparse3d-train ... viewer=true``.
+    """
+    viewer = RunViewer(run_dir, host, port, pause=pause)
+    stop = threading.Event()
+    thread = threading.Thread(target=viewer.follow, args=(stop, 1.0), name="sparse3d-viewer", daemon=True)
+    thread.start()
+    print(f"sparse3d: viewer at http://{host}:{viewer.port} (the run as training goes; pause it there)")
+
+    def stop_viewer() -> None:
+        stop.set()
+        thread.join()
+
+    return stop_viewer
 
 
 class DataViewer(ServedPage):

@@ -8,9 +8,11 @@ the current step, writes a checkpoint, prints the command that resumes, and exit
 import os
 import shlex
 import sys
+import threading
 from pathlib import Path
 
 from sparse3d.cli.overrides import fail, parse_config, split_assignments
+from sparse3d.cli.view import ViewerUnavailableError, load_viewer
 from sparse3d.engine.config import ConfigError, MethodConfig
 from sparse3d.engine.distributed import close_world, init_world
 from sparse3d.engine.registry import MethodSpecification, discover_methods
@@ -26,12 +28,26 @@ PROG = "sparse3d-train"
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT (128 + 2)
 
 
-def main(method_name: str, config: MethodConfig) -> Path:
-    """Trains ``config`` (of the registered method ``method_name``); returns the run directory."""
+def main(method_name: str, config: MethodConfig, viewer: bool = False) -> Path:
+    """Trains ``config`` (of the registered method ``method_name``); returns the run directory.
+
+    With ``viewer``, the web viewer follows the run from this process, with a button that
+    pauses training, and stays open after training until Ctrl-C.
+
+    Raises:
+        ConfigError: ``viewer`` with several training processes.
+        ViewerUnavailableError: ``viewer`` without the viewer installed.
+    """
     world = init_world(resolve_device(config.trainer.device))
+    stop_viewer = None
     try:
+        if viewer and world.size > 1:
+            raise ConfigError("viewer=true needs one training process (its pause button pauses this one); "
+                              f"got {world.size}: run sparse3d-view run=RUN_DIR beside the training instead")
         run_dir = config.output or default_run_dir(config, method_name)
         trainer = Trainer(config, method_name, run_dir, world)
+        if viewer:
+            stop_viewer = load_viewer("follow")(Path(run_dir), trainer.pause)
         metrics = trainer.train()
         if world.is_main:
             print(f"sparse3d: run directory {run_dir}")
@@ -39,7 +55,15 @@ def main(method_name: str, config: MethodConfig) -> Path:
             for line in trainer.method.summary(Path(run_dir)):
                 print(f"sparse3d: {line}")
             print(f"sparse3d: evaluate with `sparse3d-eval run={run_dir}`, view with `sparse3d-view run={run_dir}`")
+        if stop_viewer is not None:
+            print("sparse3d: training done; the viewer stays open until Ctrl-C", flush=True)
+            try:
+                threading.Event().wait()
+            except KeyboardInterrupt:
+                pass
     finally:
+        if stop_viewer is not None:
+            stop_viewer()
         close_world(world)
     return run_dir
 
@@ -48,10 +72,11 @@ def methods_help(methods: dict[str, MethodSpecification]) -> str:
     """The top-level help text: usage and the installed methods."""
     width = max((len(n) for n in methods), default=0)
     lines = [
-        f"usage: {PROG} method=NAME [preset=NAME] [data=PATH] [key=value ...]",
+        f"usage: {PROG} method=NAME [preset=NAME] [data=PATH] [viewer=true] [key=value ...]",
         "",
         "Train a method. `method=NAME --help` lists that method's keys with defaults;",
-        "`preset=NAME` starts from one of its presets (listed beside it) instead.",
+        "`preset=NAME` starts from one of its presets (listed beside it) instead;",
+        "`viewer=true` serves the web viewer from the training process, with a pause button.",
         "",
         "methods:",
         *(f"  {name:<{width}}  {spec.description}{_presets(spec)}" for name, spec in methods.items()),
@@ -81,6 +106,9 @@ def entrypoint(argv: list[str] | None = None) -> None:
     if name not in methods:
         fail(PROG, f"unknown method '{name}' ({_installed(methods)})")
     spec = methods[name]
+    viewer = assignments.pop("viewer", "false").lower()
+    if viewer not in ("true", "false"):
+        fail(PROG, f"viewer={viewer}: expected true or false")
     try:
         default = spec.default_config(assignments.pop("preset", None))
     except ConfigError as err:
@@ -89,8 +117,8 @@ def entrypoint(argv: list[str] | None = None) -> None:
     if config.output is not None and config.output.exists() and not config.output.is_dir():
         fail(PROG, f"output={config.output} is a file, not a run directory")
     try:
-        main(name, config)
-    except (RunDirError, ConfigError, OSError, ValueError) as err:
+        main(name, config, viewer == "true")
+    except (RunDirError, ConfigError, OSError, ValueError, ViewerUnavailableError) as err:
         # Bad input (a missing data folder, a malformed file, a run of another config)
         # is reported by its message, which names the file and the field.
         fail(PROG, str(err))

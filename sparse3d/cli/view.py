@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from sparse3d.cli.overrides import fail, parse_config, split_assignments
 from sparse3d.engine.checkpoint import CheckpointError
@@ -111,18 +111,21 @@ def check_command(command: ViewCommand) -> None:
         raise ViewArgumentError(f"cannot listen on host={command.host}: {err.strerror or err}") from err
 
 
-def load_viewer() -> Callable[..., None]:
-    """The viewer's ``serve(run_dir, host, port, ply=None, nuscenes=None, version=...,
-    split=None, results=None, data=None, views=None)``, which serves until interrupted.
+def load_viewer(name: str = "app") -> Callable[..., Any]:
+    """An entry point of the viewer: ``app`` is its ``serve(run_dir, host, port, ply=None,
+    nuscenes=None, version=..., split=None, results=None, data=None, views=None)``, which
+    serves until interrupted; ``follow`` is its ``follow_training(run_dir, pause, host,
+    port)``, which serves a run from the training process and returns a function that
+    stops it.
 
     Raises:
-        ViewerUnavailableError: if no ``app`` entry point is in the group
+        ViewerUnavailableError: if no entry point ``name`` is in the group
             ``sparse3d.viewer``, or loading it fails for a missing module.
     """
-    entry = next(iter(metadata.entry_points(group=VIEWER_GROUP, name="app")), None)
+    entry = next(iter(metadata.entry_points(group=VIEWER_GROUP, name=name)), None)
     if entry is None:
         raise ViewerUnavailableError(
-            f"no viewer is installed (no entry point 'app' in group {VIEWER_GROUP}); reinstall sparse3d: {INSTALL_HINT}"
+            f"no viewer is installed (no entry point '{name}' in group {VIEWER_GROUP}); reinstall sparse3d: {INSTALL_HINT}"
         )
     try:
         return entry.load()

@@ -43,6 +43,12 @@ class StepTimer:
         """Starts the clock (the step loop begins now)."""
         self._t0 = self._last_t = time.perf_counter()
 
+    def exclude(self, seconds: float) -> None:
+        """Leaves out ``seconds`` just spent not training (a pause) from the elapsed time
+        and from the current interval's rate."""
+        self._t0 += seconds
+        self._last_t += seconds
+
     def lap(self, step: int) -> dict[str, float]:
         """The timing after ``step`` steps; starts the next interval of ``steps_per_s``."""
         now = time.perf_counter()

@@ -26,6 +26,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,8 @@ class Trainer:
         self.method.update_to_step(self.start_step)  # schedules match the restored weights
         self.callbacks = self.method.get_training_callbacks()
         self._stop: _StopRequest | None = None
+        self.pause = threading.Event()
+        """Set (e.g. by a viewer in this process) to pause after the current step; cleared to resume."""
         self._timer = StepTimer(self.start_step)  # replaced when train() starts
         self._tensorboard: TensorBoardLog | None = None
         if self.world.is_main:  # training can start: only now the directory becomes a run
@@ -220,6 +223,12 @@ class Trainer:
                     write_json_atomic(self.run_dir / "metrics.json", self.history)
                     self._tensorboard.flush()
             bar.update(1)
+            if self.pause.is_set() and not last and not stop_signal:
+                # The paused state goes to disk first: a viewer shows it, and Ctrl-C keeps it.
+                if saved is None:
+                    saved = self._save(done)
+                    write_json_atomic(self.run_dir / "metrics.json", self.history)
+                stop_signal = self._wait_while_paused()
             if stop_signal and not last:
                 bar.close()
                 raise TrainingInterrupted(done, saved, signal.Signals(stop_signal).name)
@@ -227,6 +236,15 @@ class Trainer:
         if self.world.is_main:
             self.method.export(self.run_dir)
         return without_timing(self.history["eval"][-1]) if self.history["eval"] else {}
+
+    def _wait_while_paused(self) -> int:
+        """Waits until :attr:`pause` is cleared or a stop signal comes; returns the signal
+        number (0 when resumed). The time waited does not count as training time."""
+        started = time.perf_counter()
+        while self.pause.is_set() and not (self._stop is not None and self._stop.signum is not None):
+            time.sleep(0.05)
+        self._timer.exclude(time.perf_counter() - started)
+        return self._stop.signum if self._stop is not None and self._stop.signum is not None else 0
 
     def _log(self, group: str, entry: dict[str, float]) -> None:
         """Appends an entry, with its timing, to the history (metrics.json) and TensorBoard."""

@@ -200,3 +200,49 @@ def test_signal_stops_after_the_step_with_a_checkpoint(plugin_path, tmp_path):
     assert stop.value.checkpoint == config.output / "ckpt" / "step-000004.pt"
     assert [s for s, _ in list_checkpoints(config.output)] == [4]
     assert Trainer(config, "fitcheck", config.output, World()).start_step == 4
+
+
+def test_a_pause_saves_the_step_waits_and_changes_nothing(plugin_path, tmp_path):
+    import threading
+
+    reference = fitcheck_config(plugin_path, tmp_path / "reference", max_steps=12, ckpt_every=0, log_every=1)
+    expected = Trainer(reference, "fitcheck", reference.output, World()).train()
+
+    config = fitcheck_config(plugin_path, tmp_path / "paused", max_steps=12, ckpt_every=0, log_every=1)
+    trainer = Trainer(config, "fitcheck", config.output, World())
+    trainer.callbacks.append(TrainingCallback("after_step", lambda step, *_: step == 4 and trainer.pause.set()))
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(trainer.train()))
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not list_checkpoints(config.output) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.5)
+    # Paused after step 5 (the callback ran in step index 4): its state is on disk, and no step follows.
+    assert [s for s, _ in list_checkpoints(config.output)] == [5] and thread.is_alive()
+    assert json.loads((config.output / "metrics.json").read_text())["train"][-1]["step"] == 5
+    trainer.pause.clear()
+    thread.join(30)
+    assert not thread.is_alive() and result == expected  # the pause changed nothing
+    elapsed = trainer.history["train"][-1]["time"]["elapsed_s"]
+    assert elapsed < 0.5, f"the pause counted as training time ({elapsed:.2f} s)"
+
+
+def test_ctrl_c_while_paused_stops_with_the_paused_checkpoint(plugin_path, tmp_path):
+    config = fitcheck_config(plugin_path, tmp_path, max_steps=20, ckpt_every=0)
+    trainer = Trainer(config, "fitcheck", config.output, World())
+
+    def pause_then_interrupt(step, optimizers, produced):
+        if step == 2:
+            trainer.pause.set()
+            signal.setitimer(signal.ITIMER_REAL, 0.3)  # SIGALRM below stands in for a later Ctrl-C
+
+    trainer.callbacks.append(TrainingCallback("after_step", pause_then_interrupt))
+    previous = signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    try:
+        with pytest.raises(TrainingInterrupted) as stop:
+            trainer.train()
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    assert (stop.value.step, stop.value.signal_name) == (3, "SIGINT")
+    assert stop.value.checkpoint == config.output / "ckpt" / "step-000003.pt"

@@ -232,3 +232,17 @@ def test_a_picked_views_pose_sees_as_the_view_sees():
     above = cams.viewmats[1].double() @ torch.tensor([*(look_at + 0.1 * up), 1.0], dtype=torch.float64)
     assert (K.double() @ above[:3] / above[2])[1] < 6.0
     assert fov_y == pytest.approx(2 * math.atan(6 / float(K[1, 1])))
+
+
+def test_run_viewer_shows_training_progress_and_curves(tmp_path):
+    data = write_synthetic_objects(tmp_path / "objects", SyntheticObjectsConfig(objects=("box",), resolution=32, num_test_views=1))[0]
+    run = tmp_path / "run"
+    train_splat(data, run, steps=4)
+    viewer = viewer_app.RunViewer(run, port=free_port())
+    try:
+        viewer.refresh()
+        assert viewer.training.progress.content.startswith("training: step 4 / 4 (100 %)")
+        assert "training losses" in viewer.training.plots and any(t.startswith("eval: ") for t in viewer.training.plots)
+        assert viewer.training.button is None  # another process trains: nothing to pause
+    finally:
+        viewer.stop()

@@ -7,17 +7,22 @@ model puts the scene for the browser's camera."""
 
 import json
 import os
+import re
 import shutil
+import signal
+import subprocess
 import time
 
 import numpy as np
 import pytest
 import torch
+from clirun import VENV_BIN
 from PIL import Image
 
 from sparse3d.data.nuscenes.tables import NuScenesTables
 from sparse3d.detection.boxes import box_corners
 from sparse3d.detection.nuscenes.eval import outcomes
+from sparse3d.engine.checkpoint import list_checkpoints
 from sparse3d.engine.distributed import World
 from sparse3d.engine.registry import discover_methods
 from sparse3d.engine.trainer import Trainer
@@ -332,3 +337,36 @@ def test_clicking_a_camera_flies_to_it_and_shows_its_image(data_page):
     np.testing.assert_allclose(client.camera.look_at, look_at, atol=1e-3)
     np.testing.assert_array_equal(viewer.picker.image.image, training.images[2].numpy())
     page.get_by_text("training views, view 2").wait_for(timeout=10_000)
+
+
+def test_training_with_its_viewer_pauses_and_resumes_from_the_page(browser, tmp_path):
+    """``sparse3d-train ... viewer=true``: the page's button pauses training after a saved
+    step and resumes it; Ctrl-C afterwards stops with a checkpoint as usual."""
+    data = write_synthetic_objects(tmp_path / "objects", SyntheticObjectsConfig(objects=("box",), resolution=32,
+                                                                                 num_test_views=1))[0]
+    run = tmp_path / "run"
+    process = subprocess.Popen(
+        [str(VENV_BIN / "sparse3d-train"), "method=splat", f"data={data}", f"output={run}", "viewer=true",
+         "trainer.max_steps=100000", "trainer.ckpt_every=0", "trainer.log_every=5", "trainer.eval_every=0",
+         "trainer.progress=false", "model.num_random=300"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    page = browser.new_page(viewport=WIDE_VIEWPORT)
+    try:
+        url = wait_for(lambda: re.search(r"viewer at (http://\S+)", process.stdout.readline() or "x"),
+                       "the viewer's address", timeout=120).group(1)
+        page.goto(url)
+        page.get_by_role("button", name="pause training").click()
+        checkpoint = wait_for(lambda: list_checkpoints(run), "the pause to save its step")[-1][0]
+        page.get_by_text("paused").wait_for(timeout=10_000)
+        time.sleep(1.5)
+        assert [s for s, _ in list_checkpoints(run)] == [checkpoint]
+        assert json.loads((run / "metrics.json").read_text())["train"][-1]["step"] <= checkpoint  # no step since
+        page.get_by_role("button", name="resume training").click()
+        wait_for(lambda: json.loads((run / "metrics.json").read_text())["train"][-1]["step"] > checkpoint,
+                 "training to go on")
+    finally:
+        page.close()
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=60)[0]
+    assert process.returncode == 130, output
+    assert "resume with" in output
