@@ -46,7 +46,7 @@ VIEWPORT = {"width": 640, "height": 480}
 WIDE_VIEWPORT = {"width": 1000, "height": 700}
 SCENE_WIDTH = 640  # of the wide viewport: left of the GUI panel (its legend has every box colour)
 CHROMIUM_ARGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader"]  # software WebGL: no GPU here
-BAND = np.s_[240:420, 60:]  # below the GUI panel and the notification, right of the axes gizmo
+BAND = np.s_[240:420, 60:290]  # below the notification, right of the axes gizmo, left of the GUI panel
 
 
 @pytest.fixture(scope="module")
