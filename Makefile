@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: setup build test demo cuda-check clean
+.PHONY: setup build test demo screenshots cuda-check clean
 
 setup: $(STAMP)
 
@@ -56,6 +56,10 @@ $(BROWSER_STAMP): $(STAMP)
 
 test: build $(BROWSER_STAMP)
 	$(PY) -m pytest -q
+
+# The README's pictures of the viewer, taken by its browser tests.
+screenshots: build $(BROWSER_STAMP)
+	SPARSE3D_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/viewer/test_browser.py
 
 # The main job on the embedded default data: the synthetic objects, `gaussianobject` on
 # one of them from 4 views.

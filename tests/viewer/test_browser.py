@@ -122,6 +122,19 @@ def place_camera(page, client, position, look_at=(0.0, 0.0, 0.0)) -> None:
     page.wait_for_timeout(1000)
 
 
+def keep_screenshot(page, name: str) -> None:
+    """Saves the page as ``$SPARSE3D_SCREENSHOTS/<name>.png`` (800 pixels wide, 128
+    colours: small enough to commit) when that variable is set (``make screenshots``:
+    the README's pictures)."""
+    folder = os.environ.get("SPARSE3D_SCREENSHOTS")
+    if not folder:
+        return
+    image = Image.fromarray(settled_screenshot(page))
+    image = image.resize((800, round(800 * image.height / image.width)), Image.LANCZOS)
+    os.makedirs(folder, exist_ok=True)
+    image.quantize(128).save(os.path.join(folder, f"{name}.png"), optimize=True)
+
+
 def settled_screenshot(page, timeout: float = 15.0) -> np.ndarray:
     """uint8 [H, W, 3] of the page once two screenshots 0.5 s apart agree (the page has
     drawn what it was sent)."""
@@ -176,6 +189,9 @@ def test_page_draws_the_gaussians_where_they_project(page_on):
     page.wait_for_timeout(1000)
     without = screenshot(page)
     drawn = np.abs(with_splats.astype(int) - without.astype(int)).max(-1) > 30  # the Gaussians' pixels
+    for handle in viewer.shown_handles:
+        handle.visible = True
+    keep_screenshot(page, f"viewer-{'ply' if viewer.run_dir is None else 'run'}")
     ys, xs = np.nonzero(drawn)
     layer = viewer.shown_layers[0]
     extents = 3 * torch.linalg.eigvalsh(layer.covariances).amax(-1).sqrt()  # [N] 3 sigma along each one's widest axis
@@ -215,6 +231,8 @@ def test_render_panel_shows_the_method_render_and_follows_channel_and_camera(pag
     page.get_by_role("combobox", name="render").click()
     page.get_by_role("option", name="depth").click()
     depth = shows_render("depth")
+    if viewer.run_dir is not None:
+        keep_screenshot(page, "viewer-render-panel-depth")
     assert np.abs(rgb.astype(int) - depth.astype(int)).max(-1).mean() > 10  # the channel switch changed the page
 
     before = client.camera.position.copy()
@@ -258,6 +276,7 @@ def test_detection_browser_colours_boxes_by_outcome_then_by_class(nuscenes_page)
     for outcome in (outcomes.TRUE_POSITIVE, outcomes.FALSE_POSITIVE, outcomes.FALSE_NEGATIVE):
         assert colors.OUTCOME_COLORS[outcome] in drawn  # the sample has each outcome
     by_outcome = settled_screenshot(page)[:, :SCENE_WIDTH]
+    keep_screenshot(page, "viewer-nuscenes")
 
     page.get_by_role("combobox", name="box colours").click()  # the GUI, as a user does it
     page.get_by_role("option", name="class").click()
@@ -337,6 +356,8 @@ def test_clicking_a_camera_flies_to_it_and_shows_its_image(data_page):
     np.testing.assert_allclose(client.camera.look_at, look_at, atol=1e-3)
     np.testing.assert_array_equal(viewer.picker.image.image, training.images[2].numpy())
     page.get_by_text("training views, view 2").wait_for(timeout=10_000)
+    client.camera.position = position - 2.0 * forward  # step back: the picked view's frustum in sight
+    keep_screenshot(page, "viewer-data")
 
 
 def test_training_with_its_viewer_pauses_and_resumes_from_the_page(browser, tmp_path):
@@ -358,6 +379,7 @@ def test_training_with_its_viewer_pauses_and_resumes_from_the_page(browser, tmp_
         page.get_by_role("button", name="pause training").click()
         checkpoint = wait_for(lambda: list_checkpoints(run), "the pause to save its step")[-1][0]
         page.get_by_text("paused").wait_for(timeout=10_000)
+        keep_screenshot(page, "viewer-training")
         time.sleep(1.5)
         assert [s for s, _ in list_checkpoints(run)] == [checkpoint]
         assert json.loads((run / "metrics.json").read_text())["train"][-1]["step"] <= checkpoint  # no step since
