@@ -14,7 +14,8 @@ import viser
 from sparse3d.viewer.detection_browser import NuScenesViewer
 from sparse3d.viewer.detection_database import DetectionDatabase
 from sparse3d.viewer.gaussians_file import GaussiansFile
-from sparse3d.viewer.layers import draw_layers
+from sparse3d.viewer.layer_toggles import LayerToggles
+from sparse3d.viewer.layers import DrawnLayer, draw_layers
 from sparse3d.viewer.multiview_data import MultiViewData
 from sparse3d.viewer.render_panel import RenderPanel, RenderPanelConfig
 from sparse3d.viewer.served_page import ServedPage
@@ -58,10 +59,11 @@ class RunViewer(ServedPage):
         ServedPage.__init__(self, host, port)
         self.shown_step: int | None = None
         self.shown_layers: list[SceneLayer] = []
-        self.shown_handles: list[viser.SceneNodeHandle] = []
+        self.drawn: list[DrawnLayer] = []
         self._root: viser.FrameHandle | None = None
         self._lock = threading.Lock()
         self.picker = ViewPicker(self.server)
+        self.toggles = LayerToggles(self.server)
         self._loaded: tuple[bytes | None, str, Any] | None = None  # (config.yaml's bytes, method name, method)
         self.panel = RenderPanel(self.server, RenderPanelConfig(), self._lock, self._show_browser_splats)
 
@@ -100,10 +102,16 @@ class RunViewer(ServedPage):
         if self._root is not None:
             self._root.remove()
         self._root = self.server.scene.add_frame("/layers", show_axes=False)
-        self.shown_handles = draw_layers(self.server.scene, layers, "/layers", self.picker)
+        self.drawn = draw_layers(self.server.scene, layers, "/layers", self.picker)
+        self.toggles.show(self.drawn)
         self._status.content = status
         self.shown_step, self.shown_layers = step, layers
         self.panel.set_scene(scene)
+
+    @property
+    def shown_handles(self) -> list[viser.SceneNodeHandle]:
+        """Every node drawn for the shown layers, in drawing order."""
+        return [node for layer in self.drawn for node in layer.nodes]
 
     def stop(self) -> None:
         """Stops the render panel and the server."""
@@ -221,6 +229,7 @@ class DataViewer(ServedPage):
         self.data = MultiViewData(root, num_train_views)
         super().__init__(host, port)
         self.picker = ViewPicker(self.server)
+        self.toggles = LayerToggles(self.server)
         self.shown_layers: list[SceneLayer] = []
 
     def refresh(self) -> bool:
@@ -228,7 +237,7 @@ class DataViewer(ServedPage):
         if self.shown_layers:
             return False
         self.shown_layers = self.data.get_scene_layers()
-        draw_layers(self.server.scene, self.shown_layers, "/layers", self.picker)
+        self.toggles.show(draw_layers(self.server.scene, self.shown_layers, "/layers", self.picker))
         self._status.content = self.data.status()
         return True
 

@@ -4,6 +4,7 @@ line boxes with heading markers and score labels, Mesh as a mesh. Nothing here k
 method or data set made them."""
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -40,34 +41,48 @@ ViewClick = Callable[[viser.ClientHandle, CameraFrusta, int], None]
 """Called with the client, the layer and the view's index when a frustum is clicked."""
 
 
+@dataclass(frozen=True)
+class DrawnLayer:
+    """One layer as drawn: the frame that holds its nodes (hiding it hides the layer) and
+    the nodes."""
+
+    layer: SceneLayer
+    frame: viser.FrameHandle
+    nodes: list[viser.SceneNodeHandle]
+
+
 def draw_layers(scene: viser.SceneApi, layers: list[SceneLayer], root: str,
-                on_view_click: ViewClick | None = None) -> list[viser.SceneNodeHandle]:
-    """Draws each layer by its type under the node path ``root``.
+                on_view_click: ViewClick | None = None) -> list[DrawnLayer]:
+    """Draws each layer by its type under the node path ``root``, shown or hidden as its
+    ``visible`` says.
 
     Args:
         scene: the server's (or one client's) scene.
         layers: what ``Method.get_scene_layers()`` returned.
-        root: parent node path, e.g. "/layers"; layer i becomes "{root}/{i}-{name}".
+        root: parent node path, e.g. "/layers"; layer i becomes the frame
+            "{root}/{i}-{name}", its nodes drawn under it.
         on_view_click: called when a camera frustum is clicked in the page (e.g. a
             :class:`~sparse3d.viewer.view_picker.ViewPicker`), or None.
 
     Returns:
-        Every node drawn, in drawing order.
+        Each layer's frame and nodes, in drawing order.
 
     Raises:
         TypeError: for an object that is not a scene layer.
     """
-    handles = []
+    drawn = []
     for i, layer in enumerate(layers):
         draw = _DRAW.get(type(layer))
         if draw is None:
             raise TypeError(f"draw_layers: {type(layer).__name__} is not a scene layer (engine.scene.SceneLayer)")
-        drawn = draw(scene, f"{root}/{i}-{layer.name}", layer)
+        path = f"{root}/{i}-{layer.name}"
+        frame = scene.add_frame(path, show_axes=False, visible=layer.visible)
+        nodes = draw(scene, f"{path}/{type(layer).__name__.lower()}", layer)
         if on_view_click is not None and isinstance(layer, CameraFrusta):
-            for view, handle in enumerate(drawn):
-                handle.on_click(lambda event, layer=layer, view=view: on_view_click(event.client, layer, view))
-        handles += drawn
-    return handles
+            for view, node in enumerate(nodes):
+                node.on_click(lambda event, layer=layer, view=view: on_view_click(event.client, layer, view))
+        drawn.append(DrawnLayer(layer, frame, nodes))
+    return drawn
 
 
 def _draw_splats(scene: viser.SceneApi, name: str, layer: Splats) -> list[viser.SceneNodeHandle]:

@@ -35,6 +35,8 @@ class Splats:
     """float [N] opacities in [0, 1]."""
     name: str = "splats"
     """Label of the layer in a viewer."""
+    visible: bool = True
+    """Whether a viewer shows the layer at first (a hidden one can be switched on)."""
 
     def __post_init__(self) -> None:
         n = _rows(self.means)
@@ -56,6 +58,8 @@ class PointCloud:
     """Diameter of a drawn point, in world units."""
     name: str = "points"
     """Label of the layer in a viewer."""
+    visible: bool = True
+    """Whether a viewer shows the layer at first (a hidden one can be switched on)."""
 
     def __post_init__(self) -> None:
         p = _rows(self.points)
@@ -81,6 +85,8 @@ class Boxes3D:
     layers, or None when the two frames are the same."""
     name: str = "boxes"
     """Label of the layer in a viewer."""
+    visible: bool = True
+    """Whether a viewer shows the layer at first (a hidden one can be switched on)."""
 
     def __post_init__(self) -> None:
         b = _rows(self.boxes)
@@ -102,6 +108,8 @@ class CameraFrusta:
     ``cameras.width``), or None."""
     name: str = "cameras"
     """Label of the layer in a viewer."""
+    visible: bool = True
+    """Whether a viewer shows the layer at first (a hidden one can be switched on)."""
 
     def __post_init__(self) -> None:
         cams = self.cameras
@@ -120,6 +128,8 @@ class Mesh:
     """uint8 [V, 3] RGB per vertex, or None for one colour chosen by the viewer."""
     name: str = "mesh"
     """Label of the layer in a viewer."""
+    visible: bool = True
+    """Whether a viewer shows the layer at first (a hidden one can be switched on)."""
 
     def __post_init__(self) -> None:
         v = _rows(self.vertices)

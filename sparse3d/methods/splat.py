@@ -384,7 +384,7 @@ def camera_outputs(splats: dict[str, Tensor], camera: Cameras, raster: RasterCon
     return {"rgb": render[0, ..., :3], "alpha": alpha[0], "depth": render[0, ..., 3:]}
 
 
-def splats_layer(splats: dict[str, Tensor], name: str = "splats") -> Splats:
+def splats_layer(splats: dict[str, Tensor], name: str = "Gaussians") -> Splats:
     """The scene layer of Gaussians in the 3DGS layout: detached, degree-0 colours (at
     degree 0 the colour does not depend on the view direction, so any direction does)."""
     s = {k: v.detach() for k, v in splats.items()}

@@ -142,3 +142,22 @@ def test_bad_inputs_are_clear_errors(tiny_object, tmp_path):
     sd = train(tiny_object, tmp_path / "c", "repair.kind=diffusion", f"repair.pretrained={missing}")
     assert sd.returncode != 0 and str(missing) in sd.stderr and "Traceback" not in sd.stderr
     assert not (tmp_path / "c" / "hull.ply").exists()  # refused before the first stage
+
+
+def test_scene_layers_show_every_stage(finished_run):
+    from sparse3d.engine.run import load_trained_method
+    from sparse3d.reconstruction.floaters import LAMBDA_END, floater_mask
+    from sparse3d.render.ply import read_gaussians_ply, read_points_ply
+
+    _, method, _ = load_trained_method(finished_run, torch.device("cpu"))
+    layers = method.get_scene_layers()
+    assert [(layer.name, layer.visible) for layer in layers] == [
+        ("Gaussians", True), ("training views", True), ("visual hull", False), ("coarse Gaussians", False),
+        ("floaters", False), ("repaired views", False)]
+    gaussians, _, hull, coarse, floaters, repaired = layers
+    points, colors = read_points_ply(finished_run / "hull.ply")
+    assert torch.equal(hull.points, points) and torch.equal(hull.colors, colors)
+    assert torch.equal(coarse.means, read_gaussians_ply(finished_run / "coarse" / "point_cloud.ply")["means"])
+    assert torch.equal(floaters.points, gaussians.means[floater_mask(gaussians.means, LAMBDA_END)])
+    assert len(repaired.cameras) == 3  # refine.refresh_size
+    torch.testing.assert_close(repaired.images.float() / 255, method.novel["images"].clamp(0, 1), atol=0.5 / 255, rtol=0)

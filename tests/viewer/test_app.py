@@ -144,7 +144,8 @@ def test_every_layer_type_is_drawn_by_its_type():
     ]
     server = viser.ViserServer(host="127.0.0.1", port=free_port(), verbose=False)
     try:
-        handles = viewer_layers.draw_layers(server.scene, layers, "/layers")
+        drawn = viewer_layers.draw_layers(server.scene, layers, "/layers")
+        handles = [node for layer in drawn for node in layer.nodes]
         assert [type(h).__name__ for h in handles] == [
             "GaussianSplatHandle", "CameraFrustumHandle", "CameraFrustumHandle", "PointCloudHandle",
             "LineSegmentsHandle", "LabelHandle", "LabelHandle", "GlbHandle",
@@ -246,3 +247,25 @@ def test_run_viewer_shows_training_progress_and_curves(tmp_path):
         assert viewer.training.button is None  # another process trains: nothing to pause
     finally:
         viewer.stop()
+
+
+def test_layer_checkboxes_show_and_hide_layers_and_keep_the_choice():
+    toggles_module = pytest.importorskip("sparse3d.viewer.layer_toggles")
+    server = viser.ViserServer(host="127.0.0.1", port=free_port(), verbose=False)
+    try:
+        toggles = toggles_module.LayerToggles(server)
+        layers = [PointCloud(torch.rand(4, 3), name="shown"), PointCloud(torch.rand(4, 3), name="extra", visible=False)]
+        drawn = viewer_layers.draw_layers(server.scene, layers, "/layers")
+        toggles.show(drawn)
+        assert [box.label for box in toggles.boxes] == ["shown", "extra"]
+        assert [box.value for box in toggles.boxes] == [True, False] == [d.frame.visible for d in drawn]
+        toggles.boxes[1].value = True  # as a click in the page does
+        assert drawn[1].frame.visible
+        toggles.boxes[0].value = False
+        assert not drawn[0].frame.visible
+        # Drawn again (a new checkpoint): the choices stay.
+        drawn = viewer_layers.draw_layers(server.scene, layers, "/layers")
+        toggles.show(drawn)
+        assert [box.value for box in toggles.boxes] == [False, True] == [d.frame.visible for d in drawn]
+    finally:
+        server.stop()

@@ -14,6 +14,7 @@ novel views are drawn again, rendered and repaired; the repaired set is part of 
 checkpoint, so a resumed run fits exactly what an uninterrupted one would.
 """
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from torch import Tensor
 
 from sparse3d.engine.distributed import World
 from sparse3d.engine.method import StepOutputs, TrainingCallback
+from sparse3d.engine.scene import CameraFrusta, PointCloud, SceneLayer
 from sparse3d.engine.seeding import derive_seed, step_generator
 from sparse3d.geometry.cameras import Cameras
 from sparse3d.methods.gaussianobject.config import GaussianObjectConfig
@@ -32,7 +34,8 @@ from sparse3d.methods.gaussianobject.stages import (
     run_stages,
     stage_summary,
 )
-from sparse3d.methods.splat import Splat, SplatOutputs, render_splats
+from sparse3d.methods.splat import Splat, SplatOutputs, render_splats, splats_layer
+from sparse3d.reconstruction.floaters import LAMBDA_END, floater_mask
 from sparse3d.reconstruction.novel_views import (
     distance_weights,
     novel_view_rig,
@@ -41,10 +44,12 @@ from sparse3d.reconstruction.novel_views import (
 )
 from sparse3d.reconstruction.orbit import video_unavailable, write_orbit
 from sparse3d.reconstruction.views import write_renders
-from sparse3d.render.ply import read_gaussians_ply
+from sparse3d.render.ply import read_gaussians_ply, read_points_ply
 from sparse3d.render.strategy.default import DefaultStrategy
 
 NOVEL_KEY = 7919  # separates the novel-view draws from the step seeds
+FLOATER_POINT_SIZE = 0.02
+"""Drawn size of a flagged floater centre, world units."""
 
 
 class GaussianObject(Splat):
@@ -145,6 +150,30 @@ class GaussianObject(Splat):
     def set_extra_state(self, state: dict[str, Any]) -> None:
         super().set_extra_state(state["strategy"])
         self.novel = state["novel"]
+
+    def get_scene_layers(self) -> list[SceneLayer]:
+        """Splat's layers (the Gaussians, the input views), then, hidden at first, the
+        earlier stages: the visual hull's voxels, the coarse Gaussians, the centres the
+        floater test flags in the Gaussians now (at its final threshold), and the repaired
+        novel views the refinement fits."""
+        run = Path(self.config.output)
+        layers = super().get_scene_layers()
+        if (run / "hull.ply").exists():
+            points, colors = read_points_ply(run / "hull.ply")
+            voxel = float((points.amax(0) - points.amin(0)).max()) / self.config.hull.resolution
+            layers.append(PointCloud(points, colors, point_size=voxel, name="visual hull", visible=False))
+        if (run / "coarse" / "point_cloud.ply").exists():
+            coarse = splats_layer(read_gaussians_ply(run / "coarse" / "point_cloud.ply"), name="coarse Gaussians")
+            layers.append(dataclasses.replace(coarse, visible=False))
+        means = self.splats["means"].detach().cpu()
+        flagged = means[floater_mask(means, LAMBDA_END)]
+        red = torch.tensor([[255, 40, 40]], dtype=torch.uint8).expand(len(flagged), 3)
+        layers.append(PointCloud(flagged, red, point_size=FLOATER_POINT_SIZE, name="floaters", visible=False))
+        if self.novel is not None:
+            novel = Cameras(self.novel["viewmats"], self.novel["Ks"], self.cameras.width, self.cameras.height)
+            images = (self.novel["images"].clamp(0, 1) * 255).round().to(torch.uint8)
+            layers.append(CameraFrusta(novel, images, name="repaired views", visible=False))
+        return layers
 
     def export(self, run_dir: Path) -> None:
         """Writes point_cloud.ply (3DGS layout), renders/NAME.png of each held-out view,
