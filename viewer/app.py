@@ -11,13 +11,14 @@ from typing import Any, Callable
 
 import torch
 import viser
+from sparse3d.viewer.comparison import Comparison
 from sparse3d.viewer.detection_browser import NuScenesViewer
 from sparse3d.viewer.detection_database import DetectionDatabase
 from sparse3d.viewer.gaussians_file import GaussiansFile
 from sparse3d.viewer.layer_toggles import LayerToggles
 from sparse3d.viewer.layers import DrawnLayer, draw_layers
 from sparse3d.viewer.multiview_data import MultiViewData
-from sparse3d.viewer.render_panel import RenderPanel, RenderPanelConfig
+from sparse3d.viewer.render_panel import BROWSER, RenderPanel, RenderPanelConfig
 from sparse3d.viewer.served_page import ServedPage
 from sparse3d.viewer.training_panel import TrainingPanel
 from sparse3d.viewer.view_picker import ViewPicker
@@ -195,6 +196,49 @@ class PlyViewer(RunViewer):
         return True
 
 
+class CompareViewer(RunViewer):
+    """Serves run ``run_dir`` like :class:`RunViewer`, and compares its render with the
+    run ``other_dir`` (on the same data) in the render panel: this run's left half beside
+    the other's right half, both from the browser's camera. Each run's newer checkpoints
+    are followed.
+
+    Raises:
+        FileNotFoundError, NotADirectoryError: for either run directory, before any
+            server starts.
+    """
+
+    def __init__(self, run_dir: Path, other_dir: Path, host: str = "127.0.0.1", port: int = 8080) -> None:
+        self.other_dir = Path(other_dir)
+        if not self.other_dir.is_dir():
+            raise FileNotFoundError(f"compare={self.other_dir}: no such run directory")
+        super().__init__(run_dir, host, port)
+        self._other: tuple[str, Any, int] | None = None  # (method name, method, step)
+
+    def refresh(self) -> bool:
+        """Reloads either run when it has a newer checkpoint; returns True if it did."""
+        checkpoints = list_checkpoints(self.other_dir)
+        if checkpoints and (self._other is None or checkpoints[-1][0] != self._other[2]):
+            with self._lock:
+                if self._other is None:
+                    self._other = load_trained_method(self.other_dir, torch.device("cpu"))
+                else:
+                    self._other = (self._other[0], self._other[1], restore_newest(self._other[1], self.other_dir))
+            self.shown_step = None  # shows this run again, beside the other's new state
+        return super().refresh()
+
+    def _show(self, scene: Any, layers: list[SceneLayer], status: str, step: int) -> None:
+        if self._other is None:
+            status += f"\n\nwaiting for a checkpoint in `{self.other_dir}` to compare with"
+        else:
+            name, other, other_step = self._other
+            scene = Comparison(scene, other)
+            status += (f"\n\nrender panel: this run on the left, **{name}** `{self.other_dir}` · step {other_step} "
+                       "on the right")
+        super()._show(scene, layers, status, step)
+        if self._other is not None and self.panel.channel == BROWSER and "rgb" in self.panel.dropdown.options:
+            self.panel.dropdown.value = "rgb"  # the comparison is in the panel: show it at once
+
+
 def follow_training(run_dir: Path, pause: threading.Event, host: str = "127.0.0.1", port: int = 8080
                     ) -> Callable[[], None]:
     """Serves a run from a thread of the process that trains it, with a pause / resume
@@ -244,12 +288,14 @@ class DataViewer(ServedPage):
 
 def serve(run_dir: Path | None = None, host: str = "127.0.0.1", port: int = 8080, ply: Path | None = None,
           nuscenes: Path | None = None, version: str = "v1.0-trainval", split: str | None = None,
-          results: Path | None = None, data: Path | None = None, views: int | None = None) -> None:
+          results: Path | None = None, data: Path | None = None, views: int | None = None,
+          compare: Path | None = None) -> None:
     """Serves one source until interrupted (Ctrl-C): a run directory (following its
     training), a 3DGS PLY file (``ply``), a nuScenes database (``nuscenes``: its
     dataroot, with ``version``, an optional ``split`` and an optional submission
     ``results``), or a multi-view data set (``data``, with its ``sparse_<views>.txt``
-    split when ``views`` is given).
+    split when ``views`` is given). With ``compare``, a run is compared with that other
+    run in the render panel (:class:`CompareViewer`).
 
     This is the ``app`` entry point of the ``sparse3d.viewer`` group, called by
     ``sparse3d-view``; errors reading the run (ConfigError, CheckpointError), the file
@@ -261,6 +307,8 @@ def serve(run_dir: Path | None = None, host: str = "127.0.0.1", port: int = 8080
         viewer = DataViewer(data, host, port, views)
     elif ply is not None:
         viewer = PlyViewer(ply, host, port)
+    elif compare is not None:
+        viewer = CompareViewer(run_dir, compare, host, port)
     else:
         viewer = RunViewer(run_dir, host, port)
     viewer.refresh()

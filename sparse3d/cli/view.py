@@ -1,5 +1,6 @@
-"""sparse3d-view run=RUN_DIR | ply=FILE | data=FOLDER [views=K] | nuscenes=DATAROOT [version=...
-split=... results=...] [port=8080] [host=127.0.0.1]: the interactive web viewer.
+"""sparse3d-view run=RUN_DIR [compare=RUN_DIR] | ply=FILE | data=FOLDER [views=K] |
+nuscenes=DATAROOT [version=... split=... results=...] [port=8080] [host=127.0.0.1]: the
+interactive web viewer.
 
 Shows what the run's method draws (its scene layers: Gaussians, cameras, points, boxes,
 meshes) and its latest metrics in the browser, and follows training: a newer checkpoint
@@ -7,7 +8,8 @@ refreshes the scene. ``ply=`` shows a 3DGS PLY file instead (any tool's). The re
 panel shows the method's own render of the browser's camera. ``data=`` shows a multi-view
 data set before any training (its cameras, images and points). ``nuscenes=`` browses a
 nuScenes database sample by sample (LiDAR points, GT boxes), with a submission's
-predictions coloured by the evaluation's matching when ``results=`` is given.
+predictions coloured by the evaluation's matching when ``results=`` is given. ``compare=``
+puts another run's render beside the run's in the render panel (split screen).
 
 The viewer is a sibling layer of the CLI, not below it, so it is found through the entry
 point ``app`` in the group ``sparse3d.viewer`` (sparse3d's pyproject.toml declares it)
@@ -41,6 +43,9 @@ class ViewCommand:
     run: Path | None = None
     """Run directory written by sparse3d-train (it may still be training, or not have
     written its first checkpoint yet: the viewer waits for it)."""
+    compare: Path | None = None
+    """With run=: a second run on the same data; the render panel shows this run's render
+    (left half) beside the other's (right half), from the browser's camera."""
     ply: Path | None = None
     """A 3DGS PLY file to show instead of a run (the reference layout, any SH degree)."""
     data: Path | None = None
@@ -77,7 +82,8 @@ def check_command(command: ViewCommand) -> None:
         ViewArgumentError: if not exactly one of ``run``, ``ply``, ``data`` and
             ``nuscenes`` is given, ``run``, ``data`` or ``nuscenes`` is not a directory,
             ``ply`` or ``results`` not a file, ``results`` or ``split`` is given without
-            ``nuscenes``, ``views`` without ``data``, or
+            ``nuscenes``, ``views`` without ``data``, ``compare`` without ``run`` or not a
+            directory, or
             ``command.host`` cannot be bound.
     """
     sources = [f"{name}=" for name in ("run", "ply", "data", "nuscenes") if getattr(command, name) is not None]
@@ -88,6 +94,11 @@ def check_command(command: ViewCommand) -> None:
         raise ViewArgumentError("results= and split= go with nuscenes=DATAROOT")
     if command.data is None and command.views is not None:
         raise ViewArgumentError("views= goes with data=FOLDER")
+    if command.compare is not None:
+        if command.run is None:
+            raise ViewArgumentError("compare= goes with run=RUN_DIR")
+        if not Path(command.compare).is_dir():
+            raise ViewArgumentError(f"compare={command.compare}: no such run directory")
     if command.data is not None and not Path(command.data).is_dir():
         raise ViewArgumentError(f"data={command.data}: no such folder")
     if command.ply is not None and not Path(command.ply).is_file():
@@ -144,11 +155,11 @@ def main(command: ViewCommand) -> None:
     serve = load_viewer()
     serve(command.run, command.host, command.port, ply=command.ply, nuscenes=command.nuscenes,
           version=command.version, split=command.split, results=command.results, data=command.data,
-          views=command.views)
+          views=command.views, compare=command.compare)
 
 
 def entrypoint(argv: list[str] | None = None) -> None:
-    """Console script: ``run=RUN_DIR``, ``ply=FILE``, ``data=FOLDER`` (with ``views=``) or
+    """Console script: ``run=RUN_DIR`` (with ``compare=``), ``ply=FILE``, ``data=FOLDER`` (with ``views=``) or
     ``nuscenes=DATAROOT`` (with ``version=``, ``split=``, ``results=``), plus optional
     ``port=`` and ``host=``."""
     assignments, wants_help = split_assignments(sys.argv[1:] if argv is None else argv, PROG)

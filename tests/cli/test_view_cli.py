@@ -55,6 +55,7 @@ ONE_SOURCE = "give one source, run=RUN_DIR, ply=FILE, data=FOLDER or nuscenes=DA
     (["run=.", "results=r.json"], "results= and split= go with nuscenes=DATAROOT"),
     (["ply=x.ply", "views=4"], "views= goes with data=FOLDER"),
     (["data=nowhere"], "data=nowhere: no such folder"),
+    (["ply=x.ply", "compare=."], "compare= goes with run=RUN_DIR"),
     (["nuscenes=.", "version=v1.0-nothere"], "nuscenes=.: no table folder v1.0-nothere/ in it "
                                              "(version=v1.0-nothere; make one with sparse3d-data nuscenes-synth)"),
 ])

@@ -269,3 +269,32 @@ def test_layer_checkboxes_show_and_hide_layers_and_keep_the_choice():
         assert [box.value for box in toggles.boxes] == [False, True] == [d.frame.visible for d in drawn]
     finally:
         server.stop()
+
+
+def test_compare_viewer_joins_two_runs_renders_and_follows_both(tmp_path):
+    comparison = pytest.importorskip("sparse3d.viewer.comparison")
+    data = write_synthetic_objects(tmp_path / "objects", SyntheticObjectsConfig(objects=("box",), resolution=32, num_test_views=1))[0]
+    train_splat(data, tmp_path / "a", steps=4)
+    train_splat(data, tmp_path / "b", steps=2)
+    viewer = viewer_app.CompareViewer(tmp_path / "a", tmp_path / "b", port=free_port())
+    try:
+        assert viewer.refresh() and "step 4" in viewer.status and "on the right" in viewer.status
+        assert isinstance(viewer.panel.scene, comparison.Comparison) and viewer.panel.channel == "rgb"
+        _, a, _ = load_trained_method(tmp_path / "a", torch.device("cpu"))
+        _, b, _ = load_trained_method(tmp_path / "b", torch.device("cpu"))
+        camera = a.data.cameras[:1]
+        with torch.no_grad():
+            joined, left, right = viewer.panel.scene.get_outputs_for_camera(camera), a.get_outputs_for_camera(camera), \
+                b.get_outputs_for_camera(camera)
+        assert set(joined) == {"rgb", "alpha", "depth"}
+        torch.testing.assert_close(joined["rgb"][:, :15], left["rgb"][:, :15])  # 32 wide: the line is columns 15-16
+        torch.testing.assert_close(joined["rgb"][:, 17:], right["rgb"][:, 17:])
+        assert (joined["rgb"][:, 15:17] == 0).all() and joined["depth"][:, 15:17].isnan().all()
+        assert not torch.equal(left["rgb"][:, 17:], right["rgb"][:, 17:])  # two different runs
+        # The other run trains on: the viewer shows its new step.
+        train_splat(data, tmp_path / "b", steps=4)
+        assert viewer.refresh() and "step 4 on the right" in viewer.status
+    finally:
+        viewer.stop()
+    with pytest.raises(FileNotFoundError, match="compare=.*no such run directory"):
+        viewer_app.CompareViewer(tmp_path / "a", tmp_path / "nowhere", port=free_port())

@@ -89,13 +89,20 @@ def page_on(request, browser, splat_run):
     yield from served(browser, viewer, VIEWPORT)
 
 
+def open_page(page, url: str) -> None:
+    """Opens the viewer's page, with viser's notifications (its warning about software
+    WebGL, which is all a GPU-less machine has) hidden: they cover part of the scene."""
+    page.goto(url)
+    page.add_style_tag(content=".mantine-Notifications-root { display: none !important; }")
+
+
 def served(browser, viewer, viewport):
     """Yields (viewer, page, client) once the viewer shows its source in a new page of
     ``viewport`` size; closes both afterwards."""
     viewer.refresh()
     page = browser.new_page(viewport=viewport)
     try:
-        page.goto(f"http://127.0.0.1:{viewer.port}")
+        open_page(page, f"http://127.0.0.1:{viewer.port}")
         client = wait_for(lambda: next(iter(viewer.server.get_clients().values()), None), "the page to connect")
         wait_for(lambda: client.camera.update_timestamp > 0, "the page to send its camera")
         yield viewer, page, client
@@ -375,7 +382,7 @@ def test_training_with_its_viewer_pauses_and_resumes_from_the_page(browser, tmp_
     try:
         url = wait_for(lambda: re.search(r"viewer at (http://\S+)", process.stdout.readline() or "x"),
                        "the viewer's address", timeout=120).group(1)
-        page.goto(url)
+        open_page(page, url)
         page.get_by_role("button", name="pause training").click()
         checkpoint = wait_for(lambda: list_checkpoints(run), "the pause to save its step")[-1][0]
         page.get_by_text("paused").wait_for(timeout=10_000)
