@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import torch
 import viser
+from sparse3d.viewer.camera_path_panel import CameraPathPanel
 from sparse3d.viewer.comparison import Comparison
 from sparse3d.viewer.detection_browser import NuScenesViewer
 from sparse3d.viewer.detection_database import DetectionDatabase
@@ -67,6 +68,7 @@ class RunViewer(ServedPage):
         self.toggles = LayerToggles(self.server)
         self._loaded: tuple[bytes | None, str, Any] | None = None  # (config.yaml's bytes, method name, method)
         self.panel = RenderPanel(self.server, RenderPanelConfig(), self._lock, self._show_browser_splats)
+        self.camera_path = CameraPathPanel(self.server, self._lock, lambda: self.panel.scene, self.run_dir)
 
     def refresh(self) -> bool:
         """Reloads the scene if the run has a newer checkpoint; returns True if it did.

@@ -2,19 +2,16 @@
 layer type."""
 
 import math
-import socket
 import urllib.request
 
 import numpy as np
 import pytest
 import torch
+from splat_runs import free_port, train_splat
 
 from sparse3d.engine.checkpoint import list_checkpoints, load_checkpoint
-from sparse3d.engine.distributed import World
-from sparse3d.engine.registry import discover_methods
 from sparse3d.engine.run import load_trained_method
 from sparse3d.engine.scene import Boxes3D, CameraFrusta, Mesh, PointCloud, Splats
-from sparse3d.engine.trainer import Trainer
 from sparse3d.geometry.cameras import Cameras, intrinsics_from_fov, look_at_viewmats
 from sparse3d.render.ply import write_points_ply
 from sparse3d.synthetic.objects.generator import (
@@ -28,20 +25,6 @@ colors = pytest.importorskip("sparse3d.viewer.colors")
 viewer_layers = pytest.importorskip("sparse3d.viewer.layers")
 view_picker = pytest.importorskip("sparse3d.viewer.view_picker")
 LABEL_COLORS, DEFAULT_COLOR = colors.LABEL_COLORS, colors.DEFAULT_COLOR
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def train_splat(data, out, steps):
-    config = discover_methods()["splat"].default_config()
-    config.data, config.output = data, out
-    config.trainer.max_steps, config.trainer.ckpt_every, config.trainer.progress = steps, 2, False
-    config.model.num_random = 300
-    Trainer(config, "splat", out, World()).train()
 
 
 def test_viewer_shows_the_newest_checkpoint(tmp_path):

@@ -399,3 +399,25 @@ def test_training_with_its_viewer_pauses_and_resumes_from_the_page(browser, tmp_
         output = process.communicate(timeout=60)[0]
     assert process.returncode == 130, output
     assert "resume with" in output
+
+
+def test_camera_path_and_screenshot_are_downloaded_from_the_page(browser, splat_run):
+    """Keyframes taken from the page's camera with the GUI, a video rendered along them and
+    a screenshot, each arriving in the browser as a download."""
+    for viewer, page, client in served(browser, viewer_app.RunViewer(splat_run, port=0), WIDE_VIEWPORT):
+        page.get_by_text("camera path").click()  # open the folder
+        for position in ((2.5, -2.5, 1.8), (-2.5, -2.5, 1.8)):
+            place_camera(page, client, position)
+            page.get_by_role("button", name="add keyframe").click()
+        wait_for(lambda: len(viewer.camera_path.keyframes) == 2, "two keyframes")
+        np.testing.assert_allclose(viewer.camera_path.keyframes[1].position, (-2.5, -2.5, 1.8), atol=1e-4)
+        viewer.camera_path.frames.value = 8
+        with page.expect_download(timeout=120_000) as video:
+            page.get_by_role("button", name="render video").click()
+        assert video.value.suggested_filename == "camera_path.mp4"
+        assert (splat_run / "camera_path.mp4").stat().st_size > 0
+        with page.expect_download(timeout=60_000) as shot:
+            page.get_by_role("button", name="screenshot").click()
+        picture = np.asarray(Image.open(shot.value.path()).convert("RGB"))
+        assert picture.shape == (client.camera.image_height, client.camera.image_width, 3)
+        assert (np.abs(picture.astype(int) - 255).max(-1) > 30).mean() > 0.01  # the scene, not a blank page
