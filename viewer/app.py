@@ -1,8 +1,8 @@
 """The viewer's sources and its entry point: a run directory (whatever its method's
 ``get_scene_layers()`` returns, and its latest metrics, refreshed whenever training writes
 a newer checkpoint), a 3DGS PLY file, a multi-view data set before training, or a
-nuScenes database with an optional submission (:mod:`sparse3d.viewer.detection_browser`). ``sparse3d-view`` finds :func:`serve` through
-the ``sparse3d.viewer`` entry point.
+nuScenes database with an optional submission (:mod:`sparse3d.viewer.detection_browser`).
+``sparse3d-view`` finds :func:`serve` through the ``sparse3d.viewer`` entry point.
 """
 
 import threading
@@ -56,6 +56,7 @@ class RunViewer(ServedPage):
         self._start(host, port)
         self.training = TrainingPanel(self.server, pause)
         self._metrics_seen: tuple[float, float] | None = None  # (metrics.json, config.yaml) modification times
+        self._history: dict[str, list[dict[str, Any]]] = {}  # metrics.json as last read
 
     def _start(self, host: str, port: int) -> None:
         ServedPage.__init__(self, host, port)
@@ -159,17 +160,15 @@ class RunViewer(ServedPage):
         seen = tuple(p.stat().st_mtime if p.exists() else 0.0 for p in (metrics, config))
         if seen == self._metrics_seen or not metrics.exists():
             return
-        self._metrics_seen = seen
+        self._metrics_seen, self._history = seen, read_json(metrics, "metrics")
         max_steps = load_yaml(config).get("trainer", {}).get("max_steps") if config.exists() else None
-        self.training.update(read_json(metrics, "metrics"), max_steps)
+        self.training.update(self._history, max_steps)
 
     def _status_text(self, method_name: str, step: int) -> str:
         lines = [f"**{method_name}** · `{self.run_dir}` · step {step}"]
-        metrics_path = self.run_dir / "metrics.json"
-        if metrics_path.exists():
-            evals = read_json(metrics_path, "metrics").get("eval", [])
-            if evals:
-                lines += [f"- {k}: {v:.4g}" for k, v in evals[-1].items() if isinstance(v, float)]
+        evals = self._history.get("eval", [])
+        if evals:
+            lines += [f"- {k}: {v:.4g}" for k, v in evals[-1].items() if isinstance(v, float)]
         return "\n".join(lines)
 
 

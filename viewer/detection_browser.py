@@ -19,7 +19,8 @@ from sparse3d.viewer.detection_database import (
     POINT_COLORINGS,
     BrowserView,
     DetectionDatabase,
-    sample_layers,
+    boxes_layers,
+    points_layer,
 )
 from sparse3d.viewer.layers import draw_layers
 from sparse3d.viewer.served_page import ServedPage
@@ -82,8 +83,7 @@ class NuScenesViewer(ServedPage):
             sample = self.database.sample(index)
             scene_changed = self.index < 0 or sample.scene_name != self.database.infos[self.index].scene_name
             if scene_changed:
-                starts = self.database.scene_starts
-                first = self.database.infos[starts[int(np.searchsorted(starts, index, side="right")) - 1]]
+                first = self.database.infos[self.database.scene_starts[self.database.scene_of(index)]]
                 self._world_origin = np.array(first.ego_to_global)[:3, 3] * (1.0, 1.0, 0.0)
                 self._ego_to_world = None  # a new place: the cameras start over behind the ego
             self.index, self._sample = index, sample
@@ -109,28 +109,27 @@ class NuScenesViewer(ServedPage):
         """Draws the current sample (its points too when ``points``); call with the lock held."""
         sample, view = self._sample, self.view
         to_world = self._lidar_to_world(sample.lidar_to_global)
-        layers = sample_layers(sample, view, self.database.matches(view.match_distance), to_world)
         if points:
             if self._points_root is not None:
                 self._points_root.remove()
             self._points_root = self.server.scene.add_frame("/points", show_axes=False)
-            draw_layers(self.server.scene, layers[:1], "/points")
+            cloud = points_layer(sample, view.point_coloring, to_world)
+            draw_layers(self.server.scene, [cloud], "/points")
+        else:
+            cloud = self.shown_layers[0]
+        boxes = boxes_layers(sample, view, self.database.matches(view.match_distance), to_world)
         if self._boxes_root is not None:
             self._boxes_root.remove()
         self._boxes_root = self.server.scene.add_frame("/boxes", show_axes=False)
-        draw_layers(self.server.scene, layers[1:], "/boxes")
-        self.shown_layers = layers
+        draw_layers(self.server.scene, boxes, "/boxes")
+        self.shown_layers = [cloud, *boxes]
         self._status.content = self._status_text(view)
 
-    def _redraw_boxes(self) -> None:
+    def _redraw(self, points: bool) -> None:
+        """Draws the shown sample again after a GUI change (its points only when ``points``)."""
         with self._lock:
             if self.index >= 0:
-                self._draw(points=False)
-
-    def _redraw_points(self) -> None:
-        with self._lock:
-            if self.index >= 0:
-                self._draw(points=True)
+                self._draw(points)
 
     def _follow_ego(self, sample) -> None:
         """Moves every camera with the ego: its pose relative to the ego vehicle is kept."""
@@ -156,8 +155,7 @@ class NuScenesViewer(ServedPage):
 
     def _status_text(self, view: BrowserView) -> str:
         db, sample = self.database, self._sample
-        starts = db.scene_starts
-        scene = int(np.searchsorted(starts, sample.index, side="right")) - 1
+        starts, scene = db.scene_starts, db.scene_of(sample.index)
         ends = starts[1:] + [len(db)]
         lines = [f"**nuScenes** `{db.dataroot}` {db.version}" + (f" · split {db.split}" if db.split else ""),
                  f"{sample.scene_name} ({scene + 1}/{len(starts)}) · sample {sample.index - starts[scene] + 1}/"
@@ -187,9 +185,9 @@ class NuScenesViewer(ServedPage):
         scenes.on_click(lambda event: self._step_scene(-1 if event.target.value == "previous" else 1))
         self.gui_follow = gui.add_checkbox("follow ego", True, hint="move the camera with the ego vehicle")
         self.gui_points = gui.add_dropdown("points", POINT_COLORINGS, initial_value=POINT_COLORINGS[0])
-        self.gui_points.on_update(lambda _: self._redraw_points())
+        self.gui_points.on_update(lambda _: self._redraw(points=True))
         self.gui_gt = gui.add_checkbox("ground truth", True)
-        self.gui_gt.on_update(lambda _: self._redraw_boxes())
+        self.gui_gt.on_update(lambda _: self._redraw(points=False))
         has_pred = db.pred is not None
         self.gui_pred = gui.add_checkbox("predictions", True, disabled=not has_pred)
         self.gui_score = gui.add_slider("min score", min=0.0, max=1.0, step=0.01, initial_value=0.3,
@@ -199,12 +197,12 @@ class NuScenesViewer(ServedPage):
                                              initial_value="2 m", disabled=not has_pred,
                                              hint="the evaluation's centre-distance threshold")
         for handle in (self.gui_pred, self.gui_score, self.gui_box_colors, self.gui_distance):
-            handle.on_update(lambda _: self._redraw_boxes())
+            handle.on_update(lambda _: self._redraw(points=False))
         gui.add_html(_legend_html(has_pred))
         with gui.add_folder("classes", expand_by_default=False):
             self.gui_classes = [gui.add_checkbox(name, True) for name in DETECTION_NAMES]
         for box in self.gui_classes:
-            box.on_update(lambda _: self._redraw_boxes())
+            box.on_update(lambda _: self._redraw(points=False))
 
     def _sample_chosen(self) -> None:
         index = int(self.gui_sample.value)
@@ -213,8 +211,7 @@ class NuScenesViewer(ServedPage):
 
     def _step_scene(self, step: int) -> None:
         starts = self.database.scene_starts
-        scene = int(np.searchsorted(starts, max(self.index, 0), side="right")) - 1
-        self.show(starts[(scene + step) % len(starts)])
+        self.show(starts[(self.database.scene_of(max(self.index, 0)) + step) % len(starts)])
 
 
 def _apply(transform: np.ndarray, point) -> np.ndarray:

@@ -119,6 +119,9 @@ class DetectionDatabase:
                             key=lambda i: (scene_rank[self.reader.infos[i].scene_name], self.reader.infos[i].timestamp))
         self.infos = [self.reader.infos[i] for i in self.order]
         self.tokens = [info.token for info in self.infos]
+        self.scene_starts = [i for i, info in enumerate(self.infos)
+                             if i == 0 or info.scene_name != self.infos[i - 1].scene_name]
+        """Index of the first sample of each scene, ascending."""
         self.gt = load_ground_truth(tables, self.tokens)
         self.pred: EvalBoxSet | None = None
         self.predicted = np.zeros(len(self.tokens), bool)
@@ -132,10 +135,9 @@ class DetectionDatabase:
     def __len__(self) -> int:
         return len(self.tokens)
 
-    @property
-    def scene_starts(self) -> list[int]:
-        """Index of the first sample of each scene, ascending."""
-        return [i for i, info in enumerate(self.infos) if i == 0 or info.scene_name != self.infos[i - 1].scene_name]
+    def scene_of(self, index: int) -> int:
+        """The position of sample ``index``'s scene in :attr:`scene_starts`."""
+        return int(np.searchsorted(self.scene_starts, index, side="right")) - 1
 
     def sample(self, index: int) -> DetectionSample:
         """Sample ``index`` (in the browser's order) with its points read from disk."""
@@ -172,10 +174,8 @@ class DetectionDatabase:
                 f"{path}: none of its {len(submission)} samples is in {self.dataroot / self.version}"
                 + (f" split {self.split!r}" if self.split else "") + " (a submission for another database or split?)")
         position = {t: i for i, t in enumerate(self.tokens)}
-        pred = submission_to_boxes(submission, listed, source=str(path))
-        if len(pred):
-            pred = EvalBoxSet(**{**vars(pred), "sample": np.array([position[t] for t in listed], np.int64)[pred.sample]})
-        self.pred = pred
+        self.pred = submission_to_boxes(submission, listed, source=str(path)).with_samples(
+            np.array([position[t] for t in listed], np.int64))
         self.predicted[[position[t] for t in listed]] = True
         self.extra_samples = len(submission) - len(listed)
 
@@ -223,10 +223,24 @@ def sample_layers(sample: DetectionSample, view: BrowserView, matches: BoxMatche
         outcome (``OUTCOME_COLORS``) when ``matches`` is given, ``view.color_by_outcome``
         is set and the submission lists the sample, else by class.
     """
+    return [points_layer(sample, view.point_coloring, lidar_to_world),
+            *boxes_layers(sample, view, matches, lidar_to_world)]
+
+
+def points_layer(sample: DetectionSample, coloring: str, lidar_to_world: np.ndarray) -> PointCloud:
+    """The sample's points in the world frame, coloured as :func:`point_colors` says."""
     to_world = torch.as_tensor(lidar_to_world, dtype=torch.float64)
     xyz = torch.as_tensor(sample.points[:, :3], dtype=torch.float64) @ to_world[:3, :3].T + to_world[:3, 3]
-    layers: list[SceneLayer] = [PointCloud(xyz.float(), torch.as_tensor(point_colors(sample, view.point_coloring)),
-                                           point_size=POINT_SIZE, name="points")]
+    return PointCloud(xyz.float(), torch.as_tensor(point_colors(sample, coloring)), point_size=POINT_SIZE,
+                      name="points")
+
+
+def boxes_layers(sample: DetectionSample, view: BrowserView, matches: BoxMatches | None,
+                 lidar_to_world: np.ndarray) -> list[Boxes3D]:
+    """The GT and predicted boxes of the sample that ``view`` asks for (see
+    :func:`sample_layers`)."""
+    to_world = torch.as_tensor(lidar_to_world, dtype=torch.float64)
+    layers = []
     outcomes = None
     if matches is not None and view.color_by_outcome and sample.pred_rows is not None:
         gt_outcome, pred_outcome = matches.outcomes(view.min_score)

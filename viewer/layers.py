@@ -3,7 +3,6 @@ Gaussian splats, CameraFrusta as frusta with their images, PointCloud as points,
 line boxes with heading markers and score labels, Mesh as a mesh. Nothing here knows which
 method or data set made them."""
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -104,7 +103,7 @@ def _draw_frusta(scene: viser.SceneApi, name: str, layer: CameraFrusta) -> list[
     return [
         scene.add_camera_frustum(
             f"{name}/{i}",
-            fov=2 * math.atan(0.5 * cams.height / float(cams.Ks[i, 1, 1])),  # vertical, as viser expects
+            fov=float(cams.fovs_y[i]),  # vertical, as viser expects
             aspect=cams.width / cams.height,
             scale=FRUSTUM_SCALE,
             image=None if layer.images is None else thumbnail(_numpy(layer.images[i]), FRUSTUM_IMAGE_PIXELS),

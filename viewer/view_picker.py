@@ -2,7 +2,6 @@
 image appears in the GUI, to compare with what the page shows from there (the render
 panel renders the method from exactly that camera)."""
 
-import math
 
 import numpy as np
 import viser
@@ -25,7 +24,7 @@ def view_pose(layer: CameraFrusta, view: int) -> tuple[np.ndarray, np.ndarray, n
     """
     c2w = invert_rigid(layer.cameras.viewmats[view:view + 1].double())[0].numpy()
     position = c2w[:3, 3]
-    fov_y = 2 * math.atan(0.5 * layer.cameras.height / float(layer.cameras.Ks[view, 1, 1]))
+    fov_y = float(layer.cameras.fovs_y[view])
     return position, position + LOOK_DISTANCE * c2w[:3, 2], -c2w[:3, 1], fov_y
 
 

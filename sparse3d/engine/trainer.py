@@ -241,9 +241,13 @@ class Trainer:
         """Waits until :attr:`pause` is cleared or a stop signal comes; returns the signal
         number (0 when resumed). The time waited does not count as training time."""
         started = time.perf_counter()
-        while self.pause.is_set() and not (self._stop is not None and self._stop.signum is not None):
+        while self.pause.is_set() and not self._signal_received():
             time.sleep(0.05)
         self._timer.exclude(time.perf_counter() - started)
+        return self._signal_received()
+
+    def _signal_received(self) -> int:
+        """The number of the stop signal this process received during train() (0: none)."""
         return self._stop.signum if self._stop is not None and self._stop.signum is not None else 0
 
     def _log(self, group: str, entry: dict[str, float]) -> None:
@@ -279,7 +283,7 @@ class Trainer:
         values = torch.stack([loss.detach(), *(v.detach() for v in loss_dict.values())]).float()
         # The stop request rides on the collective that averages the losses, so every process
         # learns after the same step that one of them was signalled (mean > 0).
-        signum = self._stop.signum if self._stop is not None and self._stop.signum is not None else 0
+        signum = self._signal_received()
         stop = torch.tensor([float(signum)], device=values.device)
         all_reduce_mean_([values, stop], self.world)
         stop_signal = signum or (int(signal.SIGTERM) if stop.item() > 0 else 0)

@@ -82,6 +82,11 @@ class Cameras:
         """float32 [C, 3] camera centres in the world frame."""
         return camera_centers(self.viewmats)
 
+    @property
+    def fovs_y(self) -> Tensor:
+        """float [C] vertical fields of view in radians."""
+        return 2 * torch.atan(0.5 * self.height / self.Ks[:, 1, 1])
+
     def project(self, points: Tensor) -> Tensor:
         """Projects world points into every camera (no distortion).
 

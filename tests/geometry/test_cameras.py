@@ -95,3 +95,10 @@ def test_cameras_validation():
     cams = Cameras(torch.eye(4).repeat(3, 1, 1), K.repeat(3, 1, 1), 32, 32)
     assert len(cams[1]) == 1 and len(cams[-1]) == 1 and len(cams[torch.tensor(2)]) == 1
     assert len(cams[torch.tensor([0, 2])]) == 2 and len(cams[1:]) == 2
+
+
+def test_vertical_field_of_view():
+    # Square pixels: a 16 x 8 image with 90 degrees across has tan(fov_y / 2) = 4 / 8.
+    K = intrinsics_from_fov(90.0, 16, 8)
+    cameras = Cameras(torch.eye(4).expand(2, 4, 4), K.expand(2, 3, 3), 16, 8)
+    torch.testing.assert_close(cameras.fovs_y, torch.full((2,), 2 * math.atan(0.5)))

@@ -39,6 +39,11 @@ class EvalBoxSet:
         """The rows picked by a bool mask [N] or an index array, in that order."""
         return EvalBoxSet(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
+    def with_samples(self, new_index: np.ndarray) -> "EvalBoxSet":
+        """The same rows on another sample list: box i's sample becomes
+        ``new_index[sample[i]]`` (int64 [S] old sample index -> new)."""
+        return EvalBoxSet(**{**vars(self), "sample": np.asarray(new_index, np.int64)[self.sample]})
+
     @staticmethod
     def empty() -> "EvalBoxSet":
         """A set with no boxes."""

@@ -72,7 +72,7 @@ def evaluate_nuscenes(
     # Predictions index samples in submission order; GT in database order. Re-index the
     # predictions onto the GT's sample list (the row order, which breaks ties, is kept).
     position = {t: i for i, t in enumerate(sample_tokens)}
-    pred = _reindex_samples(pred, np.array([position[t] for t in pred_order], np.int64))
+    pred = pred.with_samples(np.array([position[t] for t in pred_order], np.int64))
 
     start = time.time()  # like the devkit's eval_time: scoring only, not loading
     curves = evaluate_boxes(truth.boxes, pred, truth.ego_translation, truth.racks, config)
@@ -131,8 +131,3 @@ def _prediction_sample_order(results: dict, sample_tokens: list[str], split: str
         return list(results)
     return list(sample_tokens)
 
-
-def _reindex_samples(boxes: EvalBoxSet, new_index: np.ndarray) -> EvalBoxSet:
-    if len(boxes) == 0:
-        return boxes
-    return EvalBoxSet(**{**boxes.__dict__, "sample": new_index[boxes.sample]})
