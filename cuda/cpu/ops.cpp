@@ -82,6 +82,37 @@ TORCH_LIBRARY(sparse3d, m) {
   // --- rotated BEV box IoU and NMS (sparse3d/core/bev_nms.py)
   m.def("bev_iou(Tensor boxes_a, Tensor boxes_b) -> Tensor");
   m.def("rotated_nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor");
+
+  // --- radiance fields: ray marching (sparse3d/core/ray_march.py)
+  // (offsets [R + 1], t [S]): the uniform steps of each ray in occupied voxels, CSR by ray
+  m.def(
+      "march_rays(Tensor origins, Tensor dirs, Tensor t_start, Tensor t_end, Tensor jitter, "
+      "Tensor occupied, float[] lower, float voxel_size, int[] shape, float step) "
+      "-> (Tensor, Tensor)");
+
+  // --- radiance fields: box lookup (sparse3d/core/box_lookup.py) and tri-vector features
+  // (sparse3d/fields/trivector.py)
+  m.def(
+      "box_lookup(Tensor points, Tensor occupied, float[] lower, float voxel_size, int[] shape, "
+      "float half_size, int k) -> (Tensor, Tensor)");
+  m.def(
+      "trivector_features(Tensor points, Tensor index, Tensor weights, Tensor vectors, "
+      "Tensor centers, float half_size) -> Tensor");
+  // the gradient of the vectors only
+  m.def(
+      "trivector_features_bwd(Tensor v_out, Tensor points, Tensor index, Tensor weights, "
+      "Tensor vectors, Tensor centers, float half_size) -> Tensor");
+
+  // --- radiance fields: volume rendering weights (sparse3d/render/volume.py)
+  // (weights [S], transmittance [R]) of rays with early termination; the gradient reaches
+  // sigmas only
+  m.def(
+      "volume_weights(Tensor sigmas, Tensor deltas, Tensor offsets, float min_transmittance) "
+      "-> (Tensor, Tensor)");
+  m.def(
+      "volume_weights_bwd(Tensor v_weights, Tensor v_transmittance, Tensor sigmas, "
+      "Tensor deltas, Tensor offsets, Tensor weights, Tensor transmittance, "
+      "float min_transmittance) -> Tensor");
 }
 
 // `import sparse3d._C` runs the static registrations above; the module itself is empty.
