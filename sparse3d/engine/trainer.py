@@ -344,6 +344,14 @@ class Trainer:
         write_text_atomic(self.run_dir / "config.yaml", yaml.safe_dump(current, sort_keys=False))
 
 
+def train_stage(config: MethodConfig, run_dir: Path, world: World, name: str) -> None:
+    """Trains (or resumes, or finds finished) the engine run of one stage of a method that
+    runs other engine runs first (e.g. GaussianObject's coarse model, Strivec's coarse
+    grid), in ``run_dir``."""
+    config = dataclasses.replace(config, output=run_dir)
+    Trainer(config, name, run_dir, world).train()
+
+
 def optimizers_for(param_groups: list[dict[str, Any]]) -> dict[str, torch.optim.Optimizer]:
     """One Adam per named parameter group, so that densification can replace a group's
     tensors together with their optimizer state."""

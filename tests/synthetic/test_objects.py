@@ -1,5 +1,6 @@
 """The synthetic object generator: deterministic bytes, exact depth and masks."""
 
+import dataclasses
 import hashlib
 import importlib.util
 from pathlib import Path
@@ -178,3 +179,14 @@ def test_supersampling_box_filters_a_render_at_three_times_the_resolution():
         assert (rgba[..., :3][~on] == 255).all(), i
         # ... and not simply the centre sample (blocks' sample 4).
         assert (rgba[..., :3][on].double() - blocks[..., 4, :3][on]).abs().max() > 10, i
+
+
+def test_dense_views_add_training_views_and_keep_the_rest():
+    base = SyntheticObjectsConfig(objects=("sphere",), resolution=16, num_test_views=3)
+    dense = dataclasses.replace(base, num_dense_views=10)
+    plain, more = synthetic_cameras(base), synthetic_cameras(dense)
+    assert len(more) == len(plain) + 10
+    assert torch.equal(more.viewmats[:9], plain.viewmats[:9])  # the rig (and the sparse splits) unchanged
+    assert torch.equal(more.viewmats[-3:], plain.viewmats[-3:])  # the held-out views unchanged
+    elevations = torch.rad2deg(torch.asin(more.centers[9:-3, 2] / more.centers[9:-3].norm(dim=1)))
+    assert elevations.min() > -10.01 and elevations.max() < 80.01

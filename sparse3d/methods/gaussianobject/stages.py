@@ -28,9 +28,8 @@ from sparse3d.engine.checkpoint import (
     list_checkpoints,
     load_checkpoint,
 )
-from sparse3d.engine.config import MethodConfig
 from sparse3d.engine.distributed import World
-from sparse3d.engine.trainer import Trainer
+from sparse3d.engine.trainer import train_stage
 from sparse3d.io.atomic import save_torch_atomic, write_atomic, write_json_atomic
 from sparse3d.io.read import read_json
 from sparse3d.methods.gaussianobject.config import STAGES, GaussianObjectConfig
@@ -56,7 +55,7 @@ def run_stages(config: GaussianObjectConfig, world: World) -> None:
         restart_from(run, config.stage, world)
     if config.coarse.use_hull and not (run / "hull.ply").exists():
         _on_main(world, lambda: write_hull(config, run / "hull.ply"))
-    train_stage(coarse_config(config), run / "coarse", world)
+    train_stage(coarse_config(config), run / "coarse", world, "splat")
     if config.repair.kind == "none":
         return
     if not (run / "loo" / "noise.pt").exists():
@@ -158,15 +157,15 @@ def run_leave_one_out(config: GaussianObjectConfig, folder: Path, world: World) 
         # Both branches are the same run up to branch_step: train it once, then fork. The
         # render of view k at the fork is kept first: the copied checkpoint commits the fork.
         if not list_checkpoints(unseen_dir):
-            train_stage(_with_steps(seen, branch_step), seen_dir, world)
+            train_stage(_with_steps(seen, branch_step), seen_dir, world, "splat")
 
             def fork() -> None:
                 save_torch_atomic(fork_render, _render_view(_splats(seen_dir, branch_step), data, view, config))
                 _copy_checkpoint(seen_dir, unseen_dir, branch_step)
 
             _on_main(world, fork)
-        train_stage(seen, seen_dir, world)
-        train_stage(unseen, unseen_dir, world)
+        train_stage(seen, seen_dir, world, "splat")
+        train_stage(unseen, unseen_dir, world, "splat")
         final_unseen = _splats(unseen_dir)
         drifts.append(parameter_drift(_splats(seen_dir), final_unseen))
         # The unseen branch never saw view k: its renders are real corruptions of it, at
@@ -176,12 +175,6 @@ def run_leave_one_out(config: GaussianObjectConfig, folder: Path, world: World) 
     noise = average_noise(drifts)
     _on_main(world, lambda: save_torch_atomic(folder / "renders.pt", {"images": torch.stack(renders), "views": torch.tensor(views)}))
     _on_main(world, lambda: save_torch_atomic(folder / "noise.pt", noise.to_dict()))
-
-
-def train_stage(config: MethodConfig, run_dir: Path, world: World, name: str = "splat") -> None:
-    """Trains (or resumes, or finds finished) the engine run of one stage."""
-    config = dataclasses.replace(config, output=run_dir)
-    Trainer(config, name, run_dir, world).train()
 
 
 def _with_steps(config: SplatConfig, steps: int) -> SplatConfig:

@@ -53,6 +53,7 @@ from sparse3d.synthetic.objects.objects import SyntheticObject, build_object
 # set (one per quadrant, 15-30 deg up); views 5-6 and 7-9 fill the diagonals.
 _TRAIN_RIG = [(0, 20), (90, 25), (180, 15), (270, 30), (45, 40), (225, 10), (135, 35), (315, 20), (0, 65)]
 SPARSE_VIEW_COUNTS = (4, 6, 9)
+_GOLDEN_ANGLE_DEG = 180.0 * (3.0 - np.sqrt(5.0))
 # Two lights fixed in the world (direction to the light, intensity) plus ambient light.
 _LIGHTS = [((0.4, -0.6, 0.7), 0.6), ((-0.5, 0.5, -0.2), 0.25)]
 _AMBIENT = 0.3
@@ -77,6 +78,10 @@ class SyntheticObjectsConfig:
     """Mean distance from the cameras to the object centre (objects fit the unit sphere)."""
     jitter_deg: float = field(default=10.0, metadata=at_least(0))
     """Uniform random azimuth/elevation jitter (+-) of the training views."""
+    num_dense_views: int = field(default=0, metadata=at_least(0))
+    """Extra training views for many-view methods (Strivec, TensoRF), after the 9 rig
+    views: a golden-angle spiral from 10 degrees below the horizon to 80 above, at the
+    camera distance. The sparse splits still take the first rig views."""
     seed: int = field(default=0, metadata=at_least(0))
     """Seed of the jitter (>= 0); the same seed gives byte-identical output."""
     supersampling: int = field(default=3, metadata=at_least(1))
@@ -105,7 +110,7 @@ def write_synthetic_objects(out_dir: Path, config: SyntheticObjectsConfig) -> li
     folders = []
     for obj in tqdm(objects, desc="synthetic objects", unit="object", disable=len(objects) < 2):
         folder = Path(out_dir) / obj.name
-        data = render_object(obj, cameras, config.supersampling)
+        data = render_object(obj, cameras, config.supersampling, len(_TRAIN_RIG) + config.num_dense_views)
         _replace_folder(folder, lambda staging, data=data: write_object_folder(data, staging))
         folders.append(folder)
     return folders
@@ -131,14 +136,20 @@ def _replace_folder(folder: Path, write) -> None:
 
 
 def synthetic_cameras(config: SyntheticObjectsConfig) -> Cameras:
-    """The 9 training-candidate cameras followed by ``num_test_views`` held-out ones,
-    looking at the origin with +z up."""
+    """The 9 training-candidate cameras, ``num_dense_views`` more training cameras, then
+    ``num_test_views`` held-out ones, looking at the origin with +z up."""
     rng = np.random.default_rng(config.seed)
     angles, distances = [], []
     for azimuth, elevation in _TRAIN_RIG:
         jitter = rng.uniform(-config.jitter_deg, config.jitter_deg, size=2)
         angles.append((azimuth + jitter[0], float(np.clip(elevation + jitter[1] / 2, 5.0, 75.0))))
         distances.append(config.camera_distance + rng.uniform(-0.25, 0.25))
+    for k in range(config.num_dense_views):
+        # Equal areas of the band: sin(elevation) evenly spaced, azimuth by the golden angle.
+        low, high = np.sin(np.radians(-10.0)), np.sin(np.radians(80.0))
+        elevation = np.degrees(np.arcsin(low + (high - low) * (k + 0.5) / config.num_dense_views))
+        angles.append(((k * _GOLDEN_ANGLE_DEG) % 360.0, float(elevation)))
+        distances.append(config.camera_distance)
     n = config.num_test_views
     for k in range(n):
         angles.append((k * 360.0 / n + 180.0 / n, 10.0 if k % 2 == 0 else 35.0))
@@ -152,9 +163,9 @@ def synthetic_cameras(config: SyntheticObjectsConfig) -> Cameras:
     return Cameras(viewmats, K.expand(len(angles), 3, 3).clone(), config.resolution, config.resolution)
 
 
-def render_object(obj: SyntheticObject, cameras: Cameras, supersampling: int) -> MultiViewDataset:
+def render_object(obj: SyntheticObject, cameras: Cameras, supersampling: int, num_train: int = len(_TRAIN_RIG)) -> MultiViewDataset:
     """Renders ``obj`` into every camera with ``supersampling`` samples per pixel axis
-    (odd, >= 1); views 0-8 train, the rest test.
+    (odd, >= 1); the first ``num_train`` views train (the rig's 9 by default), the rest test.
 
     Returns:
         A :class:`MultiViewDataset` with images (RGB over white), alphas (coverage),
@@ -167,13 +178,12 @@ def render_object(obj: SyntheticObject, cameras: Cameras, supersampling: int) ->
     ]
     rgba = torch.stack([view_rgba for view_rgba, _ in views])  # [N, H, W, 4]
     images, masks = rgb_over_white_and_mask(rgba.numpy())
-    n_train = len(_TRAIN_RIG)
     return MultiViewDataset(
         cameras=cameras,
         images=torch.from_numpy(images),
         image_names=[f"{i:03d}.png" for i in range(len(cameras))],
-        train_indices=torch.arange(n_train),
-        test_indices=torch.arange(n_train, len(cameras)),
+        train_indices=torch.arange(num_train),
+        test_indices=torch.arange(num_train, len(cameras)),
         masks=torch.from_numpy(masks),
         depths=torch.stack([depth for _, depth in views]),
         alphas=rgba[..., 3].clone(),

@@ -1,0 +1,130 @@
+"""strivec and tensorf end to end on a tiny many-view object: the coarse stage places the
+tensors on the surface, both fields learn, resume exactly across upsampling and the alpha
+mask, and are viewed from any camera."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sparse3d.engine.distributed import World
+from sparse3d.engine.registry import discover_methods
+from sparse3d.engine.scene import Boxes3D
+from sparse3d.engine.trainer import Trainer
+from sparse3d.fields.strivec import StrivecFieldConfig, dims_schedule
+from sparse3d.render.ply import write_points_ply
+from sparse3d.synthetic.objects.generator import (
+    SyntheticObjectsConfig,
+    write_synthetic_objects,
+)
+
+
+@pytest.fixture(scope="module")
+def dense_object(tmp_path_factory) -> Path:
+    config = SyntheticObjectsConfig(objects=("capsule",), resolution=32, num_test_views=2, num_dense_views=12, supersampling=1)
+    return write_synthetic_objects(tmp_path_factory.mktemp("objects"), config)[0]
+
+
+def small_config(method: str, data: Path, out: Path, steps: int):
+    config = discover_methods()[method].default_config()
+    config.data, config.output = data, out
+    t = config.trainer
+    t.max_steps, t.progress, t.log_every, t.eval_every, t.ckpt_every = steps, False, 5, 0, steps
+    r = config.render
+    # A higher rate than the preset's: the tiny fields must learn within a few dozen steps.
+    r.batch_rays, r.alpha_mask_steps, r.occupancy_voxel, r.eval_chunk, r.lr = 512, (2 * steps // 3,), 0.1, 4096, 0.1
+    if method == "strivec":
+        config.model.tensors = StrivecFieldConfig(
+            dims=(5, 4, 3), final_dims=(9, 7, 5), density_components=(4, 4, 4), app_components=(4, 4, 4), app_dim=8, hidden=16
+        )
+        config.model.coarse.steps, config.model.coarse.voxels = 30, 24**3
+    else:
+        vm = config.model.vm
+        vm.voxels, vm.final_voxels, vm.density_components, vm.app_components, vm.app_dim, vm.hidden = 16**3, 24**3, 4, 4, 8, 16
+    config.model.upsample_steps = (steps // 4, steps // 2)
+    return config
+
+
+@pytest.mark.parametrize("method", ["strivec", "tensorf"])
+def test_loss_falls_and_views_render(method, dense_object, tmp_path):
+    config = small_config(method, dense_object, tmp_path / "run", steps=60)
+    trainer = Trainer(config, method, config.output, World())
+    trainer.train()
+    train = json.loads((config.output / "metrics.json").read_text())["train"]
+    assert train[-1]["mse"] < 0.5 * train[0]["mse"]
+    camera = trainer.method.data.cameras[int(trainer.method.data.test_indices[0])]
+    out = trainer.method.get_outputs_for_camera(camera)
+    assert out["rgb"].shape == (32, 32, 3) and out["alpha"].shape == out["depth"].shape == (32, 32, 1)
+    mask = trainer.method.data.masks[int(trainer.method.data.test_indices[0])]
+    # The object is opaque where the mask is, and the depth lies near the camera's distance (4).
+    assert out["alpha"][..., 0][mask].mean() > 0.8 and out["alpha"][..., 0][~mask].mean() < 0.2
+    depth = out["depth"][..., 0][mask] / out["alpha"][..., 0][mask]
+    assert 2.5 < float(depth.median()) < 4.5
+
+
+def test_strivec_places_tensors_on_the_coarse_surface_and_shows_their_boxes(dense_object, tmp_path):
+    config = small_config("strivec", dense_object, tmp_path / "run", steps=1)
+    method = Trainer(config, "strivec", config.output, World()).method
+    points = torch.load(config.output / "coarse" / "points.pt", weights_only=True)
+    assert len(points) > 0 and points.norm(dim=1).max() < 1.3  # the capsule fits the unit sphere
+    for level, v in zip(method.field.levels, config.model.tensors.voxel_sizes):
+        # every coarse point lies in its own voxel's tensor, and every tensor holds a point
+        index, _ = level.lookup(points, 8)
+        assert (index[:, 0] >= 0).all()
+        assert len(torch.unique(index[index >= 0])) <= level.num_tensors
+        assert torch.equal(level.occupied, level.grid.keys(level.grid.cells(points)).unique())
+    boxes = [layer for layer in method.get_scene_layers() if isinstance(layer, Boxes3D)]
+    assert [len(b.boxes) for b in boxes] == [level.num_tensors for level in method.field.levels]
+
+
+@pytest.mark.parametrize("method", ["strivec", "tensorf"])
+def test_resume_across_upsampling_and_alpha_mask_matches_uninterrupted_run(method, dense_object, tmp_path):
+    def run(out: Path, crash_at: int | None = None):
+        config = small_config(method, dense_object, out, steps=30)
+        config.trainer.ckpt_every = 10
+        config.render.alpha_mask_steps = (18, 22)  # one mask before the restored checkpoint, one after
+        trainer = Trainer(config, method, out, World())
+        if crash_at is not None:
+            outputs = trainer.method.get_outputs
+
+            def crash(batch, step):
+                if step == crash_at:
+                    raise RuntimeError("simulated crash")
+                return outputs(batch, step)
+
+            trainer.method.get_outputs = crash
+            with pytest.raises(RuntimeError, match="simulated crash"):
+                trainer.train()
+            return None
+        trainer.train()
+        return trainer.method
+
+    uninterrupted = run(tmp_path / "a")
+    run(tmp_path / "b", crash_at=25)  # after the upsamplings (7, 15) and both masks; newest checkpoint: 20
+    resumed = run(tmp_path / "b")
+    assert len(resumed.occupancy.keys) > 0  # the steps after the masks still learn
+    assert torch.equal(uninterrupted.occupancy.keys, resumed.occupancy.keys)
+    for (name, a), (_, b) in zip(uninterrupted.named_parameters(), resumed.named_parameters()):
+        assert torch.equal(a, b), name
+
+
+def test_points_file_outside_the_scene_box_is_a_clear_error(dense_object, tmp_path):
+    far = tmp_path / "far.ply"
+    write_points_ply(far, torch.full((5, 3), 10.0), torch.zeros(5, 3, dtype=torch.uint8))
+    config = small_config("strivec", dense_object, tmp_path / "run", steps=1)
+    config.model.points_file = far
+    with pytest.raises(ValueError, match="no points inside the scene box"):
+        Trainer(config, "strivec", config.output, World())
+
+
+def test_field_config_checks_each_level():
+    with pytest.raises(ValueError, match="one value per level"):
+        StrivecFieldConfig(dims=(29, 15))
+    with pytest.raises(ValueError, match="half size 0.5 must be in"):
+        StrivecFieldConfig(half_sizes=(0.5, 0.15, 0.075))
+
+
+def test_dims_schedule_reaches_the_final_length():
+    assert dims_schedule(29, 121, 5) == [47, 66, 84, 103, 121]
+    assert dims_schedule(7, 31, 0) == []
