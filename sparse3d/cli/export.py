@@ -2,10 +2,12 @@
 
     sparse3d-export mesh run=RUN_DIR [out=PATH] [resolution=128] ...   TSDF mesh -> RUN_DIR/mesh.ply
     sparse3d-export orbit run=RUN_DIR [frames=24] [out=DIR] ...        orbit -> RUN_DIR/orbit.png (+ orbit.mp4)
+    sparse3d-export density run=RUN_DIR [resolution=256] [level=0.005] density mesh -> RUN_DIR/density_mesh.ply
 
-Both work for any method whose get_outputs_for_camera renders rgb and alpha (and
-depth, for the mesh), and place their views around the cameras the method draws (its
-training views). `sparse3d-export WHAT --help` lists the keys with their defaults.
+mesh and orbit work for any method whose get_outputs_for_camera renders rgb and alpha
+(and depth, for the mesh), and place their views around the cameras the method draws
+(its training views); density meshes the density of a radiance field (strivec, tensorf)
+by marching cubes. `sparse3d-export WHAT --help` lists the keys with their defaults.
 """
 
 import sys
@@ -20,13 +22,20 @@ from sparse3d.engine.checkpoint import CheckpointError
 from sparse3d.engine.config import ConfigError
 from sparse3d.engine.method import Method
 from sparse3d.engine.scene import CameraFrusta
+from sparse3d.fields.mesh import (
+    MarchingCubesDependencyError,
+    marching_cubes_mesh,
+    opacity_grid,
+)
 from sparse3d.geometry.cameras import Cameras
+from sparse3d.methods.radiance_field import RadianceFieldMethod
 from sparse3d.reconstruction.mesh import (
     MeshDependencyError,
     TSDFConfig,
     import_open3d,
     import_trimesh,
     write_mesh,
+    write_mesh_ply,
 )
 from sparse3d.reconstruction.orbit import OrbitConfig, write_orbit
 
@@ -56,7 +65,23 @@ class OrbitExport(OrbitConfig):
     """The folder to write orbit.png and orbit.mp4 into; None: RUN_DIR."""
 
 
-EXPORTS = {"mesh": MeshExport, "orbit": OrbitExport}
+@dataclass
+class DensityExport:
+    """Mesh a radiance field's density by marching cubes (scikit-image) on its opacity over
+    one sampling step, on a grid over the scene box (TensoRF's export). Needs the extra:
+    pip install 'sparse3d[mesh]'."""
+
+    run: Path = field(kw_only=True)
+    """Run directory of a radiance-field method (strivec, tensorf)."""
+    resolution: int = 256
+    """Grid nodes along the scene box's longest side."""
+    level: float = 0.005
+    """The opacity of the surface."""
+    out: Path | None = field(default=None, kw_only=True)
+    """The PLY file to write; None: RUN_DIR/density_mesh.ply."""
+
+
+EXPORTS = {"mesh": MeshExport, "orbit": OrbitExport, "density": DensityExport}
 """Each export, by the name given after sparse3d-export."""
 
 
@@ -109,16 +134,36 @@ def export_orbit(command: OrbitExport) -> list[Path]:
     return written
 
 
+def export_density(command: DensityExport) -> Path:
+    """Writes the marching-cubes mesh of ``command.run``'s density; returns its path."""
+    import_trimesh()
+    method = load_run(command.run)
+    if not isinstance(method, RadianceFieldMethod):
+        raise ValueError(f"density meshes a radiance field's density; {type(method).__name__} has none (use mesh for TSDF fusion)")
+    if command.resolution < 2:
+        raise ValueError(f"resolution must be >= 2, got {command.resolution}")
+    sigma = lambda points: method.field.sigma(points, method.field.lookups(points))  # noqa: E731
+    grid, spacing = opacity_grid(sigma, method.box_lower.to(method.device), method.box_upper.to(method.device),
+                                 command.resolution, method.sample_step())
+    mesh = marching_cubes_mesh(grid, method.box_lower, spacing, command.level)
+    out = command.out or Path(command.run) / "density_mesh.ply"
+    write_mesh_ply(out, mesh)
+    print(f"sparse3d: wrote {out} ({len(mesh.vertices)} vertices, {len(mesh.faces)} faces)")
+    return out
+
+
 def _progress() -> bool:
     """Whether to show progress bars: only on a terminal, so that an error stays the one
     line on a captured stderr."""
     return sys.stderr.isatty()
 
 
-def main(command: MeshExport | OrbitExport) -> None:
+def main(command: MeshExport | OrbitExport | DensityExport) -> None:
     """Runs one export."""
     if isinstance(command, MeshExport):
         export_mesh(command)
+    elif isinstance(command, DensityExport):
+        export_density(command)
     else:
         export_orbit(command)
 
@@ -128,7 +173,7 @@ def _usage() -> str:
 
 
 def entrypoint(argv: list[str] | None = None) -> None:
-    """Console script: ``WHAT`` (mesh or orbit), then ``key=value`` settings."""
+    """Console script: ``WHAT`` (mesh, orbit or density), then ``key=value`` settings."""
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in ("-h", "--help"):
         print(_usage(), end="")
@@ -141,7 +186,7 @@ def entrypoint(argv: list[str] | None = None) -> None:
     command = parse_config(kind(run=tyro.MISSING), assignments, f"{PROG} {what}", kind.__doc__, wants_help)
     try:
         main(command)
-    except (ConfigError, CheckpointError, MeshDependencyError, ValueError, NotImplementedError) as err:
+    except (ConfigError, CheckpointError, MeshDependencyError, MarchingCubesDependencyError, ValueError, NotImplementedError) as err:
         # Bad input (no run there, no checkpoint, a method that renders no depth or
         # cannot be viewed from a camera) and a missing extra are reported by their message.
         fail(PROG, str(err))

@@ -37,7 +37,7 @@ from sparse3d.methods.radiance_field import (
     RadianceFieldMethod,
     replace_parameters,
 )
-from sparse3d.render.ply import read_points_ply
+from sparse3d.render.ply import read_points_ply, write_boxes_ply
 
 INIT_KEY = 104729  # separates the tensors' initial values from the step seeds
 
@@ -122,6 +122,16 @@ class Strivec(RadianceFieldMethod):
                 setattr(level, name, new)
                 replaced[old] = new
         replace_parameters(optimizers, replaced)
+
+    def export(self, run_dir: Path) -> None:
+        """Writes each level's local tensors as boxes, ``tensors_level_<l>.ply``."""
+        for i, level in enumerate(self.field.levels):
+            write_boxes_ply(Path(run_dir) / f"tensors_level_{i}.ply", *level.boxes())
+
+    def summary(self, run_dir: Path) -> list[str]:
+        counts = ", ".join(str(level.num_tensors) for level in self.field.levels)
+        return [f"local tensors per level: {counts} ({self.field.num_parameters():,} parameters), boxes in "
+                f"{Path(run_dir) / 'tensors_level_*.ply'}; mesh the density with `sparse3d-export density run={run_dir}`"]
 
     def get_scene_layers(self) -> list[SceneLayer]:
         """The local tensors' boxes of each level, and the training cameras."""

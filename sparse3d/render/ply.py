@@ -219,3 +219,35 @@ def read_points_ply(path: Path) -> tuple[Tensor, Tensor | None]:
             f"{path}: vertex colours red, green, blue must be integers in [0, 255] (uchar), got {values.dtype}"
         )
     return points, torch.from_numpy(values.astype(np.uint8))
+
+
+# The 12 triangles of a cube whose 8 corners are numbered by bits (x, y, z) = (1, 2, 4),
+# wound counter-clockwise seen from outside.
+_CUBE_FACES = np.array([
+    [0, 2, 1], [1, 2, 3], [4, 5, 6], [5, 7, 6],  # z = 0, z = 1
+    [0, 1, 4], [1, 5, 4], [2, 6, 3], [3, 6, 7],  # y = 0, y = 1
+    [0, 4, 2], [2, 4, 6], [1, 3, 5], [3, 7, 5],  # x = 0, x = 1
+])
+
+
+def write_boxes_ply(path: Path, lower: Tensor, upper: Tensor) -> None:
+    """Writes axis-aligned boxes as a triangle mesh PLY (8 vertices and 12 faces each),
+    binary little-endian, atomically: e.g. Strivec's local tensors, to open beside the
+    scene in MeshLab or Open3D.
+
+    Args:
+        lower, upper: float [B, 3] the boxes' corners, world frame.
+    """
+    if lower.dim() != 2 or lower.shape[1] != 3 or upper.shape != lower.shape:
+        raise ValueError(f"write_boxes_ply({path}): lower and upper must be float [B, 3], got {list(lower.shape)} and {list(upper.shape)}")
+    bits = torch.tensor([[(c >> a) & 1 for a in range(3)] for c in range(8)], dtype=torch.bool)
+    corners = torch.where(bits[None], upper[:, None, :], lower[:, None, :]).reshape(-1, 3)
+    vertices = np.empty(len(corners), dtype=[(axis, "<f4") for axis in "xyz"])
+    for i, name in enumerate("xyz"):
+        vertices[name] = corners[:, i].detach().to("cpu", torch.float32).numpy()
+    faces = (np.arange(len(lower))[:, None, None] * 8 + _CUBE_FACES[None]).reshape(-1, 3)
+    face_rows = np.empty(len(faces), dtype=[("vertex_indices", "i4", (3,))])
+    face_rows["vertex_indices"] = faces
+    elements = [plyfile.PlyElement.describe(vertices, "vertex"), plyfile.PlyElement.describe(face_rows, "face")]
+    ply = plyfile.PlyData(elements, byte_order="<")
+    write_atomic(Path(path), lambda tmp: ply.write(str(tmp)))

@@ -3,10 +3,12 @@ tensors on the surface, both fields learn, resume exactly across upsampling and 
 mask, and are viewed from any camera."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 import torch
+from clirun import run_cli
 
 from sparse3d.engine.distributed import World
 from sparse3d.engine.registry import discover_methods
@@ -128,3 +130,21 @@ def test_field_config_checks_each_level():
 def test_dims_schedule_reaches_the_final_length():
     assert dims_schedule(29, 121, 5) == [47, 66, 84, 103, 121]
     assert dims_schedule(7, 31, 0) == []
+
+
+def test_exports_write_the_tensor_boxes_and_a_density_mesh_round_the_object(dense_object, tmp_path):
+    trimesh = pytest.importorskip("trimesh")
+    config = small_config("strivec", dense_object, tmp_path / "run", steps=40)
+    trainer = Trainer(config, "strivec", config.output, World())
+    trainer.train()
+    method = trainer.method
+    for i, level in enumerate(method.field.levels):
+        boxes = trimesh.load(config.output / f"tensors_level_{i}.ply", process=False)
+        assert len(boxes.vertices) == 8 * level.num_tensors and len(boxes.faces) == 12 * level.num_tensors
+    out = run_cli("sparse3d-export", "density", f"run={config.output}", "resolution=48", "level=0.05", env=dict(os.environ))
+    assert out.returncode == 0, out.stderr
+    mesh = trimesh.load(config.output / "density_mesh.ply", process=False)
+    radius = torch.as_tensor(mesh.vertices).norm(dim=1)
+    assert len(mesh.faces) > 100 and radius.max() < 1.5  # the capsule fits the unit sphere; no phantom far away
+    refused = run_cli("sparse3d-export", "density", f"run={config.output}", "level=2.0", env=dict(os.environ))
+    assert refused.returncode != 0 and "never crosses level 2.0" in refused.stderr
