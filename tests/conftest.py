@@ -1,4 +1,4 @@
-"""Shared fixtures: the small synthetic object folder and the test-only method plugin."""
+"""Shared fixtures: the small synthetic object folders and the test-only method plugin."""
 
 from pathlib import Path
 
@@ -8,6 +8,7 @@ from clirun import PLUGINS, plugin_environment
 from sparse3d.synthetic.objects import SyntheticObjectsConfig, write_synthetic_objects
 
 SMALL = SyntheticObjectsConfig(objects=("torus",), resolution=48, num_test_views=4)
+DENSE = SyntheticObjectsConfig(objects=("capsule",), resolution=32, num_test_views=2, num_dense_views=12, supersampling=1)
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +21,13 @@ def small_config() -> SyntheticObjectsConfig:
 def synthetic_folder(tmp_path_factory) -> Path:
     """The generated "torus" folder (read-only: copy it before corrupting files)."""
     return write_synthetic_objects(tmp_path_factory.mktemp("synthetic"), SMALL)[0]
+
+
+@pytest.fixture(scope="session")
+def dense_object(tmp_path_factory) -> Path:
+    """A many-view "capsule" folder for the radiance fields: 32 x 32, 9 + 12 training views,
+    2 held-out ones (read-only)."""
+    return write_synthetic_objects(tmp_path_factory.mktemp("dense"), DENSE)[0]
 
 
 @pytest.fixture

@@ -9,48 +9,18 @@ from pathlib import Path
 import pytest
 import torch
 from clirun import run_cli
+from radiance_runs import field_run_config
 
 from sparse3d.engine.distributed import World
-from sparse3d.engine.registry import discover_methods
 from sparse3d.engine.scene import Boxes3D
 from sparse3d.engine.trainer import Trainer
 from sparse3d.fields.strivec import StrivecFieldConfig, dims_schedule
 from sparse3d.render.ply import write_points_ply
-from sparse3d.synthetic.objects.generator import (
-    SyntheticObjectsConfig,
-    write_synthetic_objects,
-)
-
-
-@pytest.fixture(scope="module")
-def dense_object(tmp_path_factory) -> Path:
-    config = SyntheticObjectsConfig(objects=("capsule",), resolution=32, num_test_views=2, num_dense_views=12, supersampling=1)
-    return write_synthetic_objects(tmp_path_factory.mktemp("objects"), config)[0]
-
-
-def small_config(method: str, data: Path, out: Path, steps: int):
-    config = discover_methods()[method].default_config()
-    config.data, config.output = data, out
-    t = config.trainer
-    t.max_steps, t.progress, t.log_every, t.eval_every, t.ckpt_every = steps, False, 5, 0, steps
-    r = config.render
-    # A higher rate than the preset's: the tiny fields must learn within a few dozen steps.
-    r.batch_rays, r.alpha_mask_steps, r.occupancy_voxel, r.eval_chunk, r.lr = 512, (2 * steps // 3,), 0.1, 4096, 0.1
-    if method == "strivec":
-        config.model.tensors = StrivecFieldConfig(
-            dims=(5, 4, 3), final_dims=(9, 7, 5), density_components=(4, 4, 4), app_components=(4, 4, 4), app_dim=8, hidden=16
-        )
-        config.model.coarse.steps, config.model.coarse.voxels = 30, 24**3
-    else:
-        vm = config.model.vm
-        vm.voxels, vm.final_voxels, vm.density_components, vm.app_components, vm.app_dim, vm.hidden = 16**3, 24**3, 4, 4, 8, 16
-    config.model.upsample_steps = (steps // 4, steps // 2)
-    return config
 
 
 @pytest.mark.parametrize("method", ["strivec", "tensorf"])
 def test_loss_falls_and_views_render(method, dense_object, tmp_path):
-    config = small_config(method, dense_object, tmp_path / "run", steps=60)
+    config = field_run_config(method, dense_object, tmp_path / "run", steps=60)
     trainer = Trainer(config, method, config.output, World())
     trainer.train()
     train = json.loads((config.output / "metrics.json").read_text())["train"]
@@ -66,7 +36,7 @@ def test_loss_falls_and_views_render(method, dense_object, tmp_path):
 
 
 def test_strivec_places_tensors_on_the_coarse_surface_and_shows_their_boxes(dense_object, tmp_path):
-    config = small_config("strivec", dense_object, tmp_path / "run", steps=1)
+    config = field_run_config("strivec", dense_object, tmp_path / "run", steps=1)
     method = Trainer(config, "strivec", config.output, World()).method
     points = torch.load(config.output / "coarse" / "points.pt", weights_only=True)
     assert len(points) > 0 and points.norm(dim=1).max() < 1.3  # the capsule fits the unit sphere
@@ -83,7 +53,7 @@ def test_strivec_places_tensors_on_the_coarse_surface_and_shows_their_boxes(dens
 @pytest.mark.parametrize("method", ["strivec", "tensorf"])
 def test_resume_across_upsampling_and_alpha_mask_matches_uninterrupted_run(method, dense_object, tmp_path):
     def run(out: Path, crash_at: int | None = None):
-        config = small_config(method, dense_object, out, steps=30)
+        config = field_run_config(method, dense_object, out, steps=30)
         config.trainer.ckpt_every = 10
         config.render.alpha_mask_steps = (18, 22)  # one mask before the restored checkpoint, one after
         trainer = Trainer(config, method, out, World())
@@ -114,7 +84,7 @@ def test_resume_across_upsampling_and_alpha_mask_matches_uninterrupted_run(metho
 def test_points_file_outside_the_scene_box_is_a_clear_error(dense_object, tmp_path):
     far = tmp_path / "far.ply"
     write_points_ply(far, torch.full((5, 3), 10.0), torch.zeros(5, 3, dtype=torch.uint8))
-    config = small_config("strivec", dense_object, tmp_path / "run", steps=1)
+    config = field_run_config("strivec", dense_object, tmp_path / "run", steps=1)
     config.model.points_file = far
     with pytest.raises(ValueError, match="no points inside the scene box"):
         Trainer(config, "strivec", config.output, World())
@@ -134,7 +104,7 @@ def test_dims_schedule_reaches_the_final_length():
 
 def test_exports_write_the_tensor_boxes_and_a_density_mesh_round_the_object(dense_object, tmp_path):
     trimesh = pytest.importorskip("trimesh")
-    config = small_config("strivec", dense_object, tmp_path / "run", steps=40)
+    config = field_run_config("strivec", dense_object, tmp_path / "run", steps=40)
     trainer = Trainer(config, "strivec", config.output, World())
     trainer.train()
     method = trainer.method
