@@ -18,12 +18,21 @@ from sparse3d.fields.strivec import StrivecFieldConfig, dims_schedule
 from sparse3d.render.ply import write_points_ply
 
 
+@pytest.fixture(scope="module")
+def trained(dense_object, tmp_path_factory) -> dict[str, Trainer]:
+    """A strivec and a tensorf run of 60 steps on the tiny object, by method."""
+    runs = {}
+    for method in ("strivec", "tensorf"):
+        config = field_run_config(method, dense_object, tmp_path_factory.mktemp(method) / "run", steps=60)
+        runs[method] = Trainer(config, method, config.output, World())
+        runs[method].train()
+    return runs
+
+
 @pytest.mark.parametrize("method", ["strivec", "tensorf"])
-def test_loss_falls_and_views_render(method, dense_object, tmp_path):
-    config = field_run_config(method, dense_object, tmp_path / "run", steps=60)
-    trainer = Trainer(config, method, config.output, World())
-    trainer.train()
-    train = json.loads((config.output / "metrics.json").read_text())["train"]
+def test_loss_falls_and_views_render(method, trained):
+    trainer = trained[method]
+    train = json.loads((trainer.run_dir / "metrics.json").read_text())["train"]
     assert train[-1]["mse"] < 0.5 * train[0]["mse"]
     camera = trainer.method.data.cameras[int(trainer.method.data.test_indices[0])]
     out = trainer.method.get_outputs_for_camera(camera)
@@ -102,19 +111,16 @@ def test_dims_schedule_reaches_the_final_length():
     assert dims_schedule(7, 31, 0) == []
 
 
-def test_exports_write_the_tensor_boxes_and_a_density_mesh_round_the_object(dense_object, tmp_path):
+def test_exports_write_the_tensor_boxes_and_a_density_mesh_round_the_object(trained):
     trimesh = pytest.importorskip("trimesh")
-    config = field_run_config("strivec", dense_object, tmp_path / "run", steps=40)
-    trainer = Trainer(config, "strivec", config.output, World())
-    trainer.train()
-    method = trainer.method
+    run, method = trained["strivec"].run_dir, trained["strivec"].method
     for i, level in enumerate(method.field.levels):
-        boxes = trimesh.load(config.output / f"tensors_level_{i}.ply", process=False)
+        boxes = trimesh.load(run / f"tensors_level_{i}.ply", process=False)
         assert len(boxes.vertices) == 8 * level.num_tensors and len(boxes.faces) == 12 * level.num_tensors
-    out = run_cli("sparse3d-export", "density", f"run={config.output}", "resolution=48", "level=0.05", env=dict(os.environ))
+    out = run_cli("sparse3d-export", "density", f"run={run}", "resolution=48", "level=0.05", env=dict(os.environ))
     assert out.returncode == 0, out.stderr
-    mesh = trimesh.load(config.output / "density_mesh.ply", process=False)
+    mesh = trimesh.load(run / "density_mesh.ply", process=False)
     radius = torch.as_tensor(mesh.vertices).norm(dim=1)
     assert len(mesh.faces) > 100 and radius.max() < 1.5  # the capsule fits the unit sphere; no phantom far away
-    refused = run_cli("sparse3d-export", "density", f"run={config.output}", "level=2.0", env=dict(os.environ))
+    refused = run_cli("sparse3d-export", "density", f"run={run}", "resolution=16", "level=2.0", env=dict(os.environ))
     assert refused.returncode != 0 and "never crosses level 2.0" in refused.stderr
