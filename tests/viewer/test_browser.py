@@ -359,8 +359,9 @@ def test_clicking_a_camera_flies_to_it_and_shows_its_image(data_page):
     settled_screenshot(page)
     page.mouse.click(WIDE_VIEWPORT["width"] / 2, WIDE_VIEWPORT["height"] / 2)  # left of the GUI panel
     wait_for(lambda: viewer.picker.picked == ("training views", 2), "the click to pick view 2")
-    wait_for(lambda: np.allclose(client.camera.position, position, atol=1e-3), "the camera to fly to the view")
-    np.testing.assert_allclose(client.camera.look_at, look_at, atol=1e-3)
+    # The browser reports position and look-at in separate updates: wait for both.
+    wait_for(lambda: np.allclose(client.camera.position, position, atol=1e-3)
+             and np.allclose(client.camera.look_at, look_at, atol=1e-3), "the camera to fly to the view")
     np.testing.assert_array_equal(viewer.picker.image.image, training.images[2].numpy())
     page.get_by_text("training views, view 2").wait_for(timeout=10_000)
     client.camera.position = position - 2.0 * forward  # step back: the picked view's frustum in sight

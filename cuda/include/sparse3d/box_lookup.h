@@ -6,6 +6,7 @@
 #include <math.h>
 
 #include "sparse3d/hash.h"
+#include "sparse3d/rounding.h"
 
 typedef struct CUstream_st* cudaStream_t;
 
@@ -21,24 +22,6 @@ struct BoxGrid {
 
 // The 2 x 2 x 2 voxels around a point are the only ones whose boxes can hold it.
 constexpr int kBoxCandidates = 8;
-
-// a * b and a + b rounded on their own, as torch's separate elementwise kernels round them:
-// nvcc would otherwise fuse a * b + c into one fma and move centres (and face tests) by an ulp.
-SP3D_HD inline float mul_rn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-
-SP3D_HD inline float add_rn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
 
 // The K nearest boxes holding point p [3] (nearest first, ties to the lower box number),
 // -1 after the last, and their weights 1 / (d + 1e-6) normalised to sum to 1 (summed

@@ -16,6 +16,7 @@
 #include <math.h>
 
 #include "sparse3d/hash.h"
+#include "sparse3d/rounding.h"
 
 namespace sparse3d {
 
@@ -66,34 +67,6 @@ struct MarchInputs {
     return m;
   }
 };
-
-// float32 operations rounded once each, as torch's separate elementwise kernels round them.
-// nvcc would contract a * b + c into an FMA (one rounding), hence the intrinsics; the host
-// code is built as ISO C++ (-std=c++20), where GCC does not contract, and x86-64's baseline
-// has no FMA anyway.
-SP3D_HD inline float add_rn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-
-SP3D_HD inline float sub_rn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fsub_rn(a, b);
-#else
-  return a - b;
-#endif
-}
-
-SP3D_HD inline float mul_rn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
 
 // x / voxel_size as torch computes it for a float32 tensor and a Python float: a division on
 // the CPU, but on CUDA a product with the float32 reciprocal (BinaryDivTrueKernel.cu divides
