@@ -142,8 +142,7 @@ def export_density(command: DensityExport) -> Path:
         raise ValueError(f"density meshes a radiance field's density; {type(method).__name__} has none (use mesh for TSDF fusion)")
     if command.resolution < 2:
         raise ValueError(f"resolution must be >= 2, got {command.resolution}")
-    sigma = lambda points: method.field.sigma(points, method.field.lookups(points))  # noqa: E731
-    grid, spacing = opacity_grid(sigma, method.box_lower.to(method.device), method.box_upper.to(method.device),
+    grid, spacing = opacity_grid(method.density, method.box_lower.to(method.device), method.box_upper.to(method.device),
                                  command.resolution, method.sample_step())
     mesh = marching_cubes_mesh(grid, method.box_lower, spacing, command.level)
     out = command.out or Path(command.run) / "density_mesh.ply"

@@ -2,10 +2,44 @@
 view direction, shared by Strivec and the dense TensoRF baseline. Its layers are
 sparse3d.nn.Linear, whose bits do not depend on the thread count."""
 
+from dataclasses import dataclass, field
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sparse3d.engine.config import at_least, check_ranges, positive
 from sparse3d.nn.linear import Linear
+
+
+@dataclass
+class DensityActivation:
+    """How a field's raw density feature becomes a density (TensoRF's softplus with shift)."""
+
+    density_shift: float = -10.0
+    """Added to the density feature before softplus (so empty space starts transparent)."""
+    distance_scale: float = field(default=25.0, metadata=positive())
+    """Density = distance_scale x softplus(feature + shift)."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+    def density(self, feature: Tensor) -> Tensor:
+        """float [S] densities (world units^-1) of raw features ``feature`` [S]."""
+        return self.distance_scale * F.softplus(feature + self.density_shift)
+
+
+@dataclass
+class ShadedFieldConfig(DensityActivation):
+    """What the factorised fields (Strivec, TensoRF-VM) share: the density activation, the
+    appearance feature, the shader and the initial spread of their factors."""
+
+    app_dim: int = field(default=27, metadata=at_least(1))
+    """Width of the appearance feature the basis maps the appearance components to."""
+    init_std: float = field(default=0.1, metadata=positive())
+    """Standard deviation of the factors' initial values."""
+    hidden: int = field(default=128, metadata=at_least(1))
+    """Width of the shader's hidden layers."""
 
 
 def positional_encoding(x: Tensor, frequencies: int) -> Tensor:

@@ -22,14 +22,14 @@ from torch import Tensor, nn
 
 from sparse3d.core.box_lookup import box_lookup
 from sparse3d.core.grid import VoxelGrid
-from sparse3d.engine.config import at_least, check_ranges, positive
-from sparse3d.fields.shading import FeatureShader
+from sparse3d.engine.config import at_least
+from sparse3d.fields.shading import FeatureShader, ShadedFieldConfig
 from sparse3d.fields.trivector import trivector_features
 from sparse3d.nn.linear import Linear
 
 
 @dataclass
-class StrivecFieldConfig:
+class StrivecFieldConfig(ShadedFieldConfig):
     """The levels of local tensors and the shader (defaults: Strivec's Synthetic-NeRF
     configuration, "Ours-48")."""
 
@@ -45,21 +45,11 @@ class StrivecFieldConfig:
     """CP components of density, per level."""
     app_components: tuple[int, ...] = (48, 48, 48)
     """CP components of appearance, per level."""
-    app_dim: int = field(default=27, metadata=at_least(1))
-    """Width of the appearance feature each level's basis maps its components to."""
     k: int = field(default=4, metadata=at_least(1))
     """Tensors blended per sample and level (the nearest ones that hold it)."""
-    density_shift: float = -10.0
-    """Added to the density feature before softplus (so empty space starts transparent)."""
-    distance_scale: float = field(default=25.0, metadata=positive())
-    """Density = distance_scale x softplus(feature + shift)."""
-    init_std: float = field(default=0.1, metadata=positive())
-    """Standard deviation of the vectors' initial values."""
-    hidden: int = field(default=128, metadata=at_least(1))
-    """Width of the shader's hidden layers."""
 
     def __post_init__(self) -> None:
-        check_ranges(self)
+        super().__post_init__()
         n = len(self.voxel_sizes)
         per_level = {"half_sizes": self.half_sizes, "dims": self.dims, "final_dims": self.final_dims,
                      "density_components": self.density_components, "app_components": self.app_components}
@@ -156,7 +146,7 @@ class StrivecField(nn.Module):
         """float [S] densities (world units^-1) at ``points`` float32 [S, 3]."""
         lookups = self.lookups(points) if lookups is None else lookups
         feature = sum(level.density_feature(points, i, w) for level, i, w in zip(self.levels, lookups.index, lookups.weights))
-        return self.config.distance_scale * F.softplus(feature + self.config.density_shift)
+        return self.config.density(feature)
 
     def rgb(self, points: Tensor, dirs: Tensor, lookups: Lookups) -> Tensor:
         """float [S, 3] colours at ``points`` seen along unit ``dirs`` float32 [S, 3]."""

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sparse3d.engine.config import at_least, check_ranges, positive
-from sparse3d.fields.shading import FeatureShader
+from sparse3d.engine.config import at_least
+from sparse3d.fields.shading import DensityActivation, FeatureShader, ShadedFieldConfig
 from sparse3d.nn.linear import Linear
 
 # Plane axes and the line axis of each of TensoRF's three VM pairs.
@@ -25,7 +25,7 @@ _LINES = (2, 1, 0)
 
 
 @dataclass
-class TensorVMConfig:
+class TensorVMConfig(ShadedFieldConfig):
     """TensoRF-VM (defaults: "VM-192" on Synthetic-NeRF)."""
 
     voxels: int = field(default=128**3, metadata=at_least(8))
@@ -37,19 +37,6 @@ class TensorVMConfig:
     """Components per plane/line pair for density."""
     app_components: int = field(default=48, metadata=at_least(1))
     """Components per plane/line pair for appearance."""
-    app_dim: int = field(default=27, metadata=at_least(1))
-    """Width of the appearance feature."""
-    density_shift: float = -10.0
-    """Added to the density feature before softplus."""
-    distance_scale: float = field(default=25.0, metadata=positive())
-    """Density = distance_scale x softplus(feature + shift)."""
-    init_std: float = field(default=0.1, metadata=positive())
-    """Standard deviation of the planes' and lines' initial values."""
-    hidden: int = field(default=128, metadata=at_least(1))
-    """Width of the shader's hidden layers."""
-
-    def __post_init__(self) -> None:
-        check_ranges(self)
 
 
 def resolution(lower: Tensor, upper: Tensor, voxels: int) -> list[int]:
@@ -125,7 +112,7 @@ class TensorVMField(DenseField):
     def sigma(self, points: Tensor, lookups: None = None) -> Tensor:
         """float [S] densities at ``points`` float32 [S, 3]."""
         feature = self._vm(self.density_planes, self.density_lines, points).sum((1, 2))
-        return self.config.distance_scale * F.softplus(feature + self.config.density_shift)
+        return self.config.density(feature)
 
     def rgb(self, points: Tensor, dirs: Tensor, lookups: None = None) -> Tensor:
         """float [S, 3] colours at ``points`` seen along unit ``dirs``."""
@@ -158,18 +145,11 @@ class TensorVMField(DenseField):
 
 
 @dataclass
-class DensityGridConfig:
+class DensityGridConfig(DensityActivation):
     """A dense voxel grid of density and colour (DVGO's coarse stage)."""
 
     voxels: int = field(default=64**3, metadata=at_least(8))
     """Voxels of the grid (resolution per axis from the scene box)."""
-    density_shift: float = -10.0
-    """Added to the density value before softplus."""
-    distance_scale: float = field(default=25.0, metadata=positive())
-    """Density = distance_scale x softplus(value + shift)."""
-
-    def __post_init__(self) -> None:
-        check_ranges(self)
 
 
 class DensityGridField(DenseField):
@@ -198,7 +178,7 @@ class DensityGridField(DenseField):
     def sigma(self, points: Tensor, lookups: None = None) -> Tensor:
         """float [S] densities at ``points`` float32 [S, 3]."""
         value = self._sample(self.density, points)[:, 0]
-        return self.config.distance_scale * F.softplus(value + self.config.density_shift)
+        return self.config.density(value)
 
     def rgb(self, points: Tensor, dirs: Tensor, lookups: None = None) -> Tensor:
         """float [S, 3] colours at ``points`` (the same from every direction)."""

@@ -246,11 +246,14 @@ class RadianceFieldMethod(Method):
         if done in self.config.render.alpha_mask_steps:
             self.occupancy = self.visible(self.occupancy)
 
+    def density(self, points: Tensor) -> Tensor:
+        """float [P] the field's density at world points ``points`` float32 [P, 3]."""
+        return self.field.sigma(points, self.field.lookups(points))
+
     def visible(self, occupancy: Occupancy) -> Occupancy:
         """``occupancy`` narrowed to where the field is visible (the alpha mask)."""
         with torch.no_grad():
-            sigma = lambda points: self.field.sigma(points, self.field.lookups(points))  # noqa: E731
-            return visible_occupancy(occupancy, sigma, self.sample_step(), self.config.render.alpha_mask_threshold)
+            return visible_occupancy(occupancy, self.density, self.sample_step(), self.config.render.alpha_mask_threshold)
 
     # --- resuming ------------------------------------------------------------------------
 
