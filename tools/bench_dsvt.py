@@ -16,10 +16,13 @@ the pillars are the fixed input of both backbones.
     thread count -- what determinism costs.
 
 Timed: forward, and forward + backward of a random linear loss (median and min of the
-repeats, at --threads; ours and ours-with-BLAS interleaved, then the naive runs). Peak memory: the highest live total of the CPU
-allocations recorded by torch.profiler while running the call (inputs excluded).
+repeats, at --threads; ours and ours-with-BLAS interleaved, then the naive runs; with
+--background-load N, all of it again beside N busy processes that the benchmark starts and
+stops itself, whose figures the JSON then gives, with the first ones under "no_load").
+Peak memory: the highest live total of the CPU allocations recorded by torch.profiler
+while running the call (inputs excluded).
 
-    python tools/bench_dsvt.py [--repeats 3] [--threads 2] [--json out.json]
+    python tools/bench_dsvt.py [--repeats 3] [--threads 2] [--background-load N] [--json out.json]
 
 The last printed line is a one-line summary.
 """
@@ -34,6 +37,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from background_load import background_load
 from torch.profiler import ProfilerActivity, profile
 
 from sparse3d.core.sparse_voxels import SparseVoxels
@@ -166,10 +170,41 @@ def time_calls(fns: list[Callable[[], object]], repeats: int) -> list[list[float
     return times
 
 
+def speed_figures(impls: dict[str, Callable], fwd, fwd_bwd, repeats: int) -> dict:
+    """Median seconds of ours, ours with BLAS linears and the naive windows, forward and
+    forward + backward, with the ratios; prints them."""
+    # Every measurement of ours runs before the naive one: interleaved runs showed ours
+    # several times slower right after a naive backward (~2 GB of allocations), which
+    # would bias the ratio in the naive's favour.
+    times: dict[str, dict[str, list[float]]] = {"ours": {}, "blas": {}, "naive": {}}
+    for mode, make in (("fwd", fwd), ("fwd_bwd", fwd_bwd)):
+        times["ours"][mode], times["blas"][mode] = time_calls([make(impls["ours"]), make(impls["blas"])], repeats)
+    for mode, make in (("fwd", fwd), ("fwd_bwd", fwd_bwd)):
+        times["naive"][mode] = time_calls([make(impls["naive"])], repeats)[0]
+    results = {}
+    for mode in ("fwd", "fwd_bwd"):
+        ours, blas_times = times["ours"][mode], times["blas"][mode]
+        results[f"{mode}_blas_linears_s"] = statistics.median(blas_times)
+        results[f"{mode}_cost_of_determinism"] = statistics.median(ours) / results[f"{mode}_blas_linears_s"]
+        print(f"{mode:8s} ours {statistics.median(ours) * 1e3:8.1f} ms   with BLAS linears "
+              f"{results[f'{mode}_blas_linears_s'] * 1e3:8.1f} ms (min {min(blas_times) * 1e3:.1f})   "
+              f"ours / BLAS {results[f'{mode}_cost_of_determinism']:.3f}")
+    for mode in ("fwd", "fwd_bwd"):
+        ours, slow = times["ours"][mode], times["naive"][mode]
+        results[f"{mode}_ours_s"], results[f"{mode}_naive_s"] = statistics.median(ours), statistics.median(slow)
+        results[f"{mode}_speedup_vs_naive"] = results[f"{mode}_naive_s"] / results[f"{mode}_ours_s"]
+        print(f"{mode:8s} ours {results[f'{mode}_ours_s'] * 1e3:8.1f} ms (min {min(ours) * 1e3:.1f})   "
+              f"naive {results[f'{mode}_naive_s'] * 1e3:8.1f} ms (min {min(slow) * 1e3:.1f})   "
+              f"speedup {results[f'{mode}_speedup_vs_naive']:.2f}x")
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--background-load", type=int, default=0, metavar="N",
+                        help="time again beside N busy processes; the JSON's figures are then those")
     parser.add_argument("--json", type=str, default=None, help="write the figures to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -208,36 +243,17 @@ def main() -> None:
             (impl(pillars).feats * cotangent).sum().backward()
         return run
 
-    # Every measurement of ours runs before the naive one: interleaved runs showed ours
-    # several times slower right after a naive backward (~2 GB of allocations), which
-    # would bias the ratio in the naive's favour.
-    figures: dict[str, dict[str, list[float] | float]] = {"ours": {}, "blas": {}, "naive": {}}
-    for mode, make in (("fwd", fwd), ("fwd_bwd", fwd_bwd)):
-        figures["ours"][mode], figures["blas"][mode] = time_calls([make(model), make(blas)], args.repeats)
-    figures["ours"]["mem"] = peak_memory_mb(fwd_bwd(model))
-    for mode, make in (("fwd", fwd), ("fwd_bwd", fwd_bwd)):
-        figures["naive"][mode] = time_calls([make(naive)], args.repeats)[0]
-    figures["naive"]["mem"] = peak_memory_mb(fwd_bwd(naive))
-    results = {}
-    for mode in ("fwd", "fwd_bwd"):
-        ours, blas_times = figures["ours"][mode], figures["blas"][mode]
-        results[f"{mode}_blas_linears_s"] = statistics.median(blas_times)
-        results[f"{mode}_cost_of_determinism"] = statistics.median(ours) / results[f"{mode}_blas_linears_s"]
-        print(f"{mode:8s} ours {statistics.median(ours) * 1e3:8.1f} ms   with BLAS linears "
-              f"{results[f'{mode}_blas_linears_s'] * 1e3:8.1f} ms (min {min(blas_times) * 1e3:.1f})   "
-              f"ours / BLAS {results[f'{mode}_cost_of_determinism']:.3f}")
-    for mode in ("fwd", "fwd_bwd"):
-        ours, slow = figures["ours"][mode], figures["naive"][mode]
-        results[f"{mode}_ours_s"], results[f"{mode}_naive_s"] = statistics.median(ours), statistics.median(slow)
-        results[f"{mode}_speedup_vs_naive"] = results[f"{mode}_naive_s"] / results[f"{mode}_ours_s"]
-        print(f"{mode:8s} ours {results[f'{mode}_ours_s'] * 1e3:8.1f} ms (min {min(ours) * 1e3:.1f})   "
-              f"naive {results[f'{mode}_naive_s'] * 1e3:8.1f} ms (min {min(slow) * 1e3:.1f})   "
-              f"speedup {results[f'{mode}_speedup_vs_naive']:.2f}x")
-    mem_ours, mem_naive = figures["ours"]["mem"], figures["naive"]["mem"]
+    results = speed_figures({"ours": model, "blas": blas, "naive": naive}, fwd, fwd_bwd, args.repeats)
+    if args.background_load:
+        print(f"beside {args.background_load} busy processes:")
+        with background_load(args.background_load):
+            results = speed_figures({"ours": model, "blas": blas, "naive": naive}, fwd, fwd_bwd, args.repeats) | {
+                "no_load": results}
+    mem_ours, mem_naive = peak_memory_mb(fwd_bwd(model)), peak_memory_mb(fwd_bwd(naive))
     results.update(peak_mem_ours_mb=mem_ours, peak_mem_naive_mb=mem_naive, peak_mem_ratio=mem_naive / mem_ours)
     print(f"peak memory (fwd+bwd): ours {mem_ours:.0f} MB, naive {mem_naive:.0f} MB, ratio {mem_naive / mem_ours:.2f}x")
     results.update(num_points=points.shape[0], num_pillars=pillars.num_voxels, threads=args.threads,
-                   max_abs_diff=max_diff)
+                   background_load=args.background_load, max_abs_diff=max_diff)
 
     if args.json:
         directory = os.path.dirname(os.path.abspath(args.json))

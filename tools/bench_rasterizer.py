@@ -2,10 +2,13 @@
 
 Both backends render the same random scenes in the same process (forward, then forward +
 backward of a random linear loss over the colours and alphas); the script prints times,
-speed-ups and the worst absolute difference over outputs and gradients.
+speed-ups and the worst absolute difference over outputs and gradients. With
+--background-load N every case runs twice: on the machine as it is, then beside N busy
+processes that the benchmark starts and stops itself (the JSON's figures are then those,
+with the first run's under "no_load").
 
     python tools/bench_rasterizer.py [--sizes 128 256 512] [--counts 10000 100000]
-                                     [--repeats 3] [--threads N] [--json PATH]
+                                     [--repeats 3] [--threads N] [--background-load N] [--json PATH]
 
 The last printed line is a one-line summary.
 """
@@ -19,6 +22,7 @@ import time
 from dataclasses import dataclass
 
 import torch
+from background_load import background_load
 
 from sparse3d.render.rasterize import RasterConfig, rasterize_gaussians
 
@@ -40,6 +44,8 @@ class BenchArgs:
     """Where to write every figure as JSON, or None."""
     threads: int | None
     """Torch / native thread count for both sides, or None for torch's default."""
+    background_load: int
+    """Busy processes beside the second run of every case (0: one run, none beside it)."""
 
 
 def make_scene(n: int, size: int, seed: int = 0) -> dict:
@@ -118,8 +124,9 @@ def parse_args() -> BenchArgs:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", dest="json_path", default=None)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--background-load", type=int, default=0, metavar="N")
     a = parser.parse_args()
-    return BenchArgs(tuple(a.sizes), tuple(a.counts), a.repeats, a.json_path, a.threads)
+    return BenchArgs(tuple(a.sizes), tuple(a.counts), a.repeats, a.json_path, a.threads, a.background_load)
 
 
 def write_json_atomic(path: str, payload: dict) -> None:
@@ -130,27 +137,36 @@ def write_json_atomic(path: str, payload: dict) -> None:
     os.replace(f.name, path)
 
 
+def case_row(label: str, fig: dict) -> str:
+    """One printed line of a case's figures."""
+    return (f"{label} | {fig['fwd_native_s'] * 1e3:>7.1f}ms {fig['fwd_ref_s'] * 1e3:>7.0f}ms {fig['fwd_speedup']:>5.1f}x"
+            f" | {fig['fwd_bwd_native_s'] * 1e3:>7.1f}ms {fig['fwd_bwd_ref_s'] * 1e3:>7.0f}ms {fig['fwd_bwd_speedup']:>5.1f}x"
+            f" | {max(fig['fwd_max_abs_err'], fig['fwd_bwd_max_abs_err']):.2e}")
+
+
 def main(args: BenchArgs) -> dict:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     # Other processes on the machine slow multi-threaded torch ops (the reference) far more
     # than the native kernels; the load average is recorded so figures can be judged.
-    figures = {"threads": torch.get_num_threads(), "load_avg_1min": os.getloadavg()[0], "cases": {}}
+    figures = {"threads": torch.get_num_threads(), "background_load": args.background_load,
+               "load_avg_1min": os.getloadavg()[0], "cases": {}}
     print(f"threads: {figures['threads']}, load average: {figures['load_avg_1min']:.2f}")
     print(f"{'N':>7} {'size':>5} | {'fwd ours':>9} {'fwd ref':>9} {'x':>6} | {'f+b ours':>9} {'f+b ref':>9} {'x':>6} | max abs err")
     for n in args.counts:
         for size in args.sizes:
             fig = bench_case(n, size, args.repeats)
+            print(case_row(f"{n:>7} {size:>5}", fig), flush=True)
+            if args.background_load:
+                with background_load(args.background_load):
+                    fig = bench_case(n, size, args.repeats) | {"no_load": fig}
+                print(case_row(f"  beside {args.background_load} busy".ljust(13), fig), flush=True)
             key = f"{n // 1000}k_{size}"
             figures["cases"][key] = fig
-            figures[f"fwd_speedup_{key}"] = fig["fwd_speedup"]
-            figures[f"fwd_bwd_speedup_{key}"] = fig["fwd_bwd_speedup"]
-            print(
-                f"{n:>7} {size:>5} | {fig['fwd_native_s'] * 1e3:>7.1f}ms {fig['fwd_ref_s'] * 1e3:>7.0f}ms {fig['fwd_speedup']:>5.1f}x"
-                f" | {fig['fwd_bwd_native_s'] * 1e3:>7.1f}ms {fig['fwd_bwd_ref_s'] * 1e3:>7.0f}ms {fig['fwd_bwd_speedup']:>5.1f}x"
-                f" | {max(fig['fwd_max_abs_err'], fig['fwd_bwd_max_abs_err']):.2e}",
-                flush=True,
-            )
+            for label in ("fwd_speedup", "fwd_bwd_speedup"):
+                figures[f"{label}_{key}"] = fig[label]
+                if "no_load" in fig:
+                    figures[f"{label}_{key}_no_load"] = fig["no_load"][label]
     figures["max_abs_err"] = max(max(f["fwd_max_abs_err"], f["fwd_bwd_max_abs_err"]) for f in figures["cases"].values())
     figures["max_rel_err"] = max(max(f["fwd_max_rel_err"], f["fwd_bwd_max_rel_err"]) for f in figures["cases"].values())
     figures["load_avg_1min_end"] = os.getloadavg()[0]
@@ -158,6 +174,8 @@ def main(args: BenchArgs) -> dict:
         write_json_atomic(args.json_path, figures)
     headline = "fwd_bwd_speedup_100k_256"
     summary = f"{headline}={figures[headline]:.1f}x " if headline in figures else ""
+    if f"{headline}_no_load" in figures:
+        summary += f"(no load {figures[f'{headline}_no_load']:.1f}x, beside {args.background_load} busy) "
     print(f"summary: {summary}max_abs_err={figures['max_abs_err']:.2e} max_rel_err={figures['max_rel_err']:.2e} "
           f"cases={len(figures['cases'])}")
     return figures

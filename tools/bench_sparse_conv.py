@@ -8,7 +8,9 @@ grid (0.075 x 0.075 x 0.2 m over [-54, -54, -5, 54, 54, 3]: 1440 x 1440 x 40 cel
 gives ~95k voxels.
 
 Timed (median and min of interleaved repeats; sparse3d at --threads, spconv at 1 thread
-because its CPU build returns wrong rows at 2 threads, which the run also shows):
+because its CPU build returns wrong rows at 2 threads, which the run also shows; with
+--background-load N, every case twice: on the machine as it is, then beside N busy
+processes that the benchmark starts and stops itself):
   * SubM 3x3x3 kernel-map construction;
   * SubMConv3d C -> C (C = 16, 32, 64), forward and forward + backward, maps cached;
   * SparseConv3d 16 -> 32, k3 s2 p1, forward including its kernel map;
@@ -19,7 +21,11 @@ torch (it asks torch.cuda for a stream before taking its CPU branch).
 
 GFLOP/s count only real taps: 2 * pairs * Cin * Cout per forward (x3 for forward + backward).
 
-    python tools/bench_sparse_conv.py [--repeats 5] [--threads 2] [--json out.json]
+Peak memory: the encoder's first forward and forward + backward, each side in a fresh
+process, as the growth of the peak resident set (VmHWM) over the resident set before the
+call.
+
+    python tools/bench_sparse_conv.py [--repeats 5] [--threads 2] [--background-load N] [--json out.json]
 
 The last printed line is a one-line summary of the headline figures.
 """
@@ -28,6 +34,8 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -35,6 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from background_load import background_load
 
 from sparse3d.core.kernel_map import kernel_map
 from sparse3d.core.sparse_voxels import SparseVoxels
@@ -68,6 +77,11 @@ def lidar_voxels(seed: int = 0) -> tuple[SparseVoxels, int]:
     return SparseVoxels(v.coords[order].contiguous(), v.feats[order].contiguous(), v.grid_shape, 1), points.shape[0]
 
 
+# JSON key of each headline ratio -> its case.
+HEADLINES = {"kernel_map_speedup": "SubM k3 kernel map", "encoder_fwd_speedup": "VoxelResBackBone8x fwd",
+             "encoder_fwd_bwd_speedup": "VoxelResBackBone8x fwd+bwd"}
+
+
 @dataclass
 class Timing:
     median: float
@@ -96,6 +110,25 @@ def interleaved(ours: Callable, theirs: Callable | None, threads: int, repeats: 
     return summary(a), summary(b)
 
 
+@dataclass
+class Measured:
+    """One case's Timings (ours, theirs or None) as the machine is, and beside the
+    --background-load processes (None without them)."""
+
+    as_is: tuple
+    loaded: tuple | None
+
+
+def measure(ours: Callable, theirs: Callable | None, args, repeats: int | None = None) -> Measured:
+    """Interleaved timings of a case, then again beside ``args.background_load`` busy processes."""
+    repeats = repeats or args.repeats
+    as_is = interleaved(ours, theirs, args.threads, repeats)
+    if not args.background_load:
+        return Measured(as_is, None)
+    with background_load(args.background_load):
+        return Measured(as_is, interleaved(ours, theirs, args.threads, repeats))
+
+
 def zyx(x: SparseVoxels) -> SparseVoxels:
     """(b, x, y, z) on (X, Y, Z) -> (b, z, y, x) on (Z, Y, X), spconv's / OpenPCDet's order."""
     s = x.spatial_shape
@@ -106,8 +139,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="threads for sparse3d (spconv always runs at 1)")
+    parser.add_argument("--background-load", type=int, default=0, metavar="N",
+                        help="also time every case beside N busy processes; the JSON's figures are then those")
     parser.add_argument("--json", type=str, default=None, help="write all figures to this JSON file")
+    parser.add_argument("--memory-probe", choices=MEMORY_PROBES, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_probe:
+        print(json.dumps({"peak_mb": memory_probe(args.memory_probe, args.threads)}))
+        return
 
     try:
         import spconv.pytorch as spconv
@@ -121,21 +160,36 @@ def main() -> None:
     x = zyx(x)  # both libraries run on the same (b, z, y, x) indices
     print(f"scene: {n_points} points -> {x.num_voxels} voxels, spatial shape {x.spatial_shape} "
           f"({time.perf_counter() - t0:.1f} s to build)")
-    results: dict = {"num_points": n_points, "num_voxels": x.num_voxels, "threads": args.threads, "cases": {}}
-    rows = []
+    results: dict = {"num_points": n_points, "num_voxels": x.num_voxels, "threads": args.threads,
+                     "background_load": args.background_load, "cases": {}}
 
-    def record(name, ours: Timing, theirs: Timing | None, flops: float | None = None):
+    def figures(ours: Timing, theirs: Timing | None, flops: float | None) -> dict:
         entry = {"sparse3d_median_s": ours.median, "sparse3d_min_s": ours.min}
         if theirs is not None:
             entry |= {"spconv_median_s": theirs.median, "spconv_min_s": theirs.min, "speedup": theirs.median / ours.median}
         if flops:
             entry["sparse3d_gflops"] = flops / ours.median / 1e9
-        results["cases"][name] = entry
-        rows.append((name, entry))
+        return entry
+
+    def row(name: str, entry: dict) -> str:
         ratio = f"{entry['speedup']:6.2f}x" if "speedup" in entry else "   n/a"
-        gf = f"{entry['sparse3d_gflops']:6.1f}" if flops else "   n/a"
-        sp = f"{theirs.median * 1e3:9.1f} / {theirs.min * 1e3:9.1f}" if theirs else "n/a".rjust(21)
-        print(f"{name:34s} {ours.median * 1e3:9.1f} / {ours.min * 1e3:9.1f}   {sp}   {ratio}   {gf}", flush=True)
+        gf = f"{entry['sparse3d_gflops']:6.1f}" if "sparse3d_gflops" in entry else "   n/a"
+        sp = (f"{entry['spconv_median_s'] * 1e3:9.1f} / {entry['spconv_min_s'] * 1e3:9.1f}" if "speedup" in entry
+              else "n/a".rjust(21))
+        return (f"{name:34s} {entry['sparse3d_median_s'] * 1e3:9.1f} / {entry['sparse3d_min_s'] * 1e3:9.1f}   {sp}"
+                f"   {ratio}   {gf}")
+
+    def record(name, measured: Measured, flops: float | None = None):
+        """The case's figures under the requested load; without it in "no_load" when a load was requested."""
+        entry = figures(*measured.as_is, flops)
+        if measured.loaded is not None:
+            print(row(name, entry), flush=True)
+            entry = figures(*measured.loaded, flops) | {"no_load": entry}
+            name_loaded = f"  beside {args.background_load} busy"
+            print(row(name_loaded, entry), flush=True)
+        else:
+            print(row(name, entry), flush=True)
+        results["cases"][name] = entry
 
     print(f"{'case':34s} {'sparse3d ms (med / min)':>23s}   {'spconv ms 1 thr (med / min)':>21s}   ratio   GFLOP/s")
     shape = x.spatial_shape
@@ -152,9 +206,7 @@ def main() -> None:
         from spconv.pytorch import ops as spops
 
         theirs_map = lambda: spops.get_indice_pairs(x.coords, 1, list(shape), ConvAlgo.Native, [3] * 3, [1] * 3, [1] * 3, [1] * 3, [0] * 3, True, False)  # noqa: E731
-    a, b = interleaved(ours_map, theirs_map, args.threads, args.repeats)
-    record("SubM k3 kernel map", a, b)
-    results["kernel_map_speedup"] = results["cases"]["SubM k3 kernel map"].get("speedup")
+    record("SubM k3 kernel map", measure(ours_map, theirs_map, args))
 
     # (b) SubM convs with cached maps
     for c in (16, 32, 64):
@@ -171,8 +223,8 @@ def main() -> None:
             theirs_layer(tc)  # builds and caches its pairs in tc.indice_dict
         flops = 2.0 * pairs * c * c
         with torch.no_grad():
-            a, b = interleaved(lambda: ours_layer(xc), (lambda: theirs_layer(tc)) if tc is not None else None, args.threads, args.repeats)
-        record(f"SubMConv3d {c}->{c} fwd", a, b, flops)
+            fwd = measure(lambda: ours_layer(xc), (lambda: theirs_layer(tc)) if tc is not None else None, args)
+        record(f"SubMConv3d {c}->{c} fwd", fwd, flops)
         v = torch.randn(x.num_voxels, c)
         f_ours, f_sp = feats.clone().requires_grad_(True), feats.clone().requires_grad_(True)
         ours_fb = lambda: torch.autograd.backward(ours_layer(x.replace_feats(f_ours)).feats, v)  # noqa: E731
@@ -180,8 +232,7 @@ def main() -> None:
         if tc is not None:
             t_grad = tc.replace_feature(f_sp)
             theirs_fb = lambda: torch.autograd.backward(theirs_layer(t_grad).features, v)  # noqa: E731
-        a, b = interleaved(ours_fb, theirs_fb, args.threads, args.repeats)
-        record(f"SubMConv3d {c}->{c} fwd+bwd", a, b, 3 * flops)
+        record(f"SubMConv3d {c}->{c} fwd+bwd", measure(ours_fb, theirs_fb, args), 3 * flops)
         if c == 16 and tc is not None:
             results["spconv_2_thread_wrong_rows"] = spconv_race(theirs_layer, tc)
             print(f"  spconv SubMConv3d 16->16 at 2 threads, rows differing from its 1-thread result "
@@ -197,17 +248,22 @@ def main() -> None:
         down_sp.load_state_dict(down.state_dict())
         theirs_down = lambda: down_sp(spconv.SparseConvTensor(feats16, x.coords, list(shape), 1))  # noqa: E731
     with torch.no_grad():
-        a, b = interleaved(ours_down, theirs_down, args.threads, args.repeats)
-    record("SparseConv3d 16->32 s2 fwd+map", a, b)
+        down_measured = measure(ours_down, theirs_down, args)
+    record("SparseConv3d 16->32 s2 fwd+map", down_measured)
 
     # (d) the encoder, maps included (fresh coordinate sets each call)
     encoder_results(x, spconv, args, record, results)
 
+    for key, case in HEADLINES.items():
+        results[key] = results["cases"][case].get("speedup")
+        if "no_load" in results["cases"][case]:
+            results[f"{key}_no_load"] = results["cases"][case]["no_load"].get("speedup")
     results["bitwise_deterministic"] = bitwise_deterministic(x)
     print(f"bitwise deterministic (encoder fwd+bwd at 1, 2, 2, 1 threads): {results['bitwise_deterministic']}")
+    results |= peak_memory(args.threads, spconv is not None)
     if args.json:
         write_json_atomic(args.json, results)
-    summary = {k: results.get(k) for k in ("kernel_map_speedup", "encoder_fwd_speedup", "encoder_fwd_bwd_speedup", "bitwise_deterministic")}
+    summary = {k: results.get(k) for k in (*HEADLINES, "peak_rss_mb_ours", "peak_rss_mb_spconv", "bitwise_deterministic")}
     print("SUMMARY " + " ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
 
 
@@ -220,10 +276,10 @@ def encoder_results(x: SparseVoxels, spconv, args, record, results) -> None:
         theirs.train()
     fresh = lambda: SparseVoxels(x.coords, x.feats, x.spatial_shape, 1, check=False)  # noqa: E731
     sp_input = lambda: spconv.SparseConvTensor(x.feats, x.coords, list(x.spatial_shape), 1)  # noqa: E731
+    repeats = max(3, args.repeats - 2)
     with torch.no_grad():
-        a, b = interleaved(lambda: ours.forward_zyx(fresh()), (lambda: theirs(sp_input())) if theirs else None, args.threads, max(3, args.repeats - 2))
-    record("VoxelResBackBone8x fwd", a, b)
-    results["encoder_fwd_speedup"] = results["cases"]["VoxelResBackBone8x fwd"].get("speedup")
+        fwd = measure(lambda: ours.forward_zyx(fresh()), (lambda: theirs(sp_input())) if theirs else None, args, repeats)
+    record("VoxelResBackBone8x fwd", fwd)
 
     def ours_fb():
         out = ours.forward_zyx(fresh()).encoded
@@ -233,9 +289,63 @@ def encoder_results(x: SparseVoxels, spconv, args, record, results) -> None:
         out = theirs(sp_input())
         (out.features * out.features).sum().backward()
 
-    a, b = interleaved(ours_fb, theirs_fb if theirs else None, args.threads, max(3, args.repeats - 2))
-    record("VoxelResBackBone8x fwd+bwd", a, b)
-    results["encoder_fwd_bwd_speedup"] = results["cases"]["VoxelResBackBone8x fwd+bwd"].get("speedup")
+    record("VoxelResBackBone8x fwd+bwd", measure(ours_fb, theirs_fb if theirs else None, args, repeats))
+
+
+MEMORY_PROBES = ("ours:fwd", "ours:fwd_bwd", "spconv:fwd", "spconv:fwd_bwd")
+
+
+def status_kb(field: str) -> int:
+    """A size field of /proc/self/status (VmRSS, VmHWM) in KiB."""
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def memory_probe(probe: str, threads: int) -> float:
+    """MiB by which one encoder call (``side:pass``) raises the peak resident set above the
+    resident set before it (the peak is reset first: /proc/self/clear_refs)."""
+    side, which = probe.split(":")
+    torch.set_num_threads(threads if side == "ours" else 1)
+    x = zyx(lidar_voxels(0)[0])
+    torch.manual_seed(0)
+    if side == "ours":
+        encoder = VoxelResBackBone8x(5, (x.spatial_shape[2], x.spatial_shape[1], x.spatial_shape[0] - 1)).train()
+        call = lambda: encoder.forward_zyx(SparseVoxels(x.coords, x.feats, x.spatial_shape, 1, check=False)).encoded.feats  # noqa: E731
+    else:
+        import spconv.pytorch as spconv
+
+        patch_spconv_cpu_stream()
+        encoder = spconv_voxel_res_backbone(5).train()
+        call = lambda: encoder(spconv.SparseConvTensor(x.feats, x.coords, list(x.spatial_shape), 1)).features  # noqa: E731
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = status_kb("VmRSS")
+    if which == "fwd":
+        with torch.no_grad():
+            call()
+    else:
+        out = call()
+        (out * out).sum().backward()
+    return (status_kb("VmHWM") - before) / 1024
+
+
+def peak_memory(threads: int, with_spconv: bool) -> dict:
+    """Peak resident-memory growth (MiB) of the encoder's first forward and forward +
+    backward, each in a fresh process (freed memory a previous call left to the allocator
+    would hide the next one's)."""
+    report = {}
+    for probe in MEMORY_PROBES:
+        side, which = probe.split(":")
+        if side == "spconv" and not with_spconv:
+            continue
+        run = subprocess.run([sys.executable, __file__, "--memory-probe", probe, "--threads", str(threads)],
+                             check=True, capture_output=True, text=True)
+        mb = json.loads(run.stdout.strip().splitlines()[-1])["peak_mb"]
+        report[f"peak_rss_mb_{side}" + ("_fwd" if which == "fwd" else "")] = mb
+    print("peak resident memory growth, encoder (MiB): " + ", ".join(f"{k} {v:.0f}" for k, v in report.items()))
+    return report
 
 
 def spconv_race(layer, tensor, calls: int = 5) -> list[int]:

@@ -2,7 +2,6 @@
 // each writing its own partial statistics, then one pass per channel combining the
 // chunks in order (sparse3d/batch_norm.h).
 #include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <torch/library.h>
@@ -13,6 +12,7 @@
 
 #include "../glue/batch_norm_args.h"
 #include "cpu_features.h"
+#include "parallel.h"
 #include "sparse3d/batch_norm.h"
 
 namespace sparse3d {
@@ -67,7 +67,7 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_stats_cpu(const at::Tensor& values
   std::vector<double> means(chunks * C), m2s(chunks * C);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "batch_norm_stats_cpu", [&] {
     const scalar_t* xp = x.data_ptr<scalar_t>();
-    at::parallel_for(0, chunks, 1, [&](int64_t k0, int64_t k1) {
+    parallel_for(0, chunks, 1, [&](int64_t k0, int64_t k1) {
       for (int64_t k = k0; k < k1; ++k)
         chunk_mean_m2_fast(xp, k * kStatChunk, std::min(N, (k + 1) * kStatChunk), C,
                            &means[k * C], &m2s[k * C]);
@@ -101,7 +101,7 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_bwd_reduce_cpu(const at::Tensor& v
     const scalar_t* gp = g.data_ptr<scalar_t>();
     const scalar_t* xp = x.data_ptr<scalar_t>();
     const scalar_t* mp = mu.data_ptr<scalar_t>();
-    at::parallel_for(0, chunks, 1, [&](int64_t k0, int64_t k1) {
+    parallel_for(0, chunks, 1, [&](int64_t k0, int64_t k1) {
       for (int64_t k = k0; k < k1; ++k)
         chunk_grad_sums_fast(gp, xp, mp, k * kStatChunk, std::min(N, (k + 1) * kStatChunk),
                              C, &a[k * C], &b[k * C]);
@@ -140,7 +140,7 @@ at::Tensor affine_act_cpu(const at::Tensor& values, const at::Tensor& scale,
     const scalar_t* bp = b.data_ptr<scalar_t>();
     const scalar_t* rp = res.defined() ? res.data_ptr<scalar_t>() : nullptr;
     scalar_t* op = out.data_ptr<scalar_t>();
-    at::parallel_for(0, N, std::max<int64_t>(1, 16384 / std::max<int64_t>(C, 1)), [&](int64_t r0, int64_t r1) {
+    parallel_for(0, N, std::max<int64_t>(1, 16384 / std::max<int64_t>(C, 1)), [&](int64_t r0, int64_t r1) {
       if (rp != nullptr) affine_act_rows<scalar_t, true>(xp, sp, bp, rp, relu, r0, r1, C, op);
       else affine_act_rows<scalar_t, false>(xp, sp, bp, rp, relu, r0, r1, C, op);
     });

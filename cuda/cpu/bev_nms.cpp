@@ -3,7 +3,6 @@
 // suppression flag, has exactly one writer and depends only on its own pair of boxes, so
 // the results do not depend on the thread count.
 #include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 #include <ATen/ops/tensor.h>
 #include <torch/library.h>
 
@@ -33,7 +32,7 @@ std::vector<BevBox> bev_boxes(const at::Tensor& boxes) {
   std::vector<BevBox> out(N);
   AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "bev_boxes", [&] {
     const scalar_t* p = boxes.data_ptr<scalar_t>();
-    at::parallel_for(0, N, kBoxGrain, [&](int64_t i0, int64_t i1) {
+    parallel_for(0, N, kBoxGrain, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) out[i] = make_bev_box(p + i * D);
     });
   });
@@ -70,7 +69,7 @@ at::Tensor rotated_nms_cpu(const at::Tensor& boxes, const at::Tensor& scores,
     const BevBox& top = sorted[alive[0]];
     keep.push_back(alive[0]);
     const int64_t n = int64_t(alive.size());
-    at::parallel_for(1, n, kNmsGrain, [&](int64_t t0, int64_t t1) {
+    parallel_for(1, n, kNmsGrain, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) drop[t] = bev_box_iou(top, sorted[alive[t]]) > iou_threshold;
     });
     int64_t m = 0;

@@ -1,10 +1,10 @@
 // CPU kernel of box_lookup: the hash of the occupied keys is filled serially, then every
 // point is looked up on its own (box_lookup_point), so the result is fixed at any thread
 // count.
-#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include "../glue/box_lookup_args.h"
+#include "parallel.h"
 
 namespace sparse3d {
 namespace {
@@ -26,7 +26,7 @@ std::tuple<at::Tensor, at::Tensor> box_lookup_cpu(const at::Tensor& points,
   int64_t* index = call.index.data_ptr<int64_t>();
   float* weights = call.weights.data_ptr<float>();
   const int64_t K = call.K;
-  at::parallel_for(0, call.S, kGrain, [&](int64_t s0, int64_t s1) {
+  parallel_for(0, call.S, kGrain, [&](int64_t s0, int64_t s1) {
     for (int64_t s = s0; s < s1; ++s)
       box_lookup_point(p + 3 * s, call.g, keys, values, capacity, K, index + s * K, weights + s * K);
   });

@@ -2,7 +2,6 @@
 // Gaussians whose screen box overlaps it, nearest first: a counting sort by tile, then a
 // sort of every tile's list by the unique key (depth, Gaussian index), so the order does
 // not depend on the thread count.
-#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
@@ -12,6 +11,8 @@
 #include <cstring>
 #include <numeric>
 #include <vector>
+
+#include "parallel.h"
 
 namespace sparse3d {
 namespace {
@@ -27,7 +28,7 @@ inline void tile_span(double m, double r, int64_t tile_size, int64_t n_tiles, in
 // Sorts every tile's list ids[off[t]:off[t + 1]] by (depth, index).
 template <typename scalar_t>
 void sort_tiles_by_comparison(const scalar_t* d, const int64_t* off, int64_t n_tiles, int64_t* ids) {
-  at::parallel_for(0, n_tiles, 16, [&](int64_t t0, int64_t t1) {
+  parallel_for(0, n_tiles, 16, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t)
       std::sort(ids + off[t], ids + off[t + 1],
                 [&](int64_t a, int64_t b) { return d[a] < d[b] || (d[a] == d[b] && a < b); });
@@ -44,7 +45,7 @@ void sort_tiles_by_depth(const scalar_t* d, const int64_t* off, int64_t n_tiles,
 template <>
 void sort_tiles_by_depth<float>(const float* d, const int64_t* off, int64_t n_tiles, int64_t CN, int64_t* ids) {
   if (CN >= (int64_t(1) << 32)) return sort_tiles_by_comparison(d, off, n_tiles, ids);
-  at::parallel_for(0, n_tiles, 16, [&](int64_t t0, int64_t t1) {
+  parallel_for(0, n_tiles, 16, [&](int64_t t0, int64_t t1) {
     std::vector<uint64_t> keys;
     for (int64_t t = t0; t < t1; ++t) {
       keys.resize(off[t + 1] - off[t]);
@@ -73,7 +74,7 @@ std::tuple<at::Tensor, at::Tensor> bin_typed(const at::Tensor& means2d, const at
   const int32_t* r = radii.data_ptr<int32_t>();
   const scalar_t* d = depths.data_ptr<scalar_t>();
   std::vector<int64_t> rect(4 * CN);  // x0, x1, y0, y1
-  at::parallel_for(0, CN, 4096, [&](int64_t i0, int64_t i1) {
+  parallel_for(0, CN, 4096, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       int64_t* q = rect.data() + 4 * i;
       tile_span(double(m[2 * i]), double(r[2 * i]), tile_size, tiles_x, q, q + 1);

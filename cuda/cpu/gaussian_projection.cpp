@@ -2,11 +2,11 @@
 // backward. One task per range of Gaussians; each Gaussian sums its C cameras in order,
 // so every output has one writer and the result does not depend on the thread count.
 #include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include "parallel.h"
 #include "sparse3d/gaussian_projection.h"
 
 namespace sparse3d {
@@ -57,7 +57,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> gaussian_
   at::Tensor comps = at::empty({C, N}, m.options());
   AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "gaussian_project_cpu", [&] {
     const scalar_t *mp = m.data_ptr<scalar_t>(), *qp = q.data_ptr<scalar_t>(), *sp = s.data_ptr<scalar_t>();
-    at::parallel_for(0, N, kGrain, [&](int64_t n0, int64_t n1) {
+    parallel_for(0, N, kGrain, [&](int64_t n0, int64_t n1) {
       ProjectState<scalar_t> st;
       for (int64_t c = 0; c < C; ++c) {
         const ProjectCamera<scalar_t> cam = camera_of(vm.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(), c, width,
@@ -98,7 +98,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gaussian_project_bwd_cpu(
   AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "gaussian_project_bwd_cpu", [&] {
     const scalar_t *mp = m.data_ptr<scalar_t>(), *qp = q.data_ptr<scalar_t>(), *sp = s.data_ptr<scalar_t>();
     const int32_t* rp = r.data_ptr<int32_t>();
-    at::parallel_for(0, N, kGrain, [&](int64_t n0, int64_t n1) {
+    parallel_for(0, N, kGrain, [&](int64_t n0, int64_t n1) {
       ProjectState<scalar_t> st;
       for (int64_t n = n0; n < n1; ++n)
         for (int64_t c = 0; c < C; ++c) {

@@ -6,19 +6,18 @@
 // own rows of a per-intersection gradient buffer, which is then summed per Gaussian in a
 // fixed order. Results therefore do not depend on the thread count.
 #include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <type_traits>
 #include <vector>
 
 #include "../glue/checks.h"
 #include "gaussian_subtile_avx512.h"
+#include "parallel.h"
 #include "sparse3d/gaussian.h"
 
 namespace sparse3d {
@@ -202,7 +201,7 @@ void prepare_splats(const at::Tensor& m, const at::Tensor& q, const at::Tensor& 
   splats.resize(G);
   boxes.resize(4 * G);
   const scalar_t *mp = m.data_ptr<scalar_t>(), *qp = q.data_ptr<scalar_t>(), *op = o.data_ptr<scalar_t>();
-  at::parallel_for(0, G, 4096, [&](int64_t g0, int64_t g1) {
+  parallel_for(0, G, 4096, [&](int64_t g0, int64_t g1) {
     for (int64_t g = g0; g < g1; ++g) {
       const Splat2D<scalar_t> s = make_splat(mp[2 * g], mp[2 * g + 1], qp[3 * g], qp[3 * g + 1], qp[3 * g + 2], op[g]);
       splats[g] = s;
@@ -228,27 +227,23 @@ void for_each_sub_tile(const TileGrid& grid, const int64_t* offsets, const at::T
   std::vector<Splat2D<scalar_t>> all_splats;
   std::vector<scalar_t> all_boxes;
   prepare_splats(m, q, o, all_splats, all_boxes);
-  std::atomic<int64_t> next{0};
-  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n_tiles));
-  at::parallel_for(0, workers, 1, [&](int64_t w0, int64_t w1) {
-    for (int64_t w = w0; w < w1; ++w) {
-      TileSplats<scalar_t> tile;  // scratch reused across this worker's tiles
-      SubTilePixels<scalar_t> pixels;
-      for (int64_t t = next.fetch_add(1); t < n_tiles; t = next.fetch_add(1)) {
-        const int64_t begin = offsets[t], n = offsets[t + 1] - begin;
-        tile.gather(all_splats.data(), all_boxes.data(), c.data_ptr<scalar_t>(), ids.data_ptr<int64_t>() + begin,
-                    n, D);
-        const int64_t cam = t / (grid.tiles_x * grid.tiles_y), rest = t % (grid.tiles_x * grid.tiles_y);
-        const int64_t ty0 = (rest / grid.tiles_x) * grid.tile, tx0 = (rest % grid.tiles_x) * grid.tile;
-        const int64_t ty1 = std::min(ty0 + grid.tile, grid.H), tx1 = std::min(tx0 + grid.tile, grid.W);
-        tile.build_sub_lists(tx0, tx1, ty0, ty1);
-        for (int64_t j = 0; j < tile.sy; ++j)
-          for (int64_t k = 0; k < tile.sx; ++k) {
-            const int64_t x0 = tx0 + k * kSubTile, y0 = ty0 + j * kSubTile;
-            pixels.set(grid, cam, x0, std::min(x0 + kSubTile, tx1), y0, std::min(y0 + kSubTile, ty1));
-            fn(begin, tile, tile.sub_lists[j * kSubPerSide + k], pixels);
-          }
-      }
+  parallel_for_dynamic(n_tiles, 1, [&](auto take) {
+    TileSplats<scalar_t> tile;  // scratch reused across this worker's tiles
+    SubTilePixels<scalar_t> pixels;
+    for (int64_t t, t_end; take(t, t_end);) {
+      const int64_t begin = offsets[t], n = offsets[t + 1] - begin;
+      tile.gather(all_splats.data(), all_boxes.data(), c.data_ptr<scalar_t>(), ids.data_ptr<int64_t>() + begin,
+                  n, D);
+      const int64_t cam = t / (grid.tiles_x * grid.tiles_y), rest = t % (grid.tiles_x * grid.tiles_y);
+      const int64_t ty0 = (rest / grid.tiles_x) * grid.tile, tx0 = (rest % grid.tiles_x) * grid.tile;
+      const int64_t ty1 = std::min(ty0 + grid.tile, grid.H), tx1 = std::min(tx0 + grid.tile, grid.W);
+      tile.build_sub_lists(tx0, tx1, ty0, ty1);
+      for (int64_t j = 0; j < tile.sy; ++j)
+        for (int64_t k = 0; k < tile.sx; ++k) {
+          const int64_t x0 = tx0 + k * kSubTile, y0 = ty0 + j * kSubTile;
+          pixels.set(grid, cam, x0, std::min(x0 + kSubTile, tx1), y0, std::min(y0 + kSubTile, ty1));
+          fn(begin, tile, tile.sub_lists[j * kSubPerSide + k], pixels);
+        }
     }
   });
 }
@@ -326,7 +321,7 @@ void reduce_rows_by_gaussian(const scalar_t* rows, const int64_t* ids, int64_t M
   for (int64_t g = 0; g < G; ++g) start[g + 1] += start[g];
   std::vector<int64_t> fill(start.begin(), start.end() - 1);
   for (int64_t p = 0; p < M; ++p) order[fill[ids[p]]++] = p;
-  at::parallel_for(0, G, 1024, [&](int64_t g0, int64_t g1) {
+  parallel_for(0, G, 1024, [&](int64_t g0, int64_t g1) {
     for (int64_t g = g0; g < g1; ++g) {
       scalar_t* dst = out + g * K;
       std::fill(dst, dst + K, scalar_t(0));

@@ -3,11 +3,11 @@
 // the result is fixed whatever the thread count.
 #pragma once
 
-#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <vector>
 
+#include "parallel.h"
 #include "sparse3d/hash.h"
 
 namespace sparse3d {
@@ -45,7 +45,7 @@ inline KeyGroups group_keys(const int64_t* keys, int64_t P) {
       }
   }
   out.group.resize(P);
-  at::parallel_for(0, P, 4096, [&](int64_t i0, int64_t i1) {
+  parallel_for(0, P, 4096, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i)
       out.group[i] = hash_find(table.data(), values.data(), capacity, keys[i]);
   });

@@ -6,7 +6,6 @@
 //     compare-and-swap (a lookup's answer does not depend on where a key landed).
 //   conv_map: output sites of a regular conv (unique candidate keys, sorted) and their
 //     nbr, both from one radix sort of the (output key, input, tap) candidates.
-#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
 #include <torch/library.h>
@@ -16,6 +15,7 @@
 #include <vector>
 
 #include "../glue/conv_args.h"
+#include "parallel.h"
 #include "radix_sort.h"
 #include "sparse3d/kernel_map.h"
 
@@ -39,7 +39,7 @@ struct HostHash {
 void insert_coords(HostHash& h, const int32_t* coords, int64_t N, const int64_t* shape,
                    const char* op) {
   std::atomic<int64_t> duplicate{-1};
-  at::parallel_for(0, N, 4 * kRowGrain, [&](int64_t i0, int64_t i1) {
+  parallel_for(0, N, 4 * kRowGrain, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int32_t* c = coords + 4 * i;
       if (!hash_insert_atomic(h.keys.data(), h.values.data(), h.capacity,
@@ -69,7 +69,7 @@ std::vector<int64_t> axis_order_keys(const int32_t* coords, int64_t N, const int
                                      const int* axes) {
   std::vector<int64_t> keys(N);
   std::atomic<bool> negative{false};
-  at::parallel_for(0, N, 4 * kRowGrain, [&](int64_t i0, int64_t i1) {
+  parallel_for(0, N, 4 * kRowGrain, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int32_t* c = coords + 4 * i;
       keys[i] = (((int64_t)c[0] * shape[axes[0]] + c[1 + axes[0]]) * shape[axes[1]] +
@@ -123,7 +123,7 @@ void fill_submanifold_map(const int32_t* coords, int64_t N, const ConvGeom& g, i
                 coords[4 * order[i]], ", ", coords[4 * order[i] + 1], ", ",
                 coords[4 * order[i] + 2], ", ", coords[4 * order[i] + 3],
                 "); input coordinates must be unique");
-  at::parallel_for(0, N, 4 * kRowGrain, [&](int64_t i0, int64_t i1) {
+  parallel_for(0, N, 4 * kRowGrain, [&](int64_t i0, int64_t i1) {
     std::fill(nbr + i0 * K, nbr + i1 * K, -1);
     for (int64_t i = i0; i < i1; ++i) nbr[i * K + centre] = (int32_t)i;
   });
@@ -138,7 +138,7 @@ void fill_submanifold_map(const int32_t* coords, int64_t N, const ConvGeom& g, i
     const int64_t* o = &off[3 * k];
     delta[k] = (o[axes[0]] * g.in_shape[axes[1]] + o[axes[1]]) * g.in_shape[axes[2]] + o[axes[2]];
   }
-  at::parallel_for(0, N, 4 * kRowGrain, [&](int64_t s0, int64_t s1) {
+  parallel_for(0, N, 4 * kRowGrain, [&](int64_t s0, int64_t s1) {
     for (int64_t k = 0; k < centre; ++k) {
       // Merge position: the first key >= the chunk's first query.
       int64_t j = std::lower_bound(keys.begin(), keys.end(), keys[s0] + delta[k]) - keys.begin();
@@ -178,7 +178,7 @@ at::Tensor kernel_map_cpu(const at::Tensor& in_coords, const at::Tensor& out_coo
   }
   HostHash h(N);
   insert_coords(h, in_coords.data_ptr<int32_t>(), N, g.in_shape, "kernel_map");
-  at::parallel_for(0, M, kRowGrain, [&](int64_t o0, int64_t o1) {
+  parallel_for(0, M, kRowGrain, [&](int64_t o0, int64_t o1) {
     for (int64_t o = o0; o < o1; ++o)
       kernel_map_row(oc + 4 * o, g, h.keys.data(), h.values.data(), h.capacity, m + o * K);
   });
@@ -208,7 +208,7 @@ std::tuple<at::Tensor, at::Tensor> conv_map_cpu(const at::Tensor& coords,
   std::vector<std::vector<uint64_t>> chunk_keys(chunks);
   std::vector<std::vector<int64_t>> chunk_sources(chunks);
   std::vector<int64_t> chunk_min(chunks, 0), chunk_max(chunks, 0);
-  at::parallel_for(0, chunks, 1, [&](int64_t t0, int64_t t1) {
+  parallel_for(0, chunks, 1, [&](int64_t t0, int64_t t1) {
     std::vector<int64_t> keys(K), taps(K);
     for (int64_t t = t0; t < t1; ++t) {
       int64_t lo = 0, hi = 0;
@@ -230,7 +230,7 @@ std::tuple<at::Tensor, at::Tensor> conv_map_cpu(const at::Tensor& coords,
   const int64_t P = offset[chunks];
   std::vector<uint64_t> keys(P);
   std::vector<int64_t> sources(P);  // input row * K + tap
-  at::parallel_for(0, chunks, 1, [&](int64_t t0, int64_t t1) {
+  parallel_for(0, chunks, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       std::copy(chunk_keys[t].begin(), chunk_keys[t].end(), keys.begin() + offset[t]);
       std::copy(chunk_sources[t].begin(), chunk_sources[t].end(), sources.begin() + offset[t]);
@@ -253,7 +253,7 @@ std::tuple<at::Tensor, at::Tensor> conv_map_cpu(const at::Tensor& coords,
   // Each output row is one group, filled by one task. Two inputs reach the same output
   // through the same tap only when they share a site.
   std::atomic<int64_t> duplicate{-1};
-  at::parallel_for(0, M, kRowGrain, [&](int64_t o0, int64_t o1) {
+  parallel_for(0, M, kRowGrain, [&](int64_t o0, int64_t o1) {
     for (int64_t o = o0; o < o1; ++o) {
       key_coord((int64_t)keys[group_start[o]], g.out_shape, oc + 4 * o);
       int32_t* row = m + o * K;
@@ -282,7 +282,7 @@ at::Tensor invert_kernel_map_cpu(const at::Tensor& nbr, int64_t n_in) {
   const int32_t* m = nbr.data_ptr<int32_t>();
   int32_t* v = inv.data_ptr<int32_t>();
   std::atomic<int64_t> bad{-1};
-  at::parallel_for(0, M, kRowGrain, [&](int64_t o0, int64_t o1) {
+  parallel_for(0, M, kRowGrain, [&](int64_t o0, int64_t o1) {
     for (int64_t o = o0; o < o1; ++o)
       for (int64_t k = 0; k < K; ++k) {
         const int32_t i = m[o * K + k];

@@ -19,7 +19,6 @@
 //                   added in tap order) and weight gradient (linear_bwd_weight's chunks,
 //                   whose rows of im2col are read from the input where they lie).
 #include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
@@ -271,7 +270,7 @@ at::Tensor chunked_weight_gradient(const at::Tensor& v_out, int64_t I, const Chu
       }
   });
   float* w = v_weight.data_ptr<float>();
-  at::parallel_for(0, slice, 4096, [&](int64_t j0, int64_t j1) {
+  parallel_for(0, slice, 4096, [&](int64_t j0, int64_t j1) {
     std::copy(pp + j0, pp + j1, w + j0);
     for (int64_t ch = 1; ch < chunks; ++ch)
       for (int64_t j = j0; j < j1; ++j) w[j] += pp[ch * slice + j];

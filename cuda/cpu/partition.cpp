@@ -1,10 +1,10 @@
 // CPU kernel of the DSVT set partition: window keys per voxel in parallel, one stable sort
 // per ordering (../glue/partition_args.h), then one task per set. Every output element has
 // exactly one writer, so the result does not depend on the thread count.
-#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include "../glue/partition_args.h"
+#include "parallel.h"
 #include "sparse3d/partition.h"
 
 namespace sparse3d {
@@ -22,7 +22,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> set_partition_cpu(
   const int32_t* c = call.coords.data_ptr<int32_t>();
   int32_t* iw = call.in_win.data_ptr<int32_t>();
   int64_t* k = call.keys.data_ptr<int64_t>();
-  at::parallel_for(0, N, kGrain, [&](int64_t i0, int64_t i1) {
+  parallel_for(0, N, kGrain, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) voxel_window_keys(c + 4 * i, g, iw + 3 * i, k + i, k + N + i);
   });
   const FillSetsCall sets = prepare_fill_sets(call);
@@ -34,7 +34,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> set_partition_cpu(
   int64_t* in = sets.inds.data_ptr<int64_t>();
   bool* mk = sets.mask.data_ptr<bool>();
   int64_t* fs = sets.first_slot.data_ptr<int64_t>();
-  at::parallel_for(0, 2 * M, kSetGrain, [&](int64_t s0, int64_t s1) {
+  parallel_for(0, 2 * M, kSetGrain, [&](int64_t s0, int64_t s1) {
     for (int64_t s = s0; s < s1; ++s) {
       const int64_t o = s / M, set = s % M, w = sw[set], n = wc[w];
       fill_set(ord + o * N + wb[w], n, (n + S - 1) / S, set - ws[w], S, set, in + s * S,

@@ -6,10 +6,11 @@
 // sorted order whatever the thread count, so the result is too.
 #pragma once
 
-#include <ATen/Parallel.h>
 
 #include <cstdint>
 #include <vector>
+
+#include "parallel.h"
 
 namespace sparse3d {
 
@@ -36,7 +37,7 @@ void radix_sort_pairs(std::vector<uint64_t>& keys, std::vector<Value>& values, i
   for (int shift = 0; shift < bits; shift += kRadixBits) {
     const uint64_t* src_k = keys.data();
     const Value* src_v = values.data();
-    at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
         int64_t* count = offsets.data() + c * kBuckets;
         std::fill(count, count + kBuckets, 0);
@@ -51,7 +52,7 @@ void radix_sort_pairs(std::vector<uint64_t>& keys, std::vector<Value>& values, i
         offsets[c * kBuckets + d] = total;
         total += count;
       }
-    at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
         int64_t* next = offsets.data() + c * kBuckets;
         for (int64_t i = c * kRadixChunk; i < std::min(n, (c + 1) * kRadixChunk); ++i) {

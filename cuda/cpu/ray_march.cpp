@@ -45,7 +45,7 @@ std::tuple<at::Tensor, at::Tensor> march_rays_cpu(
   std::vector<int64_t> keys(capacity, kNoKey);
   std::vector<int32_t> values(capacity, -1);
   const int64_t* occ = call.occupied.data_ptr<int64_t>();
-  at::parallel_for(0, call.M, 4096, [&](int64_t i0, int64_t i1) {
+  parallel_for(0, call.M, 4096, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i)
       if (occ[i] >= 0) hash_insert_atomic(keys.data(), values.data(), capacity, occ[i], (int32_t)i);
   });
@@ -67,7 +67,7 @@ std::tuple<at::Tensor, at::Tensor> march_rays_cpu(
   for (int64_t r = 0; r < call.R; ++r) offsets[r + 1] += offsets[r];
   at::Tensor t = at::empty({offsets[call.R]}, float_options);
   float* out = t.data_ptr<float>();
-  at::parallel_for(0, (int64_t)blocks.size(), 1, [&](int64_t b0, int64_t b1) {
+  parallel_for(0, (int64_t)blocks.size(), 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b)
       std::copy(blocks[b].begin(), blocks[b].end(), out + offsets[b * kRayGrain]);
   });

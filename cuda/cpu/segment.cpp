@@ -1,12 +1,12 @@
 // CPU kernels for segment reductions: every output element has exactly one writer and
 // sums its segment's rows in order, so the result does not depend on the thread count.
 #include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
 
 #include "../glue/segment_args.h"
+#include "parallel.h"
 #include "sparse3d/segment.h"
 
 namespace sparse3d {
@@ -27,7 +27,7 @@ void for_each_segment_block(int64_t N, int64_t C, int64_t S, const Fn& fn) {
   const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
   const int64_t tasks = S * blocks;
   const int64_t values_per_task = std::max<int64_t>(1, N * C / std::max<int64_t>(1, tasks));
-  at::parallel_for(0, tasks, std::max<int64_t>(1, kGrainValues / values_per_task),
+  parallel_for(0, tasks, std::max<int64_t>(1, kGrainValues / values_per_task),
                    [&](int64_t t0, int64_t t1) {
                      for (int64_t t = t0; t < t1; ++t) {
                        const int64_t c0 = t % blocks * kChannelBlock;

@@ -5,7 +5,6 @@
 //     per tap; the partials are then added in chunk order.
 // No output element has two writers and no sum order depends on the thread count.
 #include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
@@ -372,7 +371,7 @@ at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight,
       return;
     }
     if (use_avx2<scalar_t>() && Cout % 8 == 0) {
-      at::parallel_for(0, M, 8 * kRowBlock, [&](int64_t o0, int64_t o1) {
+      parallel_for(0, M, 8 * kRowBlock, [&](int64_t o0, int64_t o1) {
         conv_forward_rows_avx2((const float*)xp, (const float*)wp, (const float*)bp, mp, K, Cin,
                                Cout, o0, o1, (float*)yp);
       });
@@ -380,7 +379,7 @@ at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight,
     }
 #endif
     with_cout(Cout, [&](auto c) {
-      at::parallel_for(0, M, 8 * kRowBlock, [&](int64_t o0, int64_t o1) {
+      parallel_for(0, M, 8 * kRowBlock, [&](int64_t o0, int64_t o1) {
         conv_forward_rows<scalar_t, decltype(c)::value>(xp, wp, bp, mp, K, Cin, Cout, o0, o1, yp);
       });
     });
@@ -456,7 +455,7 @@ at::Tensor sparse_conv_bwd_weight_cpu(const at::Tensor& feats, const at::Tensor&
       });
     });
     // Chunks added in chunk order per tap; the inner loop runs along contiguous partials.
-    at::parallel_for(0, K, 1, [&](int64_t k0, int64_t k1) {
+    parallel_for(0, K, 1, [&](int64_t k0, int64_t k1) {
       for (int64_t k = k0; k < k1; ++k) {
         scalar_t* dst = vp + k * slice;
         const scalar_t* src = partial.get() + k * chunks * slice;

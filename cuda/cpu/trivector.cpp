@@ -10,7 +10,6 @@
 // compiled twice, for baseline x86-64 and for AVX2 without FMA: both round every product
 // and sum alike, so the bits do not depend on the path either.
 #include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
@@ -240,13 +239,13 @@ at::Tensor trivector_features_cpu(const at::Tensor& points, const at::Tensor& in
     const int64_t block = 3 * call.R * call.D;
     const scalar_t* v = call.vectors.data_ptr<scalar_t>();
     scalar_t* t = vt.data_ptr<scalar_t>();
-    at::parallel_for(0, call.N, 16, [&](int64_t n0, int64_t n1) {
+    parallel_for(0, call.N, 16, [&](int64_t n0, int64_t n1) {
       for (int64_t n = n0; n < n1; ++n)
         transpose_tensor(v + n * block, call.R, call.D, t + n * block, false);
     });
     const Inputs<scalar_t> in = inputs_of<scalar_t>(call, t);
     scalar_t* o = out.data_ptr<scalar_t>();
-    at::parallel_for(0, call.S, kSampleGrain, [&](int64_t s0, int64_t s1) {
+    parallel_for(0, call.S, kSampleGrain, [&](int64_t s0, int64_t s1) {
 #if defined(__x86_64__)
       if (cpu_has_avx2()) return forward_samples_avx2(in, s0, s1, o);
 #endif
@@ -267,14 +266,14 @@ struct PairsByTensor {
 PairsByTensor sort_pairs_by_tensor(const int64_t* index, int64_t P, int64_t N) {
   std::vector<uint64_t> keys(P);
   PairsByTensor pairs{std::vector<int64_t>(P), std::vector<int64_t>(N + 1)};
-  at::parallel_for(0, P, 16384, [&](int64_t p0, int64_t p1) {
+  parallel_for(0, P, 16384, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       keys[p] = index[p] < 0 ? (uint64_t)N : (uint64_t)index[p];
       pairs.order[p] = p;
     }
   });
   radix_sort_pairs(keys, pairs.order, key_bits((uint64_t)N));
-  at::parallel_for(0, N + 1, 1024, [&](int64_t n0, int64_t n1) {
+  parallel_for(0, N + 1, 1024, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n)
       pairs.offsets[n] = std::lower_bound(keys.begin(), keys.end(), (uint64_t)n) - keys.begin();
   });

@@ -1,12 +1,12 @@
 // CPU kernels of the volume-rendering weights: one ray per task, its samples in order, so
 // every output has one writer and the result does not depend on the thread count.
 #include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
 
 #include "../glue/volume_args.h"
+#include "parallel.h"
 #include "sparse3d/volume.h"
 
 namespace sparse3d {
@@ -20,7 +20,7 @@ constexpr int64_t kGrainSamples = 8192;
 template <typename Fn>
 void for_each_ray(int64_t S, int64_t R, const Fn& fn) {
   const int64_t samples_per_ray = std::max<int64_t>(1, S / std::max<int64_t>(1, R));
-  at::parallel_for(0, R, std::max<int64_t>(1, kGrainSamples / samples_per_ray),
+  parallel_for(0, R, std::max<int64_t>(1, kGrainSamples / samples_per_ray),
                    [&](int64_t r0, int64_t r1) {
                      for (int64_t r = r0; r < r1; ++r) fn(r);
                    });

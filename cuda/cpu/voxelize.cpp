@@ -2,7 +2,6 @@
 // parallel; grouping (group_keys.h) and the stable, capped placement of points into their
 // voxels are serial passes in input order, so the result is fixed at any thread count.
 #include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
@@ -10,6 +9,7 @@
 
 #include "../glue/conv_args.h"
 #include "group_keys.h"
+#include "parallel.h"
 #include "sparse3d/voxelize.h"
 
 namespace sparse3d {
@@ -22,7 +22,7 @@ at::Tensor decode_keys(const std::vector<int64_t>& keys, const int64_t* shape,
   const int64_t V = (int64_t)keys.size();
   at::Tensor coords = at::empty({V, 4}, int_options);
   int32_t* c = coords.data_ptr<int32_t>();
-  at::parallel_for(0, V, kGrain, [&](int64_t v0, int64_t v1) {
+  parallel_for(0, V, kGrain, [&](int64_t v0, int64_t v1) {
     for (int64_t v = v0; v < v1; ++v) key_coord(keys[v], shape, c + 4 * v);
   });
   return coords;
@@ -62,7 +62,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> voxelize_cpu(
     const scalar_t* p = pts.data_ptr<scalar_t>();
     const int32_t* bp = b.data_ptr<int32_t>();
     const int64_t D = pts.size(1);
-    at::parallel_for(0, P, kGrain, [&](int64_t i0, int64_t i1) {
+    parallel_for(0, P, kGrain, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) keys[i] = point_voxel_key(p + i * D, bp[i], g);
     });
   });
@@ -97,7 +97,7 @@ std::tuple<at::Tensor, at::Tensor> unique_coords_cpu(const at::Tensor& coords,
   const int64_t N = coords.size(0);
   std::vector<int64_t> keys(N);
   const int32_t* c = coords.data_ptr<int32_t>();
-  at::parallel_for(0, N, kGrain, [&](int64_t i0, int64_t i1) {
+  parallel_for(0, N, kGrain, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int32_t* r = c + 4 * i;
       const bool inside = r[0] >= 0 && r[1] >= 0 && r[1] < shape[0] && r[2] >= 0 &&

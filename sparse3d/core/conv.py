@@ -24,7 +24,10 @@ def sparse_conv(feats: Tensor, weight: Tensor, nbr: Tensor, inv: Tensor | None =
         weight: float [K, Cin, Cout] per-tap weights, tap order as in ``nbr``.
         nbr: int32 [M, K] kernel map (input row per output row and tap, or -1).
         inv: int32 [N, K] transposed map (:func:`invert_kernel_map` of ``nbr``), for the
-            input gradient; computed in the backward pass when None.
+            input gradient; computed in the backward pass when None. For a submanifold map
+            (odd kernel centred on the same sites) pass ``nbr`` itself: its transpose is
+            ``nbr`` with the taps mirrored, so the backward reads ``nbr`` with the weight's
+            taps reversed and no second map is kept.
         bias: float [Cout] or None; each output row's sum starts from it.
 
     Returns:
@@ -75,17 +78,21 @@ if HAS_NATIVE:
         ctx.n_inputs = len(inputs)  # bias is optional at the call site
         ctx.bias_grad = len(inputs) > 4 and inputs[4] is not None and inputs[4].requires_grad
         ctx.n_in = feats.shape[0]
+        ctx.mirrored = inv is nbr
         saved_feats = feats if ctx.needs_input_grad[1] else None
         saved_weight = weight if ctx.needs_input_grad[0] else None
-        ctx.save_for_backward(saved_feats, saved_weight, nbr, inv)
+        ctx.save_for_backward(saved_feats, saved_weight, nbr, None if ctx.mirrored else inv)
 
     def _backward(ctx, v_out):
         feats, weight, nbr, inv = ctx.saved_tensors
         v_out = v_out.contiguous()
         v_feats = v_weight = None
         if ctx.needs_input_grad[0]:
-            inv = inv if inv is not None else invert_kernel_map(nbr, ctx.n_in)
-            v_feats = torch.ops.sparse3d.sparse_conv(v_out, weight.transpose(1, 2).contiguous(), inv)
+            if ctx.mirrored:  # tap k from o to i is tap K-1-k from i to o
+                v_feats = torch.ops.sparse3d.sparse_conv(v_out, weight.flip(0).transpose(1, 2).contiguous(), nbr)
+            else:
+                inv = inv if inv is not None else invert_kernel_map(nbr, ctx.n_in)
+                v_feats = torch.ops.sparse3d.sparse_conv(v_out, weight.transpose(1, 2).contiguous(), inv)
         if ctx.needs_input_grad[1]:
             v_weight = torch.ops.sparse3d.sparse_conv_bwd_weight(feats, v_out, nbr)
         grads = (v_feats, v_weight, None, None)  # the kernel maps are not differentiable

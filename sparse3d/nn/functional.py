@@ -41,7 +41,8 @@ def subm_conv3d(x: SparseVoxels, weight: Tensor, bias: Tensor | None = None, dil
     """
     _check_weight(weight, x)
     kmap = x.submanifold_map(tuple(weight.shape[1:4]), dilation)
-    return x.replace_feats(_conv(x, weight, bias, kmap.nbr, kmap.inverse))
+    # nbr is its own transpose up to mirrored taps (core.conv.sparse_conv): no second map.
+    return x.replace_feats(_conv(x, weight, bias, kmap.nbr, lambda: kmap.nbr))
 
 
 def sparse_conv3d(

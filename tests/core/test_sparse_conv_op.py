@@ -3,9 +3,11 @@ gradients), gradcheck, opcheck, bitwise equality across thread counts and runs."
 
 import pytest
 import torch
+from sparse_cases import random_coords
 
 import sparse3d
 from sparse3d.core.conv import sparse_conv, sparse_conv_ref
+from sparse3d.core.kernel_map import invert_kernel_map, kernel_map
 
 
 def conv_case(seed: int, n: int, m: int, k: int, cin: int, cout: int, dtype=torch.float64, hit: float = 0.3):
@@ -40,6 +42,22 @@ def test_sparse_conv_float32_matches_reference():
     feats, weight, nbr = conv_case(1, n=500, m=400, k=27, cin=16, cout=32, dtype=torch.float32)
     # float32 sums of ~27 * 16 products: rtol 1e-5 on O(1) values.
     torch.testing.assert_close(sparse_conv(feats, weight, nbr), sparse_conv_ref(feats, weight, nbr), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not sparse3d.HAS_NATIVE, reason="the reference has no backward of its own")
+def test_a_submanifold_map_passed_as_its_own_transpose_gives_the_same_gradients():
+    # With inv = nbr the backward reads nbr with the taps mirrored instead of a stored
+    # transpose; on a submanifold map the two are the same linear map.
+    coords = random_coords(3, (6, 7, 8), 2, 0.3)
+    nbr = kernel_map(coords, coords, (6, 7, 8), (6, 7, 8), (3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1))
+    gen = torch.Generator().manual_seed(4)
+    feats = torch.randn(coords.shape[0], 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(27, 5, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(coords.shape[0], 4, generator=gen, dtype=torch.float64)
+    mirrored = torch.autograd.grad(sparse_conv(feats, weight, nbr, nbr), (feats, weight), v)
+    stored = torch.autograd.grad(sparse_conv(feats, weight, nbr, invert_kernel_map(nbr, coords.shape[0])), (feats, weight), v)
+    for a, b in zip(mirrored, stored):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
 def test_sparse_conv_gradcheck():
