@@ -8,6 +8,8 @@ from typing import Any, Callable
 
 import torch
 
+from sparse3d.io import json_fast
+
 
 def _read_umask() -> int:
     """The process's file-creation mask. Reading it means setting it, so it is read once,
@@ -56,7 +58,13 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 def write_json_atomic(path: Path, data: Any, indent: int | None = 2) -> None:
     """Writes ``data`` as JSON to ``path`` atomically; NaN is written as the ``NaN`` literal
     (as Python's json and the nuScenes devkit do). ``indent=None`` is much faster for
-    large files: the indenting encoder is pure Python."""
+    large files: the indenting encoder is pure Python, and compact output goes through
+    the fast encoder (:func:`sparse3d.io.json_fast.encode`) when it is installed."""
+    if indent is None:
+        fast = json_fast.encode(data)
+        if fast is not None:
+            write_bytes_atomic(path, fast)
+            return
     write_text_atomic(path, json.dumps(data, indent=indent, allow_nan=True) + ("\n" if indent is not None else ""))
 
 

@@ -1,7 +1,10 @@
-"""The 13 JSON tables of a nuScenes v1.0 database, loaded, checked and indexed.
+"""The 13 JSON tables of a nuScenes v1.0 database, loaded on first use, checked and indexed.
 
-Only the fields the reader and the evaluation use are required; each record is checked
-once at load time, so later code can index without guarding.
+Only the fields the reader and the evaluation use are required; a table's records are
+checked when it is loaded (its required fields, and its token references, which loads
+the tables they point to), so later code can index without guarding. A table that is
+never used is never parsed: the evaluation reads ``sample_annotation`` only as columns
+(:attr:`NuScenesTables.annotations`), decoded without a dict per record.
 
 Examples:
     >>> db = NuScenesTables("/data/nuscenes", "v1.0-mini")
@@ -16,7 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from sparse3d.data.nuscenes.annotations import (
+    ANNOTATION_FIELDS,
+    AnnotationRecord,
+    AnnotationTable,
+)
 from sparse3d.data.nuscenes.errors import NuScenesFormatError
+from sparse3d.io.json_fast import is_record, values
 from sparse3d.io.read import read_json
 
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
@@ -28,8 +37,7 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "log": ("token",),
     "map": ("token", "log_tokens", "filename"),
     "sample": ("token", "timestamp", "scene_token", "prev", "next"),
-    "sample_annotation": ("token", "sample_token", "instance_token", "attribute_tokens", "translation", "size",
-                          "rotation", "prev", "next", "num_lidar_pts", "num_radar_pts"),
+    "sample_annotation": ANNOTATION_FIELDS,
     "sample_data": ("token", "sample_token", "ego_pose_token", "calibrated_sensor_token", "timestamp",
                     "is_key_frame", "filename", "prev", "next"),
     "scene": ("token", "name", "log_token", "first_sample_token", "last_sample_token"),
@@ -47,46 +55,46 @@ _REFERENCES = (
 
 
 class NuScenesTables:
-    """A loaded nuScenes database (tables only; point clouds are read by the reader).
+    """A nuScenes database (tables only; point clouds are read by the reader).
 
     Attributes:
-        dataroot, version: where the tables came from.
-        <table>: the list of records of each of the 13 tables, in file order.
+        dataroot, version: where the tables come from.
+        <table>: the list of records (dicts) of each of the 13 tables, in file order,
+            parsed and checked on first access.
+        annotations: ``sample_annotation`` as columns.
     """
 
     def __init__(self, dataroot: str | Path, version: str):
-        """Loads ``<dataroot>/<version>/<table>.json`` for the 13 tables.
+        """Finds ``<dataroot>/<version>/<table>.json`` for the 13 tables; each is parsed on first use.
 
         Raises:
-            NuScenesFormatError: a table is missing or malformed, a record lacks a required
-                field, or a token reference is dangling.
+            NuScenesFormatError: the folder or a table file is missing. A malformed table,
+                a record that lacks a required field or a dangling token reference raises
+                it when that table is first used.
         """
         self.dataroot, self.version = Path(dataroot), version
-        folder = self.dataroot / version
-        if not folder.is_dir():
-            raise NuScenesFormatError(f"nuScenes tables: no folder {folder} (dataroot={dataroot}, version={version})")
+        self._folder = self.dataroot / version
+        if not self._folder.is_dir():
+            raise NuScenesFormatError(
+                f"nuScenes tables: no folder {self._folder} (dataroot={dataroot}, version={version})")
+        for name in REQUIRED_FIELDS:
+            _table_path(self._folder, name)
         self._index: dict[str, dict[str, int]] = {}
-        for name, fields in REQUIRED_FIELDS.items():
-            records = read_json(folder / f"{name}.json", f"nuScenes table {name!r}", NuScenesFormatError)
-            _check_records(folder / f"{name}.json", records, fields)
-            setattr(self, name, records)
-            self._index[name] = {rec["token"]: i for i, rec in enumerate(records)}
+
+    def __getattr__(self, name: str) -> list[dict]:
+        # Called only for attributes not set yet: loads a table on first access.
+        if name not in REQUIRED_FIELDS:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        path = _table_path(self._folder, name)
+        records = read_json(path, f"nuScenes table {name!r}", NuScenesFormatError)
+        _check_records(path, records, REQUIRED_FIELDS[name])
+        index = {rec["token"]: i for i, rec in enumerate(records)}
         for table, field, target in _REFERENCES:
-            index = self._index[target]
-            for i, rec in enumerate(getattr(self, table)):
-                if rec[field] not in index:
-                    raise NuScenesFormatError(
-                        f"{folder / (table + '.json')}: record {i} field {field!r} = {rec[field]!r} "
-                        f"is not a token of table {target!r}"
-                    )
-        self._build_reverse_index(folder)
-        for i, ann in enumerate(self.sample_annotation):
-            for field in ("prev", "next"):
-                if ann[field] and ann[field] not in self._index["sample_annotation"]:
-                    raise NuScenesFormatError(
-                        f"{folder / 'sample_annotation.json'}: record {i} field {field!r} = {ann[field]!r} "
-                        "is not an annotation token"
-                    )
+            if table == name:
+                self._check_reference(table, field, values(records, field), target)
+        self._index[name] = index
+        setattr(self, name, records)
+        return records
 
     def get(self, table: str, token: str) -> dict:
         """The record of ``table`` with this token (KeyError-free: raises NuScenesFormatError)."""
@@ -97,7 +105,7 @@ class NuScenesTables:
 
     def has(self, table: str, token: str) -> bool:
         """Whether ``table`` holds ``token``."""
-        return token in self._index[table]
+        return token in self._tokens(table)
 
     def keyframe_lidar(self, sample_token: str) -> dict:
         """The LIDAR_TOP keyframe sample_data record of a sample."""
@@ -109,7 +117,7 @@ class NuScenesTables:
 
     def category_name(self, annotation: dict) -> str:
         """The category name of an annotation (through its instance)."""
-        return self._instance_category[annotation["instance_token"]]
+        return self.instance_category[annotation["instance_token"]]
 
     def samples_of_scenes(self, scene_names: list[str]) -> list[str]:
         """Sample tokens whose scene is named in ``scene_names``, in sample-table order."""
@@ -118,62 +126,77 @@ class NuScenesTables:
         return [s["token"] for s in self.sample if scene_names_by_token[s["scene_token"]] in wanted]
 
     def box_velocities(self, annotations: list[dict], max_time_diff: float = 1.5) -> np.ndarray:
-        """Global-frame velocities of annotated boxes from their neighbours in the instance chain.
-
-        A centred difference over ``prev`` / ``next`` (one-sided at the ends) with the
-        sample timestamps; NaN for a lone annotation or a gap over ``max_time_diff``
-        seconds (doubled when centred). Same float64 arithmetic as the devkit's
-        ``box_velocity``, vectorised.
+        """Global-frame velocities of annotated boxes (:meth:`AnnotationTable.velocities`).
 
         Returns:
             float64 [K, 3] m/s.
         """
-        k = len(annotations)
-        if k == 0:
-            return np.zeros((0, 3))
-        ann_index = self._index["sample_annotation"]
-        rows = np.array([ann_index[a["token"]] for a in annotations])
-        prev = np.array([ann_index[a["prev"]] if a["prev"] else -1 for a in annotations])
-        nxt = np.array([ann_index[a["next"]] if a["next"] else -1 for a in annotations])
-        first, last = np.where(prev >= 0, prev, rows), np.where(nxt >= 0, nxt, rows)
-        translations, timestamps = self._annotation_translations, self._annotation_times
-        pos_diff = translations[last] - translations[first]
-        time_diff = 1e-6 * timestamps[last] - 1e-6 * timestamps[first]
-        limit = np.where((prev >= 0) & (nxt >= 0), 2 * max_time_diff, max_time_diff)
-        invalid = ((prev < 0) & (nxt < 0)) | (time_diff > limit)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            velocity = pos_diff / time_diff[:, None]
-        velocity[invalid] = np.nan
-        return velocity
+        table = self.annotations
+        return table.velocities(table.rows([a["token"] for a in annotations]), max_time_diff)
 
     @cached_property
-    def _annotation_translations(self) -> np.ndarray:
-        """float64 [A, 3] centre of every annotation."""
-        return np.array([a["translation"] for a in self.sample_annotation], np.float64).reshape(-1, 3)
+    def annotations(self) -> AnnotationTable:
+        """``sample_annotation`` as columns, checked like the records.
+
+        With the fast decoder, the file is decoded straight into typed records of the
+        fields the columns need (no dict per record); the dict records are used when they
+        are loaded already or when the file does not fit that schema (they word the error).
+        """
+        path = _table_path(self._folder, "sample_annotation")
+        records = self.__dict__.get("sample_annotation")
+        if records is None:
+            records = read_json(path, "nuScenes table 'sample_annotation'", NuScenesFormatError,
+                                schema=list[AnnotationRecord])
+            if not (isinstance(records, list) and (not records or is_record(records[0]))):
+                records = self.sample_annotation
+        for table, field, target in _REFERENCES:
+            if table == "sample_annotation":
+                self._check_reference(table, field, values(records, field), target)
+        sample_timestamp = {s["token"]: s["timestamp"] for s in self.sample}
+        return AnnotationTable.from_records(records, sample_timestamp, path)
 
     @cached_property
-    def _annotation_times(self) -> np.ndarray:
-        """int64 [A] timestamp (us) of each annotation's sample."""
-        sample_ts = {s["token"]: s["timestamp"] for s in self.sample}
-        return np.array([sample_ts[a["sample_token"]] for a in self.sample_annotation], np.int64)
+    def instance_category(self) -> dict[str, str]:
+        """instance token -> category name."""
+        category_name = {c["token"]: c["name"] for c in self.category}
+        return {inst["token"]: category_name[inst["category_token"]] for inst in self.instance}
 
-    def _build_reverse_index(self, folder: Path) -> None:
+    @cached_property
+    def _keyframe_lidar(self) -> dict[str, int]:
+        """sample token -> row of its LIDAR_TOP keyframe in ``sample_data``."""
         sensor_channel = {s["token"]: s["channel"] for s in self.sensor}
         calib_channel = {c["token"]: sensor_channel[c["sensor_token"]] for c in self.calibrated_sensor}
-        self._keyframe_lidar: dict[str, int] = {}
+        keyframes = {}
         for i, sd in enumerate(self.sample_data):
             if sd["is_key_frame"] and calib_channel[sd["calibrated_sensor_token"]] == "LIDAR_TOP":
-                self._keyframe_lidar[sd["sample_token"]] = i
+                keyframes[sd["sample_token"]] = i
         for sample in self.sample:
-            if sample["token"] not in self._keyframe_lidar:
-                raise NuScenesFormatError(
-                    f"{folder / 'sample_data.json'}: sample {sample['token']} has no LIDAR_TOP keyframe record"
-                )
-        self._sample_anns: dict[str, list[int]] = {}
+            if sample["token"] not in keyframes:
+                raise NuScenesFormatError(f"{self._folder / 'sample_data.json'}: sample {sample['token']} "
+                                          "has no LIDAR_TOP keyframe record")
+        return keyframes
+
+    @cached_property
+    def _sample_anns(self) -> dict[str, list[int]]:
+        """sample token -> rows of its annotations in ``sample_annotation``."""
+        rows: dict[str, list[int]] = {}
         for i, ann in enumerate(self.sample_annotation):
-            self._sample_anns.setdefault(ann["sample_token"], []).append(i)
-        category_name = {c["token"]: c["name"] for c in self.category}
-        self._instance_category = {inst["token"]: category_name[inst["category_token"]] for inst in self.instance}
+            rows.setdefault(ann["sample_token"], []).append(i)
+        return rows
+
+    def _tokens(self, table: str) -> dict[str, int]:
+        """token -> row of a table (loading it)."""
+        getattr(self, table)
+        return self._index[table]
+
+    def _check_reference(self, table: str, field: str, tokens: list[str], target: str) -> None:
+        """Raises if a token of ``table``'s ``field`` (one per record) is not a token of ``target``."""
+        index = self._tokens(target)
+        if all(map(index.__contains__, tokens)):
+            return
+        i = next(i for i, token in enumerate(tokens) if token not in index)
+        raise NuScenesFormatError(f"{self._folder / (table + '.json')}: record {i} field {field!r} = {tokens[i]!r} "
+                                  f"is not a token of table {target!r}")
 
 
 def _check_records(path: Path, records, fields: tuple[str, ...]) -> None:
@@ -192,12 +215,18 @@ def tables_fingerprint(dataroot: str | Path, version: str) -> str:
     ``splits.json``), without reading them: caches derived from the tables use it as a key."""
     folder = Path(dataroot) / version
     stats = []
-    for name in [*sorted(REQUIRED_FIELDS), "splits"]:
-        path = folder / f"{name}.json"
-        if path.is_file():
-            st = path.stat()
-            stats.append((name, st.st_size, st.st_mtime_ns))
-        elif name != "splits":
-            raise NuScenesFormatError(f"nuScenes table {name!r}: file not found: {path}")
+    for name in sorted(REQUIRED_FIELDS):
+        st = _table_path(folder, name).stat()
+        stats.append((name, st.st_size, st.st_mtime_ns))
+    if (folder / "splits.json").is_file():
+        st = (folder / "splits.json").stat()
+        stats.append(("splits", st.st_size, st.st_mtime_ns))
     key = json.dumps([str(folder.resolve()), stats])
     return hashlib.md5(key.encode()).hexdigest()[:16]
+
+
+def _table_path(folder: Path, name: str) -> Path:
+    path = folder / f"{name}.json"
+    if not path.is_file():
+        raise NuScenesFormatError(f"nuScenes table {name!r}: file not found: {path}")
+    return path

@@ -52,3 +52,24 @@ class EvalBoxSet:
             size=np.ones((0, 3)), rotation=np.zeros((0, 4)), velocity=np.zeros((0, 2)),
             attribute=np.zeros(0, np.int64), score=np.zeros(0), num_pts=np.zeros(0, np.int64),
         )
+
+
+def same_sample_pairs(samples_a: np.ndarray, samples_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (a, b) pair of rows on the same sample, without an [A, B] comparison matrix.
+
+    Args:
+        samples_a: int64 [A] sample of each row of the first set.
+        samples_b: int64 [B] sample of each row of the second set.
+
+    Returns:
+        pair_a, pair_b: int64 [Q] row indices; sorted by a, then by b.
+    """
+    order_b = np.argsort(samples_b, kind="stable")  # stable: b's order is kept within a sample
+    sorted_b = samples_b[order_b]
+    lo = np.searchsorted(sorted_b, samples_a, side="left")
+    counts = np.searchsorted(sorted_b, samples_a, side="right") - lo
+    pair_a = np.repeat(np.arange(len(samples_a)), counts)
+    # Position of each pair within its run of a's pairs, shifted to where a's b rows start.
+    starts = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    pair_b = order_b[np.arange(len(pair_a)) + starts]
+    return pair_a, pair_b

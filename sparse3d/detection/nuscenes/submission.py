@@ -8,8 +8,11 @@ fails is the offending box located, so the error names the sample, the box and t
 """
 
 import math
+from dataclasses import MISSING, dataclass, fields
 from itertools import chain
+from operator import attrgetter
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -22,10 +25,38 @@ from sparse3d.data.nuscenes.errors import NuScenesFormatError
 from sparse3d.detection.boxes import lidar_boxes_to_global
 from sparse3d.detection.nuscenes.box_set import EvalBoxSet
 from sparse3d.geometry.poses import Pose
+from sparse3d.io import json_fast
+from sparse3d.io.json_fast import column, values
 from sparse3d.io.read import read_json
 
-_REQUIRED_BOX_FIELDS = ("sample_token", "translation", "size", "rotation", "velocity", "detection_name",
-                        "attribute_name")
+
+@dataclass(frozen=True)
+class SubmissionBox:
+    """A submitted box, as the fast decoder reads it (the fields are described in
+    :func:`boxes_to_submission_entries`)."""
+
+    sample_token: str
+    translation: tuple[float, float, float]
+    size: tuple[float, float, float]
+    rotation: tuple[float, float, float, float]
+    # msgspec reads no NaN literal; _decode_typed maps NaN to null first.
+    velocity: tuple[float | None, float | None]
+    # Literals: the decoder hands out one string object per name, so the per-box lookups
+    # of the label and attribute find them by identity (1.5x faster than fresh strings).
+    detection_name: Literal[DETECTION_NAMES]
+    attribute_name: Literal[(*ATTRIBUTE_NAMES, "")]
+    detection_score: float = -1.0  # the devkit's defaults for the optional fields
+    num_pts: int = -1
+
+
+@dataclass(frozen=True)
+class _Submission:
+    meta: dict
+    results: dict[str, list[SubmissionBox]]
+
+
+_REQUIRED_BOX_FIELDS = tuple(f.name for f in fields(SubmissionBox) if f.default is MISSING)
+_BOX_DEFAULTS = {f.name: f.default for f in fields(SubmissionBox) if f.default is not MISSING}
 _META_FIELDS = ("use_camera", "use_lidar", "use_radar", "use_map", "use_external")
 
 
@@ -33,10 +64,9 @@ def load_submission(path: str | Path, max_boxes_per_sample: int = 500) -> dict:
     """Reads a submission file and checks its structure; the boxes themselves are checked
     by :func:`submission_to_boxes` (once, for the samples that are scored).
 
-    Boxes are decoded with msgspec into typed records when it is installed (about 3x
-    faster than the json module on large files), else as plain dicts; any file the typed
-    decoder does not take is read with the json module, so errors are always reported the
-    same way.
+    Boxes are decoded into typed records by the fast decoder (:mod:`sparse3d.io.json_fast`)
+    when it is installed, else as plain dicts; any file the typed decoder does not take is
+    read with the json module, so errors are always reported the same way.
 
     Raises:
         NuScenesFormatError: naming the file and sample for: a missing ``meta`` /
@@ -85,18 +115,19 @@ def submission_to_boxes(results: dict, sample_tokens: list[str], source: str = "
     label_of = {name: i for i, name in enumerate(DETECTION_NAMES)}
     attribute_of = {name: i for i, name in enumerate(ATTRIBUTE_NAMES)}
     attribute_of[""] = -1
+    n = len(boxes)
     try:
-        columns = _typed_columns(boxes, label_of, attribute_of) if _is_typed(boxes[0]) else {
-            "sample_token": [b["sample_token"] for b in boxes],
-            "translation": np.array([b["translation"] for b in boxes], np.float64),
-            "size": np.array([b["size"] for b in boxes], np.float64),
-            "rotation": np.array([b["rotation"] for b in boxes], np.float64),
-            "velocity": np.array([b["velocity"] for b in boxes], np.float64),
-            "label": np.array([label_of[b["detection_name"]] for b in boxes], np.int64),
-            "attribute": np.array([attribute_of[b["attribute_name"]] for b in boxes], np.int64),
-            # The devkit's defaults for the two optional fields.
-            "score": np.array([b.get("detection_score", -1.0) for b in boxes], np.float64),
-            "num_pts": np.array([b.get("num_pts", -1) for b in boxes], np.int64),
+        columns = {
+            "sample_token": values(boxes, "sample_token"),
+            "translation": column(boxes, "translation", np.float64, 3),
+            "size": column(boxes, "size", np.float64, 3),
+            "rotation": column(boxes, "rotation", np.float64, 4),
+            "velocity": column(boxes, "velocity", np.float64, 2),
+            "label": np.fromiter(map(label_of.__getitem__, values(boxes, "detection_name")), np.int64, count=n),
+            "attribute": np.fromiter(map(attribute_of.__getitem__, values(boxes, "attribute_name")), np.int64,
+                                     count=n),
+            "score": column(boxes, "detection_score", np.float64, default=_BOX_DEFAULTS["detection_score"]),
+            "num_pts": column(boxes, "num_pts", np.int64, default=_BOX_DEFAULTS["num_pts"]),
         }
     except (KeyError, TypeError, ValueError):
         _raise_first_bad_box(results, sample_tokens, source)
@@ -121,7 +152,9 @@ def _bad_rows(columns: dict, sample_tokens: list[str], samples: list[int]) -> np
     bad = ~np.isfinite(columns["translation"]).all(1) | ~np.isfinite(columns["rotation"]).all(1)
     bad |= ~np.isfinite(columns["size"]).all(1) | (columns["size"] <= 0).any(1)
     bad |= ~np.isfinite(columns["score"]) | np.isinf(columns["velocity"]).any(1)
-    bad |= np.array([t != sample_tokens[s] for t, s in zip(columns["sample_token"], samples)])
+    expected = [sample_tokens[s] for s in samples]
+    if columns["sample_token"] != expected:
+        bad |= np.array([t != e for t, e in zip(columns["sample_token"], expected)])
     return bad
 
 
@@ -129,7 +162,7 @@ def _raise_first_bad_box(results: dict, sample_tokens: list[str], source: str) -
     """Finds the first invalid box and raises an error describing it."""
     for token in sample_tokens:
         for i, box in enumerate(results[token]):
-            problem = _box_problem(_as_dict(box) if _is_typed(box) else box, token)
+            problem = _box_problem(_as_dict(box), token)
             if problem:
                 raise NuScenesFormatError(f"{source}: results[{token!r}][{i}]: {problem}")
     raise NuScenesFormatError(f"{source}: malformed box fields")
@@ -159,10 +192,10 @@ def _box_problem(box, token: str) -> str | None:
         return f"unknown detection_name {box['detection_name']!r} (expected one of {list(DETECTION_NAMES)})"
     if box["attribute_name"] not in ATTRIBUTE_NAMES and box["attribute_name"] != "":
         return f"unknown attribute_name {box['attribute_name']!r} (expected '' or one of {list(ATTRIBUTE_NAMES)})"
-    score = box.get("detection_score", -1.0)
+    score = box.get("detection_score", _BOX_DEFAULTS["detection_score"])
     if not isinstance(score, int | float) or isinstance(score, bool) or not math.isfinite(score):
         return f"field 'detection_score' must be a finite number, got {score!r}"
-    num_pts = box.get("num_pts", -1)
+    num_pts = box.get("num_pts", _BOX_DEFAULTS["num_pts"])
     if not isinstance(num_pts, int) or isinstance(num_pts, bool):
         return f"field 'num_pts' must be an integer, got {num_pts!r}"
     return None
@@ -219,83 +252,35 @@ def boxes_to_submission_entries(
     return entries
 
 
-# ---------------------------------------------------------------- typed decoding (msgspec)
-
-def _typed_decoder():
-    """A msgspec decoder of whole submissions into typed box records, or None without msgspec."""
-    try:
-        import msgspec
-    except ImportError:
-        return None
-
-    class Box(msgspec.Struct):
-        sample_token: str
-        translation: tuple[float, float, float]
-        size: tuple[float, float, float]
-        rotation: tuple[float, float, float, float]
-        # msgspec reads no NaN literal; _decode_typed maps NaN to null first.
-        velocity: tuple[float | None, float | None]
-        detection_name: str
-        attribute_name: str
-        detection_score: float = -1.0  # the devkit's defaults for the optional fields
-        num_pts: int = -1
-
-    class Submission(msgspec.Struct):
-        meta: dict
-        results: dict[str, list[Box]]
-
-    return msgspec.json.Decoder(Submission), Box, msgspec
-
-
-_TYPED = _typed_decoder()
-
-
 def _decode_typed(path: Path) -> dict | None:
-    """The submission with typed boxes, or None when msgspec is missing or the file needs
-    the json module (malformed, non-finite literals outside velocities, ...)."""
-    if _TYPED is None or not path.is_file():
+    """The submission with typed boxes, or None when the fast decoder is off or the file
+    needs the json module (malformed, non-finite literals outside velocities, ...)."""
+    if not json_fast.enabled() or not path.is_file():
         return None
-    decoder, _, msgspec = _TYPED
     raw = path.read_bytes()
-    n_nan = raw.count(b"NaN")
     try:
-        data = decoder.decode(raw.replace(b"NaN", b"null") if n_nan else raw)
-    except msgspec.DecodeError:
-        return None
-    # Every NaN must have been a velocity component, or a string or meta value was changed.
-    if n_nan and n_nan != sum(v is None for boxes in data.results.values() for b in boxes for v in b.velocity):
-        return None
+        data = json_fast.decode(raw, _Submission)
+    except ValueError:
+        # The fast decoder reads no NaN literal: read those as null (velocities may be
+        # NaN). Splitting once is 2.5x faster than counting and then replacing.
+        parts = raw.split(b"NaN")
+        if len(parts) == 1:
+            return None
+        try:
+            data = json_fast.decode(b"null".join(parts), _Submission)
+        except ValueError:
+            return None
+        # Every NaN must have been a velocity component, or a string or meta value was changed.
+        velocities = map(attrgetter("velocity"), chain.from_iterable(data.results.values()))
+        if len(parts) - 1 != list(chain.from_iterable(velocities)).count(None):
+            return None
     return {"meta": data.meta, "results": data.results}
 
 
-def _is_typed(box) -> bool:
-    return _TYPED is not None and isinstance(box, _TYPED[1])
-
-
 def _as_dict(box) -> dict:
-    data = _TYPED[2].structs.asdict(box)
+    """A box as a dict (typed boxes carry NaN velocities as None)."""
+    if not json_fast.is_record(box):
+        return box
+    data = json_fast.as_dict(box)
     data["velocity"] = [math.nan if v is None else v for v in data["velocity"]]
     return data
-
-
-def _typed_columns(boxes: list, label_of: dict, attribute_of: dict) -> dict:
-    """The columns of typed box records (None velocities become NaN). np.fromiter over
-    flat iterators is several times faster than np.array over lists of tuples."""
-    n = len(boxes)
-
-    def floats(field: str, width: int) -> np.ndarray:
-        values = chain.from_iterable(getattr(b, field) for b in boxes)
-        return np.fromiter(values, np.float64, count=n * width).reshape(n, width)
-
-    velocities = (math.nan if v is None else v for b in boxes for v in b.velocity)
-    return {
-        "sample_token": [b.sample_token for b in boxes],
-        "translation": floats("translation", 3),
-        "size": floats("size", 3),
-        "rotation": floats("rotation", 4),
-        "velocity": np.fromiter(velocities, np.float64, count=2 * n).reshape(n, 2),
-        "label": np.fromiter((label_of[b.detection_name] for b in boxes), np.int64, count=n),
-        "attribute": np.fromiter((attribute_of[b.attribute_name] for b in boxes), np.int64, count=n),
-        "score": np.fromiter((b.detection_score for b in boxes), np.float64, count=n),
-        "num_pts": np.fromiter((b.num_pts for b in boxes), np.int64, count=n),
-    }

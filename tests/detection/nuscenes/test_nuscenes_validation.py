@@ -12,6 +12,8 @@ from sparse3d.data.nuscenes.tables import NuScenesTables
 from sparse3d.detection.nuscenes import NuScenesFormatError
 from sparse3d.detection.nuscenes.eval import evaluate_nuscenes
 from sparse3d.detection.nuscenes.eval.compare import max_abs_diff
+from sparse3d.detection.nuscenes.eval.ground_truth import load_split_ground_truth
+from sparse3d.io import json_fast
 
 
 @pytest.fixture(scope="module")
@@ -142,29 +144,47 @@ def test_bad_split(base, tmp_path):
         _evaluate(db, submission, tmp_path, split="val")
 
 
-def test_broken_database(base, tmp_path):
-    db, _ = base
+@pytest.mark.parametrize("fast_json", [True, False], ids=["msgspec", "json"])
+def test_broken_database(base, tmp_path, monkeypatch, fast_json):
+    """A missing table fails at once; a bad record when its table is first used, as
+    records (the reader) or as columns (the evaluation), with either decoder."""
+    if fast_json:
+        pytest.importorskip("msgspec")
+    else:
+        monkeypatch.setattr(json_fast, "msgspec", None)
+    db, submission = base
     root = tmp_path / "db"
     shutil.copytree(db.root / db.version, root / db.version)
     (root / db.version / "ego_pose.json").unlink()
     with pytest.raises(NuScenesFormatError, match="nuScenes table 'ego_pose': file not found.*ego_pose.json"):
         NuScenesTables(root, db.version)
     shutil.copy(db.root / db.version / "ego_pose.json", root / db.version / "ego_pose.json")
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(submission))
     anns = json.loads((root / db.version / "sample_annotation.json").read_text())
-    del anns[3]["size"]
-    (root / db.version / "sample_annotation.json").write_text(json.dumps(anns))
-    with pytest.raises(NuScenesFormatError, match=r"sample_annotation.json: record 3 .* lacks field\(s\) \['size'\]"):
-        NuScenesTables(root, db.version)
-    anns[3]["size"] = [1.0, 1.0, 1.0]
-    anns[5]["instance_token"] = "missing"
-    (root / db.version / "sample_annotation.json").write_text(json.dumps(anns))
-    with pytest.raises(NuScenesFormatError, match="record 5 field 'instance_token' = 'missing' is not a token"):
-        NuScenesTables(root, db.version)
+    cases = [(3, "size", None, r"sample_annotation.json: record 3 .* lacks field\(s\) \['size'\]"),
+             (5, "instance_token", "missing", "record 5 field 'instance_token' = 'missing' is not a token"),
+             (7, "next", "missing", "record 7 field 'next' = 'missing' is not an annotation token")]
+    for row, field, value, message in cases:
+        broken = json.loads(json.dumps(anns))
+        if value is None:
+            del broken[row][field]
+        else:
+            broken[row][field] = value
+        (root / db.version / "sample_annotation.json").write_text(json.dumps(broken))
+        tables = NuScenesTables(root, db.version)  # nothing is parsed yet
+        with pytest.raises(NuScenesFormatError, match=message):  # records first, as the reader does
+            tables.box_velocities(tables.sample_annotation[:1])
+        with pytest.raises(NuScenesFormatError, match=message):  # columns only
+            NuScenesTables(root, db.version).annotations
+        with pytest.raises(NuScenesFormatError, match=message):
+            evaluate_nuscenes(results, root, db.version, "synth_val", None)
 
 
 def test_typed_and_plain_decoding_agree(base, tmp_path, monkeypatch):
-    """The msgspec fast path and the json-module path give the same boxes and metrics,
-    NaN velocities included; a NaN elsewhere (here in meta) falls back to the json module."""
+    """The msgspec fast path and the json-module path (the one switch in json_fast turned
+    off) give the same boxes, ground truth and metrics, NaN velocities included; a NaN
+    elsewhere (here in meta) falls back to the json module."""
     pytest.importorskip("msgspec")
     from sparse3d.detection.nuscenes import submission as submission_module
 
@@ -178,16 +198,34 @@ def test_typed_and_plain_decoding_agree(base, tmp_path, monkeypatch):
     tokens = list(typed["results"])
     typed_boxes = submission_module.submission_to_boxes(typed["results"], tokens)
     assert np.isnan(typed_boxes.velocity).any()
-    summary_typed = evaluate_nuscenes(path, db.root, db.version, "synth_val", None)
+    summary_typed = evaluate_nuscenes(path, db.root, db.version, "synth_val", tmp_path / "typed")
+    truth_typed = load_split_ground_truth(db.root, db.version, "synth_val")
+    tables = NuScenesTables(db.root, db.version)
+    tables.annotations
+    assert "sample_annotation" not in vars(tables)  # decoded as typed records, no dicts
     with monkeypatch.context() as patch:
-        patch.setattr(submission_module, "_TYPED", None)
+        patch.setattr(json_fast, "msgspec", None)
+        tables = NuScenesTables(db.root, db.version)
+        tables.annotations
+        assert "sample_annotation" in vars(tables)
         plain = submission_module.load_submission(path)
         assert isinstance(_first_box(plain), dict)
         plain_boxes = submission_module.submission_to_boxes(plain["results"], tokens)
-        summary_plain = evaluate_nuscenes(path, db.root, db.version, "synth_val", None)
+        summary_plain = evaluate_nuscenes(path, db.root, db.version, "synth_val", tmp_path / "plain")
+        truth_plain = load_split_ground_truth(db.root, db.version, "synth_val")
     for field in typed_boxes.__dataclass_fields__:
         np.testing.assert_array_equal(getattr(typed_boxes, field), getattr(plain_boxes, field))
+        np.testing.assert_array_equal(getattr(truth_typed.boxes, field), getattr(truth_plain.boxes, field))
+    assert truth_typed.sample_tokens == truth_plain.sample_tokens
+    np.testing.assert_array_equal(truth_typed.ego_translation, truth_plain.ego_translation)
+    for field in truth_typed.racks.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(truth_typed.racks, field), getattr(truth_plain.racks, field))
     assert max_abs_diff(summary_plain, summary_typed) == 0.0
+    for name in ("metrics_summary.json", "metrics_details.json"):
+        typed_file = json.loads((tmp_path / "typed" / name).read_text())
+        plain_file = json.loads((tmp_path / "plain" / name).read_text())
+        typed_file.pop("eval_time", None), plain_file.pop("eval_time", None)
+        assert typed_file == plain_file
 
     submission["meta"]["note"] = math.nan
     path.write_text(json.dumps(submission))

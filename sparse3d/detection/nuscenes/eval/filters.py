@@ -3,7 +3,7 @@
 import numpy as np
 
 from sparse3d.data.nuscenes.classes import DETECTION_NAMES
-from sparse3d.detection.nuscenes.box_set import EvalBoxSet
+from sparse3d.detection.nuscenes.box_set import EvalBoxSet, same_sample_pairs
 from sparse3d.detection.nuscenes.eval.config import DetectionConfig
 from sparse3d.detection.nuscenes.eval.ground_truth import BikeRacks
 from sparse3d.geometry.rotations import rotmats_from_quats
@@ -51,8 +51,7 @@ def _in_bike_rack(boxes: EvalBoxSet, racks: BikeRacks) -> np.ndarray:
     cycles = np.flatnonzero(np.isin(boxes.label, _CYCLES))
     if len(cycles) == 0 or len(racks.sample) == 0:
         return inside
-    # All (cycle, rack) pairs of the same sample.
-    pair_box, pair_rack = np.nonzero(boxes.sample[cycles][:, None] == racks.sample[None, :])
+    pair_box, pair_rack = same_sample_pairs(boxes.sample[cycles], racks.sample)
     if len(pair_box) == 0:
         return inside
     hit = _centre_in_box(boxes.translation[cycles[pair_box]], racks.translation[pair_rack],

@@ -2,6 +2,7 @@
 
 import io
 from dataclasses import dataclass, fields
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -37,62 +38,82 @@ def load_ground_truth(db: NuScenesTables, sample_tokens: list[str]) -> EvalBoxSe
     """GT boxes of the samples, mapped to the detection classes (other categories dropped).
 
     Velocities come from the instance chains, ``num_pts`` = LiDAR + radar points, and an
-    annotation without attribute gets ''.
+    annotation without attribute gets ''. Rows are in the devkit's order: sample by
+    sample, table order within a sample.
 
     Args:
         db: the database.
         sample_tokens: the evaluated samples, in evaluation order.
 
     Raises:
-        NuScenesFormatError: an annotation has more than one attribute.
+        NuScenesFormatError: an annotation has more than one attribute, or an unknown one.
     """
+    ann = db.annotations
+    rows, samples, categories = _split_annotations(db, sample_tokens)
     label_of = {name: i for i, name in enumerate(DETECTION_NAMES)}
-    attribute_index = {a["token"]: ATTRIBUTE_NAMES.index(a["name"]) if a["name"] in ATTRIBUTE_NAMES else -2
-                       for a in db.attribute}
-    anns, samples, labels, attributes = [], [], [], []
-    for s, token in enumerate(sample_tokens):
-        for ann in db.sample_annotations(token):
-            name = category_to_detection_name(db.category_name(ann))
-            if name is None:
-                continue
-            attrs = ann["attribute_tokens"]
-            if len(attrs) > 1:
-                raise NuScenesFormatError(f"sample_annotation {ann['token']}: GT annotations must not have more "
-                                          f"than one attribute, got {len(attrs)}")
-            attribute = attribute_index.get(attrs[0], -2) if attrs else -1
-            if attribute == -2:
-                raise NuScenesFormatError(f"sample_annotation {ann['token']}: unknown attribute token {attrs[0]!r}")
-            anns.append(ann)
-            samples.append(s)
-            labels.append(label_of[name])
-            attributes.append(attribute)
-    if not anns:
+    label_of_category = {c: label_of.get(category_to_detection_name(c), -1) for c in set(categories)}
+    labels = np.fromiter(map(label_of_category.__getitem__, categories), np.int64, count=len(rows))
+    keep = labels >= 0
+    rows, samples, labels = rows[keep], samples[keep], labels[keep]
+    if len(rows) == 0:
         return EvalBoxSet.empty()
     return EvalBoxSet(
-        sample=np.array(samples, np.int64), label=np.array(labels, np.int64),
-        translation=np.array([a["translation"] for a in anns], np.float64),
-        size=np.array([a["size"] for a in anns], np.float64),
-        rotation=np.array([a["rotation"] for a in anns], np.float64),
-        velocity=db.box_velocities(anns)[:, :2],
-        attribute=np.array(attributes, np.int64), score=np.full(len(anns), -1.0),
-        num_pts=np.array([a["num_lidar_pts"] + a["num_radar_pts"] for a in anns], np.int64),
+        sample=samples, label=labels, translation=ann.translation[rows], size=ann.size[rows],
+        rotation=ann.rotation[rows], velocity=ann.velocities(rows)[:, :2], attribute=_attributes(db, rows),
+        score=np.full(len(rows), -1.0), num_pts=ann.num_lidar_pts[rows] + ann.num_radar_pts[rows],
     )
 
 
 def load_bike_racks(db: NuScenesTables, sample_tokens: list[str]) -> BikeRacks:
     """The ``static_object.bicycle_rack`` annotations of the samples."""
-    racks, samples = [], []
-    for s, token in enumerate(sample_tokens):
-        for ann in db.sample_annotations(token):
-            if db.category_name(ann) == BICYCLE_RACK:
-                racks.append(ann)
-                samples.append(s)
-    return BikeRacks(
-        sample=np.array(samples, np.int64),
-        translation=np.array([a["translation"] for a in racks], np.float64).reshape(-1, 3),
-        size=np.array([a["size"] for a in racks], np.float64).reshape(-1, 3),
-        rotation=np.array([a["rotation"] for a in racks], np.float64).reshape(-1, 4),
-    )
+    ann = db.annotations
+    rows, samples, categories = _split_annotations(db, sample_tokens)
+    rack = np.fromiter((c == BICYCLE_RACK for c in categories), bool, count=len(rows))
+    rows = rows[rack]
+    return BikeRacks(sample=samples[rack], translation=ann.translation[rows], size=ann.size[rows],
+                     rotation=ann.rotation[rows])
+
+
+def _split_annotations(db: NuScenesTables, sample_tokens: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The annotations of the samples in the devkit's order (sample by sample, table order
+    within one: its ``sample['anns']``).
+
+    Returns:
+        rows: int64 [K] annotation rows; samples: int64 [K] position of each one's sample
+        in ``sample_tokens``; categories: [K] category names.
+    """
+    ann = db.annotations
+    position = {t: i for i, t in enumerate(sample_tokens)}
+    sample_of_row = np.fromiter(map(position.get, ann.sample_token, repeat(-1)), np.int64, count=len(ann))
+    rows = np.flatnonzero(sample_of_row >= 0)
+    rows = rows[np.argsort(sample_of_row[rows], kind="stable")]
+    category_of = db.instance_category
+    categories = [category_of[ann.instance_token[r]] for r in rows.tolist()]
+    return rows, sample_of_row[rows], categories
+
+
+def _attributes(db: NuScenesTables, rows: np.ndarray) -> np.ndarray:
+    """int64 [K] attribute index of each annotation row (-1 for none).
+
+    Raises:
+        NuScenesFormatError: an annotation has more than one attribute, or one whose token
+            or name is unknown.
+    """
+    ann = db.annotations
+    index = {a["token"]: ATTRIBUTE_NAMES.index(a["name"]) for a in db.attribute if a["name"] in ATTRIBUTE_NAMES}
+    tokens = [ann.attribute_tokens[r] for r in rows.tolist()]
+    # -1: no attribute; -2: an unknown one; -3: several.
+    codes = np.fromiter((index.get(t[0], -2) if len(t) == 1 else -1 if not t else -3 for t in tokens), np.int64,
+                        count=len(tokens))
+    bad = np.flatnonzero(codes < -1)
+    if len(bad):
+        i = bad[0]
+        token = ann.token[rows[i]]
+        if codes[i] == -3:
+            raise NuScenesFormatError(f"sample_annotation {token}: GT annotations must not have more than one "
+                                      f"attribute, got {len(tokens[i])}")
+        raise NuScenesFormatError(f"sample_annotation {token}: unknown attribute token {tokens[i][0]!r}")
+    return codes
 
 
 def ego_translations(db: NuScenesTables, sample_tokens: list[str]) -> np.ndarray:

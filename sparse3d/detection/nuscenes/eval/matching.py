@@ -15,15 +15,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sparse3d.detection.nuscenes.box_set import EvalBoxSet
+from sparse3d.detection.nuscenes.box_set import EvalBoxSet, same_sample_pairs
 from sparse3d.detection.nuscenes.eval.tp_errors import (
     attribute_accuracy,
     center_distance,
     cummean,
+    heading_diff,
     scale_iou,
     velocity_l2,
-    yaw_diff,
 )
+from sparse3d.geometry.rotations import quaternion_yaw
 
 NUM_POINTS = 101
 """Points on every metric curve (recall 0 to 1 in steps of 0.01)."""
@@ -82,7 +83,9 @@ def accumulate_class(
         return {th: MetricCurves.no_predictions() for th in dist_ths}
     matches = match_class(gt, pred, label, dist_ths)
     scores = pred.score[matches.pred_rows]
-    return {th: _curves(gt, pred, gt_rows, matches.pred_rows, scores, *matches.matched[th], orientation_period)
+    # Headings once per class rather than per threshold: the same bits, as yaw is elementwise.
+    yaws = quaternion_yaw(gt.rotation[gt_rows]), quaternion_yaw(pred.rotation[matches.pred_rows])
+    return {th: _curves(gt, pred, gt_rows, matches.pred_rows, scores, yaws, *matches.matched[th], orientation_period)
             for th in dist_ths}
 
 
@@ -114,7 +117,9 @@ def match_class(gt: EvalBoxSet, pred: EvalBoxSet, label: int, dist_ths: tuple[fl
     # Ascending by (score, index), reversed: descending scores, ties to the higher index.
     pred_rows = pred_rows[np.lexsort((np.arange(len(pred_rows)), pred.score[pred_rows]))[::-1]]
     cand_ptr, cand_gt, cand_dist = _candidates(gt, pred, gt_rows, pred_rows, max(dist_ths))
-    matched = {th: _greedy_match(cand_ptr, cand_gt, cand_dist, th, len(gt_rows)) for th in dist_ths}
+    # Python lists: the greedy pass reads them element by element, where numpy scalars are slow.
+    lists = cand_ptr.tolist(), cand_gt.tolist(), cand_dist.tolist()
+    matched = {th: _greedy_match(cand_ptr, cand_dist, lists, th, len(gt_rows)) for th in dist_ths}
     return ClassMatches(pred_rows, gt_rows, matched)
 
 
@@ -125,16 +130,7 @@ def _candidates(gt: EvalBoxSet, pred: EvalBoxSet, gt_rows: np.ndarray, pred_rows
         ptr: int64 [P + 1]; gt: int64 [Q] GT position within ``gt_rows``; dist: float64 [Q]
         xy centre distance. Each prediction's list is sorted by (distance, GT order).
     """
-    # GT of the class sorted by sample (stable, so GT order is kept within a sample).
-    gt_order = np.argsort(gt.sample[gt_rows], kind="stable")
-    gt_samples = gt.sample[gt_rows][gt_order]
-    pred_samples = pred.sample[pred_rows]
-    lo = np.searchsorted(gt_samples, pred_samples, side="left")
-    hi = np.searchsorted(gt_samples, pred_samples, side="right")
-    counts = hi - lo
-    pair_pred = np.repeat(np.arange(len(pred_rows)), counts)
-    starts = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
-    pair_gt = gt_order[np.arange(len(pair_pred)) + starts]
+    pair_pred, pair_gt = same_sample_pairs(pred.sample[pred_rows], gt.sample[gt_rows])
     dist = center_distance(pred.translation[pred_rows[pair_pred]], gt.translation[gt_rows[pair_gt]])
     near = dist < max_dist
     pair_pred, pair_gt, dist = pair_pred[near], pair_gt[near], dist[near]
@@ -145,30 +141,44 @@ def _candidates(gt: EvalBoxSet, pred: EvalBoxSet, gt_rows: np.ndarray, pred_rows
     return ptr, pair_gt, dist
 
 
-def _greedy_match(ptr: np.ndarray, cand_gt: np.ndarray, cand_dist: np.ndarray, dist_th: float, n_gt: int):
+def _greedy_match(ptr: np.ndarray, cand_dist: np.ndarray, lists: tuple[list, list, list], dist_th: float, n_gt: int):
     """Visits predictions in rank order; each takes its nearest untaken GT within ``dist_th``.
+
+    Args:
+        ptr, cand_dist: the candidates (:func:`_candidates`); lists: (ptr, gt, dist) as lists.
 
     Returns:
         matched_gt: int64 [P] GT position per prediction, -1 for a false positive.
         match_dist: float64 [P] distance of the match (NaN for false positives).
     """
+    n_pred = len(ptr) - 1
+    # A prediction without a candidate within the threshold is a false positive whatever
+    # came before it; only the others (in a dense false-positive field, a few) need the
+    # sequential pass, which keeps their rank order.
+    with_candidates = np.flatnonzero(ptr[1:] > ptr[:-1])
+    active = with_candidates[cand_dist[ptr[with_candidates]] < dist_th]
+    ptr_l, gt_l, dist_l = lists
     taken = bytearray(n_gt)
-    ptr_l, gt_l, dist_l = ptr.tolist(), cand_gt.tolist(), cand_dist.tolist()
-    matched = [-1] * (len(ptr_l) - 1)
-    match_dist = [float("nan")] * (len(ptr_l) - 1)
-    for p in range(len(matched)):
+    hits_pred, hits_gt, hits_dist = [], [], []
+    for p in active.tolist():
         for c in range(ptr_l[p], ptr_l[p + 1]):
             if dist_l[c] >= dist_th:
                 break
             g = gt_l[c]
             if not taken[g]:
                 taken[g] = 1
-                matched[p], match_dist[p] = g, dist_l[c]
+                hits_pred.append(p)
+                hits_gt.append(g)
+                hits_dist.append(dist_l[c])
                 break
-    return np.array(matched, np.int64), np.array(match_dist, np.float64)
+    matched = np.full(n_pred, -1, np.int64)
+    match_dist = np.full(n_pred, np.nan)
+    matched[hits_pred] = hits_gt
+    match_dist[hits_pred] = hits_dist
+    return matched, match_dist
 
 
-def _curves(gt, pred, gt_rows, pred_rows, scores, matched, match_dist, orientation_period) -> MetricCurves:
+def _curves(gt, pred, gt_rows, pred_rows, scores, yaws, matched, match_dist, orientation_period) -> MetricCurves:
     is_tp = matched >= 0
     if not is_tp.any():
         return MetricCurves.no_predictions()
@@ -187,7 +197,7 @@ def _curves(gt, pred, gt_rows, pred_rows, scores, matched, match_dist, orientati
         "trans_err": match_dist[is_tp],
         "vel_err": velocity_l2(gt.velocity[g], pred.velocity[p]),
         "scale_err": 1 - scale_iou(gt.size[g], pred.size[p]),
-        "orient_err": yaw_diff(gt.rotation[g], pred.rotation[p], orientation_period),
+        "orient_err": heading_diff(yaws[0][matched[is_tp]], yaws[1][is_tp], orientation_period),
         "attr_err": 1 - attribute_accuracy(gt.attribute[g], pred.attribute[p]),
     }
     curves = {name: np.interp(conf[::-1], match_conf[::-1], cummean(errors[name])[::-1])[::-1] for name in ERROR_NAMES}

@@ -46,7 +46,12 @@ def yaw_diff(rotation_a: np.ndarray, rotation_b: np.ndarray, period: float = 2 *
 
     Headings are nuScenes yaws (the rotated x axis in the xy plane); ``period`` is pi for
     symmetric objects (barriers)."""
-    return np.abs(angle_diff(quaternion_yaw(rotation_a), quaternion_yaw(rotation_b), period))
+    return heading_diff(quaternion_yaw(rotation_a), quaternion_yaw(rotation_b), period)
+
+
+def heading_diff(yaw_a: np.ndarray, yaw_b: np.ndarray, period: float = 2 * np.pi) -> np.ndarray:
+    """Absolute difference of headings (radians) [M] x2 -> float64 [M], modulo ``period``."""
+    return np.abs(angle_diff(yaw_a, yaw_b, period))
 
 
 def attribute_accuracy(attr_gt: np.ndarray, attr_pred: np.ndarray) -> np.ndarray:
