@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: setup build test demo screenshots cuda-check clean
+.PHONY: setup build test test-cuda demo screenshots cuda-check clean
 
 setup: $(STAMP)
 
@@ -56,6 +56,14 @@ $(BROWSER_STAMP): $(STAMP)
 
 test: build $(BROWSER_STAMP)
 	$(PY) -m pytest -q
+
+# The CUDA half of the suite on a GPU machine: every test marked `cuda` (each op's CUDA
+# kernel against its CPU kernel and torch reference, the gsplat and spconv GPU backends
+# against ours). SPARSE3D_REQUIRE_CUDA=1 makes it fail, not skip: without a CUDA device, a
+# CUDA build of torch, or the extension's CUDA kernels the run refuses to start, and a cuda
+# test that skips (no gsplat, spconv's CPU-only build) counts as failed (tests/conftest.py).
+test-cuda: build
+	SPARSE3D_REQUIRE_CUDA=1 $(PY) -m pytest -q -m cuda
 
 # The README's pictures of the viewer, taken by its browser tests.
 screenshots: build $(BROWSER_STAMP)

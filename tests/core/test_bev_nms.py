@@ -17,9 +17,6 @@ from sparse3d.core.bev_nms import (
 )
 
 needs_native = pytest.mark.skipif(not HAS_NATIVE, reason="sparse3d._C is not built")
-needs_cuda = pytest.mark.skipif(
-    not (HAS_NATIVE and torch.cuda.is_available()), reason="needs a GPU and sparse3d._C"
-)
 IOUS = {"op": bev_iou, "ref": bev_iou_ref}
 
 
@@ -327,7 +324,7 @@ def test_raw_op_checks():
 # --- CUDA
 
 
-@needs_cuda
+@pytest.mark.cuda
 def test_cuda_matches_cpu():
     for seed in range(4):
         b, s = clustered_boxes(seed, 700)
@@ -345,7 +342,7 @@ def test_cuda_matches_cpu():
     assert torch.equal(rotated_nms(NMS_BOXES.cuda(), NMS_SCORES.cuda(), 0.5).cpu(), torch.tensor([3, 0, 1]))
 
 
-@needs_cuda
+@pytest.mark.cuda
 def test_cuda_opcheck():
     b, s = clustered_boxes(3, 100)
     opcheck(torch.ops.sparse3d.bev_iou.default, (b.cuda(), b[:30].cuda()))

@@ -1,8 +1,10 @@
-"""box_lookup: native kernel vs torch reference on random grids, a hand-worked case,
-determinism across thread counts, bad input."""
+"""box_lookup: native kernel (on each device) vs torch reference on random grids, a
+hand-worked case, determinism across thread counts, the CUDA kernel against the CPU one,
+bad input."""
 
 import pytest
 import torch
+from devices import DEVICES
 from torch.library import opcheck
 
 import sparse3d
@@ -42,12 +44,16 @@ def random_case(seed: int, density: float, n_points: int = 3000):
     return points, grid, occupied, half
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("k", [1, 4, 10])
 @pytest.mark.parametrize("density", [0.15, 0.9, 1.0])
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_matches_reference(seed, density, k):
+def test_matches_reference(seed, density, k, device):
     points, grid, occupied, half = random_case(seed, density)
-    index, weights = box_lookup(points, grid, occupied, half, k)
+    index, weights = (t.cpu() for t in box_lookup(points.to(device), grid, occupied.to(device), half, k))
+    # The reference runs on the CPU for both devices: torch's CUDA division by a Python
+    # scalar multiplies by its reciprocal, where both kernels divide (points on box faces
+    # would then find other cells).
     ref_index, ref_weights = box_lookup_ref(points, grid, occupied, half, k)
     assert index.shape == weights.shape == (len(points), k)
     assert torch.equal(index, ref_index)
@@ -96,6 +102,29 @@ def test_bitwise_equal_across_thread_counts():
         torch.set_num_threads(previous)
     for index, weights in results[1:]:
         assert torch.equal(index, results[0][0]) and torch.equal(weights, results[0][1])
+
+
+@pytest.mark.cuda
+def test_cuda_matches_cpu_bit_for_bit():
+    # Both kernels run box_lookup.h's float32 expressions, rounded one by one on the GPU
+    # too (rounding.h; nvcc's division and sqrtf are correctly rounded, as the CPU's), and
+    # a hash of unique keys finds the same boxes whatever the insertion order: the same
+    # bits as the CPU, and the same again on a second run.
+    points, grid, occupied, half = random_case(5, 0.6, n_points=20000)
+    cpu = box_lookup(points, grid, occupied, half, 4)
+    runs = [box_lookup(points.cuda(), grid, occupied.cuda(), half, 4) for _ in range(2)]
+    for index, weights in runs:
+        assert index.is_cuda and weights.is_cuda
+        assert torch.equal(index.cpu(), cpu[0]) and torch.equal(weights.cpu(), cpu[1])
+    empty = box_lookup(points[:10].cuda(), grid, torch.zeros(0, dtype=torch.long, device="cuda"), half, 2)
+    assert torch.equal(empty[0].cpu(), torch.full((10, 2), -1)) and torch.equal(empty[1].cpu(), torch.zeros(10, 2))
+
+
+@pytest.mark.cuda
+def test_cuda_opcheck():
+    points, grid, occupied, half = random_case(6, 0.5, n_points=50)
+    opcheck(torch.ops.sparse3d.box_lookup.default,
+            (points.cuda(), occupied.cuda(), list(grid.lower), grid.voxel_size, list(grid.shape), half, 4))
 
 
 @native

@@ -1,8 +1,9 @@
 """Kernel maps, output sites and transposed maps: native kernels against the torch
-references on random voxel sets, plus hand-checked and edge cases."""
+references on random voxel sets (on each device), plus hand-checked and edge cases."""
 
 import pytest
 import torch
+from devices import DEVICES
 from sparse_cases import random_coords
 
 import sparse3d
@@ -26,12 +27,13 @@ GEOMETRIES = [
 ]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("geom", GEOMETRIES)
 @pytest.mark.parametrize("seed", [0, 1])
-def test_conv_map_and_kernel_map_match_reference(geom, seed):
+def test_conv_map_and_kernel_map_match_reference(geom, seed, device):
     kernel, stride, padding, dilation = geom
     shape = (9, 10, 11)
-    coords = random_coords(seed, shape, batch_size=2, density=0.15)
+    coords = random_coords(seed, shape, batch_size=2, density=0.15).to(device)
     out_shape = conv_output_shape(shape, kernel, stride, padding, dilation)
     out, nbr = conv_map(coords, shape, out_shape, kernel, stride, padding, dilation)
     ref, nbr_ref = conv_map_ref(coords, list(shape), list(out_shape), kernel, stride, padding, dilation)
@@ -65,15 +67,18 @@ def test_submanifold_map_any_row_order(row_order, geom):
     assert torch.equal(nbr, ref)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("geom", [((3, 3, 3), (2, 2, 2), (1, 1, 1), (1, 1, 1)), ((2, 3, 1), (2, 1, 3), (0, 1, 0), (1, 2, 1))])
-def test_transposed_conv_map_matches_reference(geom):
+def test_transposed_conv_map_matches_reference(geom, device):
     kernel, stride, padding, dilation = geom
     shape = (5, 6, 7)
     coords = random_coords(4, shape, batch_size=2, density=0.2)
     out_shape = [(s - 1) * st - 2 * p + d * (k - 1) + 1 for s, k, st, p, d in zip(shape, kernel, stride, padding, dilation)]
-    out, nbr = conv_map(coords, shape, out_shape, kernel, stride, padding, dilation, transposed=True)
-    ref, nbr_ref = conv_map_ref(coords, list(shape), out_shape, list(kernel), list(stride), list(padding), list(dilation), True)
+    out, nbr = conv_map(coords.to(device), shape, out_shape, kernel, stride, padding, dilation, transposed=True)
+    ref, nbr_ref = conv_map_ref(coords.to(device), list(shape), out_shape, list(kernel), list(stride), list(padding),
+                                list(dilation), True)
     assert torch.equal(out, ref) and torch.equal(nbr, nbr_ref)
+    out, nbr = out.cpu(), nbr.cpu()
     # Every entry is the generating rule: out = in * stride - padding + k * dilation.
     o, k = (nbr >= 0).nonzero(as_tuple=True)
     taps = torch.stack(torch.meshgrid(*[torch.arange(n) for n in kernel], indexing="ij"), -1).reshape(-1, 3)

@@ -146,7 +146,7 @@ def test_partition_bad_input(kwargs, match):
         set_partition(**args)
 
 
-@pytest.mark.skipif(not (HAS_NATIVE and torch.cuda.is_available()), reason="needs a GPU and sparse3d._C")
+@pytest.mark.cuda
 def test_partition_cuda_matches_cpu():
     coords = random_coords(11, 5000, (60, 50, 8), batch_size=2)
     cpu = set_partition(coords, (60, 50, 8), (12, 12, 4), (6, 6, 2), 36)

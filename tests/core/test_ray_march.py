@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from devices import DEVICES
 from torch import Tensor
 from torch.library import opcheck
 
@@ -14,8 +15,7 @@ from sparse3d.core.ray_march import march_rays, march_rays_ref, ray_box
 
 native = pytest.mark.skipif(not sparse3d.HAS_NATIVE, reason="native extension not built")
 # On CUDA the reference (torch) divides by voxel_size through its float32 reciprocal, and so
-# does the CUDA kernel: each device is compared with the reference on that device.
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+# does the CUDA kernel: each device (DEVICES) is compared with the reference on that device.
 
 
 def random_grid(g: torch.Generator, density: float) -> tuple[VoxelGrid, Tensor]:

@@ -1,7 +1,9 @@
-"""segment_reduce: native kernel vs torch reference, gradients, determinism, bad input."""
+"""segment_reduce: native kernel vs torch reference (on each device), gradients,
+determinism, the CUDA kernel against the CPU one, bad input."""
 
 import pytest
 import torch
+from devices import DEVICES
 from torch.library import opcheck
 
 import sparse3d
@@ -19,10 +21,11 @@ def random_segments(n_segments: int, channels: int, seed: int, dtype=torch.float
     return values, offsets
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("reduce", ["sum", "mean", "max"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_matches_reference_forward_and_backward(reduce, seed):
-    values, offsets = random_segments(200, 7, seed)
+def test_matches_reference_forward_and_backward(reduce, seed, device):
+    values, offsets = (t.to(device) for t in random_segments(200, 7, seed))
     values.requires_grad_(True)
     out, ref = segment_reduce(values, offsets, reduce), segment_reduce_ref(values, offsets, reduce)
     torch.testing.assert_close(out, ref)
@@ -105,14 +108,43 @@ def test_works_under_torch_compile_with_autograd():
     torch.testing.assert_close(g_compiled, g_eager)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("reduce", ["sum", "mean", "max"])
-def test_long_segments_and_wide_rows_match_reference(reduce):
+def test_long_segments_and_wide_rows_match_reference(reduce, device):
     # Few long segments with more channels than one task's block (64), and a ragged tail:
     # the shape of a column sum's chunks.
     g = torch.Generator().manual_seed(3)
-    values = torch.randn(9000, 150, generator=g, dtype=torch.float64).requires_grad_(True)
-    offsets = torch.tensor([0, 4096, 8192, 8192, 9000])
+    values = torch.randn(9000, 150, generator=g, dtype=torch.float64).to(device).requires_grad_(True)
+    offsets = torch.tensor([0, 4096, 8192, 8192, 9000], device=device)
     out, ref = segment_reduce(values, offsets, reduce), segment_reduce_ref(values, offsets, reduce)
     torch.testing.assert_close(out, ref)
-    cotangent = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    cotangent = torch.randn(ref.shape, generator=g, dtype=torch.float64).to(device)
     torch.testing.assert_close(torch.autograd.grad(out, values, cotangent)[0], torch.autograd.grad(ref, values, cotangent)[0])
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("reduce", ["sum", "mean", "max"])
+def test_cuda_matches_cpu_bit_for_bit(reduce, dtype):
+    # One thread per (segment, channel) output runs segment.h's loop over the rows in order,
+    # as the CPU kernel does, with nothing to contract into an FMA: the same bits, values,
+    # argmax rows and gradients, and the same again on a second run.
+    values, offsets = random_segments(3000, 37, seed=7, dtype=dtype)
+    values[5:9] = values[4]  # ties for max, broken toward the first row on both devices
+    cotangent = torch.randn(3000, 37, generator=torch.Generator().manual_seed(8), dtype=dtype)
+    runs = []
+    for device in ("cpu", "cuda", "cuda"):
+        v = values.to(device).requires_grad_(True)
+        out, arg = torch.ops.sparse3d.segment_reduce(v, offsets.to(device), reduce)
+        (grad,) = torch.autograd.grad(out, v, cotangent.to(device))
+        assert out.device.type == arg.device.type == grad.device.type == device
+        runs.append([t.cpu() for t in (out, arg, grad)])
+    for run in runs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(runs[0], run))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("reduce", ["sum", "max"])
+def test_cuda_opcheck(reduce):
+    values, offsets = random_segments(20, 4, seed=4)
+    opcheck(torch.ops.sparse3d.segment_reduce.default, (values.cuda().requires_grad_(True), offsets.cuda(), reduce))

@@ -1,8 +1,10 @@
 """Voxelization and coordinate deduplication: native kernels against the torch
-references, hand-worked cases, bad input, gradients and thread-count independence."""
+references (on each device), hand-worked cases, bad input, gradients and thread-count
+independence."""
 
 import pytest
 import torch
+from devices import DEVICES
 
 from sparse3d.core.unique import downsample_coords, unique_coords, unique_coords_ref
 from sparse3d.core.voxelize import voxel_grid_shape, voxelize, voxelize_index_ref
@@ -20,10 +22,13 @@ def _points(seed: int, n: int, dtype=torch.float32) -> tuple[torch.Tensor, torch
     return torch.cat([xyz, feats], 1), batch
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("max_points", [0, 1, 3])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_voxelize_index_matches_reference(max_points, dtype):
-    points, batch = _points(0, 3000, dtype)
+def test_voxelize_index_matches_reference(max_points, dtype, device):
+    # The reference divides by a tensor of voxel sizes on the points' device, so on CUDA too
+    # it rounds as the kernel (a Python scalar would be a multiplication by its reciprocal).
+    points, batch = (t.to(device) for t in _points(0, 3000, dtype))
     args = (points, batch, RANGE[:3], SIZE, list(voxel_grid_shape(RANGE, SIZE)), max_points)
     for out, ref in zip(torch.ops.sparse3d.voxelize(*args), voxelize_index_ref(*args)):
         assert torch.equal(out, ref)

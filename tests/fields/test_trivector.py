@@ -1,10 +1,11 @@
 """trivector_features: native kernels vs torch reference (forward and the vectors'
-gradient), gradcheck, determinism across thread counts, the dense trilinear equivalence,
-bad input."""
+gradient, on each device), gradcheck, determinism across thread counts, the CUDA kernels
+against the CPU ones, the dense trilinear equivalence, bad input."""
 
 import pytest
 import torch
 import torch.nn.functional as F
+from devices import DEVICES
 from torch.library import opcheck
 
 import sparse3d
@@ -28,10 +29,11 @@ def random_case(seed: int, S: int, K: int, N: int, R: int, D: int, dtype=torch.f
     return points, index, weights, vectors, centers
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("seed, S, K, N, R, D", [(0, 500, 4, 30, 16, 7), (1, 300, 3, 12, 5, 2), (2, 400, 1, 50, 33, 29)])
-def test_matches_reference_forward_and_backward(seed, S, K, N, R, D, dtype):
-    points, index, weights, vectors, centers = random_case(seed, S, K, N, R, D, dtype)
+def test_matches_reference_forward_and_backward(seed, S, K, N, R, D, dtype, device):
+    points, index, weights, vectors, centers = (t.to(device) for t in random_case(seed, S, K, N, R, D, dtype))
     vectors.requires_grad_(True)
     out = trivector_features(points, index, weights, vectors, centers, HALF)
     ref = trivector_features_ref(points, index, weights, vectors, centers, HALF)
@@ -80,6 +82,45 @@ def test_bitwise_equal_across_thread_counts():
 def test_opcheck():
     points, index, weights, vectors, centers = random_case(6, 30, 2, 5, 3, 4)
     opcheck(torch.ops.sparse3d.trivector_features.default, (points, index, weights, vectors.requires_grad_(True), centers, HALF))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_matches_cpu_and_repeats_bitwise(dtype):
+    # The CUDA kernels evaluate trivector.h's cell and lerp like the CPU ones and sum each
+    # sample's slots, and each tensor's samples (sorted by a stable sort), in the CPU's
+    # order; nvcc may fuse a multiply-add the CPU rounds twice, so values agree to rounding
+    # and two CUDA runs bit for bit (the .cu promise: one writer per output, no atomics).
+    points, index, weights, vectors, centers = random_case(5, 20000, 4, 300, 24, 9, dtype)
+    cotangent = torch.randn(20000, 24, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(dtype)
+
+    def run(device):
+        v = vectors.to(device).requires_grad_(True)
+        out = trivector_features(points.to(device), index.to(device), weights.to(device), v, centers.to(device), HALF)
+        (grad,) = torch.autograd.grad(out, v, cotangent.to(device))
+        assert out.device.type == grad.device.type == device
+        return out.cpu(), grad.cpu()
+
+    cpu, cuda, again = run("cpu"), run("cuda"), run("cuda")
+    tol = {} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-12}
+    for a, b, c in zip(cpu, cuda, again):
+        torch.testing.assert_close(b, a, **tol)
+        assert torch.equal(b, c)
+
+
+@pytest.mark.cuda
+def test_cuda_skips_out_of_range_slots_and_opcheck():
+    # The CPU kernel rejects an index >= N; the CUDA one cannot check without waiting for
+    # the device, so it skips the slot, as it skips -1 (trivector_args.h).
+    points, index, weights, vectors, centers = (t.cuda() for t in random_case(6, 30, 2, 5, 3, 4))
+    beyond = torch.where(index < 0, vectors.shape[0] + 7, index)
+    vectors.requires_grad_(True)
+    v_out = torch.randn(30, 3, device="cuda")
+    out = trivector_features(points, index, weights, vectors, centers, HALF)
+    out_beyond = trivector_features(points, beyond, weights, vectors, centers, HALF)
+    assert torch.equal(out_beyond, out)
+    assert torch.equal(torch.autograd.grad(out_beyond, vectors, v_out)[0], torch.autograd.grad(out, vectors, v_out)[0])
+    opcheck(torch.ops.sparse3d.trivector_features.default, (points, index, weights, vectors, centers, HALF))
 
 
 def test_equals_dense_trilinear_evaluation():

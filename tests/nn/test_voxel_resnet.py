@@ -3,8 +3,12 @@ encoder built from spconv layers (1 thread), and training gradients."""
 
 import pytest
 import torch
-from sparse_cases import random_coords, sort_by_coords
-from torch import nn
+from sparse_cases import (
+    ENCODER_GRID,
+    assert_encoder_matches_spconv,
+    encoder_scene,
+    randomise_batch_norm,
+)
 
 from sparse3d.core.sparse_voxels import SparseVoxels
 from sparse3d.nn.backbones.voxel_resnet import VoxelResBackBone8x
@@ -14,29 +18,6 @@ from sparse3d.nn.spconv_compat import (
     sparse_weight_layout,
     spconv_voxel_res_backbone,
 )
-
-GRID = (64, 48, 40)  # (x, y, z); z = 40 as nuScenes, so every stage keeps its depth
-
-
-def _scene(seed=0, batch_size=2) -> SparseVoxels:
-    """(batch, x, y, z) voxels: a dense-ish ground slab plus random clutter."""
-    coords = random_coords(seed, GRID, batch_size, 0.004)
-    ground = random_coords(seed + 1, (GRID[0], GRID[1], 2), batch_size, 0.3)
-    ground[:, 3] += 10
-    keys = torch.cat([coords, ground])
-    keys = torch.unique(keys, dim=0)
-    feats = torch.randn(keys.shape[0], 5, generator=torch.Generator().manual_seed(seed))
-    return SparseVoxels(keys.contiguous(), feats, GRID, batch_size)
-
-
-def _randomise_bn(module: nn.Module, seed: int) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    for bn in module.modules():
-        if isinstance(bn, nn.BatchNorm1d):
-            bn.running_mean.copy_(torch.randn(bn.num_features, generator=gen) * 0.1)
-            bn.running_var.copy_(torch.rand(bn.num_features, generator=gen) + 0.5)
-            bn.weight.data.copy_(torch.rand(bn.num_features, generator=gen) + 0.5)
-            bn.bias.data.copy_(torch.randn(bn.num_features, generator=gen) * 0.1)
 
 
 def test_encoder_geometry_on_nuscenes_grid():
@@ -58,8 +39,8 @@ def test_encoder_matches_spconv_openpcdet_encoder():
     torch.set_num_threads(1)  # spconv's CPU build races at 2 threads
     try:
         reference = spconv_voxel_res_backbone(5)
-        _randomise_bn(reference, 0)
-        ours = VoxelResBackBone8x(5, GRID)
+        randomise_batch_norm(reference, 0)
+        ours = VoxelResBackBone8x(5, ENCODER_GRID)
         ref_state = reference.state_dict()
         assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == {k: tuple(v.shape) for k, v in ref_state.items()}
         load_spconv_state_dict(ours, {"backbone_3d." + k: v for k, v in ref_state.items()} | {"dense_head.x": torch.ones(1)}, "backbone_3d.")
@@ -67,32 +48,17 @@ def test_encoder_matches_spconv_openpcdet_encoder():
         # in training mode (BN on batch statistics): spconv's CPU build asserts in eval
         # mode on convs with bias ("cpu don't support act and bias").
         reference.double(), ours.double()
-        x = _scene(0)
+        x = encoder_scene(0)
         x = x.replace_feats(x.feats.double())
-        zyx = ours.to_zyx(x)
-        out = ours(x).encoded
-        t = reference(spconv.SparseConvTensor(zyx.feats, zyx.coords, list(zyx.spatial_shape), zyx.batch_size))
-        assert list(t.spatial_shape) == list(out.spatial_shape)
-        c_ours, f_ours = sort_by_coords(out.coords, out.feats, out.spatial_shape)
-        c_sp, f_sp = sort_by_coords(t.indices, t.features, out.spatial_shape)
-        assert c_ours.shape[0] > 0 and torch.equal(c_ours, c_sp)
-        torch.testing.assert_close(f_ours, f_sp)
-        # Backward: the same loss of the sorted output rows; every parameter's gradient.
-        weights = torch.randn(f_ours.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-        (f_ours * weights).sum().backward()
-        (f_sp * weights).sum().backward()
-        ref_params = dict(reference.named_parameters())
         # Conv biases right before a train-mode BN have zero gradient up to rounding, so
-        # the tolerance is absolute, relative to the largest gradient of the network.
-        scale = max(p.grad.abs().max().item() for p in ref_params.values())
-        for name, p in ours.named_parameters():
-            torch.testing.assert_close(p.grad, ref_params[name].grad, rtol=1e-7, atol=1e-10 * scale, msg=name)
+        # the gradient tolerance is absolute, relative to the largest gradient of the network.
+        assert_encoder_matches_spconv(ours, reference, x, spconv, rtol=1e-7, atol=1e-8, grad_rtol=1e-7, grad_atol=1e-10)
     finally:
         torch.set_num_threads(previous)
 
 
 def test_load_names_missing_keys():
-    enc = VoxelResBackBone8x(5, GRID)
+    enc = VoxelResBackBone8x(5, ENCODER_GRID)
     state = {"backbone_3d." + k: v for k, v in enc.state_dict().items() if "conv_out" not in k}
     with pytest.raises(KeyError, match="conv_out.0.weight"):
         load_spconv_state_dict(enc, state, "backbone_3d.")
@@ -101,7 +67,7 @@ def test_load_names_missing_keys():
 @pytest.mark.parametrize("layout", ["KRSC", "RSKC", "RSCK"])
 def test_every_spconv_layout_loads_to_the_same_weights(layout):
     torch.manual_seed(0)
-    source, target = VoxelResBackBone8x(5, GRID), VoxelResBackBone8x(5, GRID)
+    source, target = VoxelResBackBone8x(5, ENCODER_GRID), VoxelResBackBone8x(5, ENCODER_GRID)
     inverse = {"KRSC": (0, 1, 2, 3, 4), "RSKC": (1, 2, 3, 0, 4), "RSCK": (1, 2, 3, 4, 0)}[layout]
     state = {k: v.permute(inverse) if v.dim() == 5 else v for k, v in source.state_dict().items()}
     assert sparse_weight_layout(target, state) == layout
@@ -111,7 +77,7 @@ def test_every_spconv_layout_loads_to_the_same_weights(layout):
 
 
 def test_layouts_that_cannot_be_told_apart_or_mix_are_refused():
-    enc = VoxelResBackBone8x(5, GRID)
+    enc = VoxelResBackBone8x(5, ENCODER_GRID)
     state = enc.state_dict()
     state["conv_input.0.weight"] = state["conv_input.0.weight"].permute(1, 2, 3, 0, 4)  # RSKC
     state["conv2.0.0.weight"] = state["conv2.0.0.weight"].permute(1, 2, 3, 4, 0)  # RSCK
@@ -124,8 +90,8 @@ def test_layouts_that_cannot_be_told_apart_or_mix_are_refused():
 
 def test_encoder_trains():
     torch.manual_seed(0)
-    enc = VoxelResBackBone8x(5, GRID)
-    x = _scene(1, batch_size=1)
+    enc = VoxelResBackBone8x(5, ENCODER_GRID)
+    x = encoder_scene(1, batch_size=1)
     target = torch.randn(enc(x).bev().shape)
     opt = torch.optim.Adam(enc.parameters(), lr=1e-2)
     losses = []
@@ -141,9 +107,9 @@ def test_encoder_trains():
 
 def test_encoder_forward_backward_is_bitwise_identical_across_thread_counts():
     torch.manual_seed(1)
-    enc = VoxelResBackBone8x(5, GRID)
+    enc = VoxelResBackBone8x(5, ENCODER_GRID)
     snapshot = {k: v.clone() for k, v in enc.state_dict().items()}
-    x = _scene(2, batch_size=1)
+    x = encoder_scene(2, batch_size=1)
     previous = torch.get_num_threads()
     runs = []
     try:

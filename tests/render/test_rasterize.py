@@ -281,7 +281,7 @@ def test_no_visible_gaussians_give_the_background(backend):
     torch.testing.assert_close(img, bg[:, None, None].expand_as(img))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_cuda_tensors_go_to_gsplat_and_match_the_native_cpu_render():
     pytest.importorskip("gsplat")
     scene = {k: v.float() for k, v in make_scene(200, seed=1).items()}
