@@ -95,6 +95,83 @@ SP3D_AVX2 void add_row_times_matrix_avx2(const float* x, const float* w, int64_t
   if (c + 8 <= Cout) row_times_matrix_block_avx2<1>(x, w + c, Cin, Cout, y + c);
 }
 
+// Output rows per forward block on the tiled path: enough rows share each tap to fill tiles.
+constexpr int64_t kTileRowBlock = 128;
+
+// Asks for the input rows of the next tap's pairs while this tap computes: they are
+// scattered over the whole feature array (neighbours one z-slice away are far in row
+// order), so without it each tile waits on cache misses.
+inline void prefetch_rows(const float* feats, const int32_t* rows, int64_t P, int64_t Cin) {
+  for (int64_t p = 0; p < P; ++p) {
+    const char* row = (const char*)(feats + (int64_t)rows[p] * Cin);
+    for (int64_t b = 0; b < Cin * (int64_t)sizeof(float); b += 64) _mm_prefetch(row + b, _MM_HINT_T0);
+  }
+}
+
+// Forward over output rows [o0, o1) by register tiles: per block of rows, the pairs are
+// sorted by tap, then `tap_pairs(in_rows, out_rows, P, w)` adds one tap's P pairs through
+// w [Cin, Cout] into their output rows. Each output element still sums its taps in order.
+template <typename TapPairsFn>
+void conv_forward_rows_tiled(const float* feats, const int32_t* nbr, int64_t K, int64_t Cin,
+                             int64_t Cout, const float* weight, const float* bias, int64_t o0,
+                             int64_t o1, float* out, TapPairs& pairs, const TapPairsFn& tap_pairs) {
+  for (int64_t b0 = o0; b0 < o1; b0 += kTileRowBlock) {
+    const int64_t b1 = std::min(b0 + kTileRowBlock, o1);
+    init_rows(out, b0, b1, Cout, bias);
+    bucket_pairs_by_tap(nbr, K, b0, b1, kTileRowBlock, pairs.in_rows.data(), pairs.out_rows.data(),
+                        pairs.count.data());
+    for (int64_t k = 0; k < K; ++k) {
+      const int32_t* ri = pairs.in_rows.data() + k * kTileRowBlock;
+      if (k + 1 < K && Cin >= 16) prefetch_rows(feats, ri + kTileRowBlock, pairs.count[k + 1], Cin);
+      tap_pairs(ri, pairs.out_rows.data() + k * kTileRowBlock, pairs.count[k], weight + k * Cin * Cout);
+    }
+  }
+}
+
+// out[o_r, cb : cb + 8 NJ] += feats[i_r, 0:Cin] @ w[Cin, cb : cb + 8 NJ] for the R pairs
+// (i_r, o_r) of one tap: R x NJ accumulators, so each weight vector loaded serves R rows.
+template <int R, int NJ>
+SP3D_AVX2 inline void forward_tile_avx2(const float* const* xr, float* const* yr, int64_t cb,
+                                        const float* w, int64_t Cin, int64_t Cout) {
+  __m256 acc[R][NJ];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < NJ; ++j) acc[r][j] = _mm256_loadu_ps(yr[r] + cb + 8 * j);
+  for (int64_t ci = 0; ci < Cin; ++ci) {
+    __m256 wv[NJ];
+    for (int j = 0; j < NJ; ++j) wv[j] = _mm256_loadu_ps(w + ci * Cout + cb + 8 * j);
+    for (int r = 0; r < R; ++r) {
+      const __m256 b = _mm256_broadcast_ss(xr[r] + ci);
+      for (int j = 0; j < NJ; ++j) acc[r][j] = _mm256_fmadd_ps(b, wv[j], acc[r][j]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < NJ; ++j) _mm256_storeu_ps(yr[r] + cb + 8 * j, acc[r][j]);
+}
+
+// One tap's P pairs through w [Cin, Cout] (Cout % 16 == 0): tiles of R pairs, each
+// running over all columns while its R input rows are in L1.
+template <int R>
+SP3D_AVX2 inline void forward_rows_tile_avx2(const float* feats, float* out, const int32_t* in_rows,
+                                             const int32_t* out_rows, const float* w, int64_t Cin,
+                                             int64_t Cout) {
+  const float* xr[R];
+  float* yr[R];
+  for (int r = 0; r < R; ++r) {
+    xr[r] = feats + (int64_t)in_rows[r] * Cin;
+    yr[r] = out + (int64_t)out_rows[r] * Cout;
+  }
+  for (int64_t cb = 0; cb < Cout; cb += 16) forward_tile_avx2<R, 2>(xr, yr, cb, w, Cin, Cout);
+}
+
+SP3D_AVX2 void forward_pairs_avx2(const float* feats, float* out, const int32_t* in_rows,
+                                  const int32_t* out_rows, int64_t P, const float* w, int64_t Cin,
+                                  int64_t Cout) {
+  int64_t p = 0;
+  for (; p + 6 <= P; p += 6) forward_rows_tile_avx2<6>(feats, out, in_rows + p, out_rows + p, w, Cin, Cout);
+  for (; p + 2 <= P; p += 2) forward_rows_tile_avx2<2>(feats, out, in_rows + p, out_rows + p, w, Cin, Cout);
+  for (; p < P; ++p) forward_rows_tile_avx2<1>(feats, out, in_rows + p, out_rows + p, w, Cin, Cout);
+}
+
 SP3D_AVX2 void conv_forward_rows_avx2(const float* feats, const float* weight,
                                       const float* bias, const int32_t* nbr, int64_t K,
                                       int64_t Cin, int64_t Cout, int64_t o0, int64_t o1,
@@ -142,9 +219,6 @@ SP3D_AVX2 void weight_grad_pairs_avx2(const float* feats, const float* v_out,
 // 16 floats), so each weight vector loaded serves R rows. Same per-element summation
 // order as the other paths.
 
-// Output rows per forward block on the tiled path: enough rows share each tap to fill tiles.
-constexpr int64_t kTileRowBlock = 128;
-
 // out[o_r, cb : cb + 16 NJ] += feats[i_r, 0:Cin] @ w[Cin, cb : cb + 16 NJ] for the R
 // pairs (i_r, o_r) of one tap.
 template <int R, int NJ>
@@ -172,16 +246,6 @@ SP3D_AVX512 inline void forward_tile_avx512(const float* feats, float* out, cons
     for (int j = 0; j < NJ; ++j) _mm512_storeu_ps(yr[r] + 16 * j, acc[r][j]);
 }
 
-// Asks for the input rows of the next tap's pairs while this tap computes: they are
-// scattered over the whole feature array (neighbours one z-slice away are far in row
-// order), so without it each tile waits on cache misses.
-inline void prefetch_rows(const float* feats, const int32_t* rows, int64_t P, int64_t Cin) {
-  for (int64_t p = 0; p < P; ++p) {
-    const char* row = (const char*)(feats + (int64_t)rows[p] * Cin);
-    for (int64_t b = 0; b < Cin * (int64_t)sizeof(float); b += 64) _mm_prefetch(row + b, _MM_HINT_T0);
-  }
-}
-
 template <int NJ>
 SP3D_AVX512 inline void forward_pairs_avx512(const float* feats, float* out,
                                              const int32_t* in_rows, const int32_t* out_rows,
@@ -196,29 +260,13 @@ SP3D_AVX512 inline void forward_pairs_avx512(const float* feats, float* out,
     forward_tile_avx512<1, NJ>(feats, out, in_rows + p, out_rows + p, cb, w, Cin, Cout);
 }
 
-// Forward over output rows [o0, o1); Cout % 16 == 0. Per block of rows, the pairs are
-// sorted by tap, then each tap's pairs run through register tiles.
-SP3D_AVX512 void conv_forward_rows_avx512(const float* feats, const float* weight,
-                                          const float* bias, const int32_t* nbr, int64_t K,
-                                          int64_t Cin, int64_t Cout, int64_t o0, int64_t o1,
-                                          float* out, TapPairs& pairs) {
-  std::vector<int32_t>& in_rows = pairs.in_rows;
-  std::vector<int32_t>& out_rows = pairs.out_rows;
-  std::vector<int64_t>& count = pairs.count;
-  for (int64_t b0 = o0; b0 < o1; b0 += kTileRowBlock) {
-    const int64_t b1 = std::min(b0 + kTileRowBlock, o1);
-    init_rows(out, b0, b1, Cout, bias);
-    bucket_pairs_by_tap(nbr, K, b0, b1, kTileRowBlock, in_rows.data(), out_rows.data(), count.data());
-    for (int64_t k = 0; k < K; ++k) {
-      const int32_t* ri = in_rows.data() + k * kTileRowBlock;
-      const int32_t* ro = out_rows.data() + k * kTileRowBlock;
-      const float* w = weight + k * Cin * Cout;
-      if (k + 1 < K && Cin >= 16) prefetch_rows(feats, ri + kTileRowBlock, count[k + 1], Cin);
-      int64_t cb = 0;
-      for (; cb + 32 <= Cout; cb += 32) forward_pairs_avx512<2>(feats, out, ri, ro, count[k], cb, w, Cin, Cout);
-      if (cb < Cout) forward_pairs_avx512<1>(feats, out, ri, ro, count[k], cb, w, Cin, Cout);
-    }
-  }
+// One tap's P pairs through w [Cin, Cout]; Cout % 16 == 0.
+SP3D_AVX512 void forward_pairs_avx512_all(const float* feats, float* out, const int32_t* in_rows,
+                                          const int32_t* out_rows, int64_t P, const float* w,
+                                          int64_t Cin, int64_t Cout) {
+  int64_t cb = 0;
+  for (; cb + 32 <= Cout; cb += 32) forward_pairs_avx512<2>(feats, out, in_rows, out_rows, P, cb, w, Cin, Cout);
+  if (cb < Cout) forward_pairs_avx512<1>(feats, out, in_rows, out_rows, P, cb, w, Cin, Cout);
 }
 
 // acc[ci0 : ci0 + R, cb : cb + 16 NJ] = sum_p x_p[ci0 : ci0 + R]^T g_p[cb : cb + 16 NJ].
@@ -361,12 +409,17 @@ at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight,
     const int32_t* mp = nbr.data_ptr<int32_t>();
     scalar_t* yp = out.data_ptr<scalar_t>();
 #if defined(__x86_64__)
-    if (use_avx2<scalar_t>() && cpu_has_avx512() && Cout % 16 == 0) {
+    if (use_avx2<scalar_t>() && Cout % 16 == 0) {
+      const auto tap_pairs = cpu_has_avx512() ? forward_pairs_avx512_all : forward_pairs_avx2;
+      const float* x32 = (const float*)xp;
+      float* y32 = (float*)yp;
       parallel_for_dynamic(M, 4 * kTileRowBlock, [&](auto take) {
         TapPairs pairs(K, kTileRowBlock);
         for (int64_t o0, o1; take(o0, o1);)
-          conv_forward_rows_avx512((const float*)xp, (const float*)wp, (const float*)bp, mp, K,
-                                   Cin, Cout, o0, o1, (float*)yp, pairs);
+          conv_forward_rows_tiled(x32, mp, K, Cin, Cout, (const float*)wp, (const float*)bp, o0, o1, y32,
+                                  pairs, [&](const int32_t* ri, const int32_t* ro, int64_t P, const float* w) {
+                                    tap_pairs(x32, y32, ri, ro, P, w, Cin, Cout);
+                                  });
       });
       return;
     }
