@@ -27,15 +27,11 @@ Trailing key=value pairs override the gaussianobject config (e.g. coarse.steps=1
 import argparse
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from bench_runs import train_and_report
 
-from sparse3d.cli.overrides import parse_config
-from sparse3d.engine.distributed import World
-from sparse3d.engine.registry import discover_methods
-from sparse3d.engine.trainer import Trainer
 from sparse3d.io.atomic import write_json_atomic
 from sparse3d.reconstruction.visibility import heldout_error_shares
 from sparse3d.synthetic.objects.generator import (
@@ -53,18 +49,11 @@ ABLATIONS = {
 
 def train_and_eval(method: str, data: Path, out: Path, overrides: list[str]) -> dict:
     """Trains ``method`` on ``data`` into ``out``; returns the eval report's PSNR, SSIM,
-    inside-mask PSNR, Gaussian count and wall-clock minutes."""
-    spec = discover_methods()[method]
-    assignments = dict(a.split("=", 1) for a in [f"data={data}", f"output={out}", "trainer.progress=false", *overrides])
-    config = parse_config(spec.default_config(), assignments, f"bench {method}", spec.description, False)
+    inside-mask PSNR, Gaussian count and wall-clock minutes, and the held-out error shares."""
     if method == "splat":
-        config.datamanager.num_train_views = VIEWS
-    start = time.perf_counter()
-    trainer = Trainer(config, method, out, World())
-    trainer.train()
-    minutes = (time.perf_counter() - start) / 60
+        overrides = [*overrides, f"datamanager.num_train_views={VIEWS}"]
+    trainer, report, minutes = train_and_report(method, data, out, overrides)
     with torch.no_grad():
-        report = trainer.method.get_eval_report(config.trainer.max_steps)
         shares = heldout_error_shares(trainer.method, trainer.method.data)
     return {"psnr": report["psnr"], "ssim": report["ssim"], "psnr_inside_mask": report["psnr_inside_mask"],
             "num_gaussians": report["num_gaussians"], "minutes": minutes,

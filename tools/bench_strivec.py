@@ -21,15 +21,11 @@ The last printed line is a one-line summary.
 import argparse
 import importlib.util
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from bench_runs import train_and_report
 
-from sparse3d.cli.overrides import parse_config
-from sparse3d.engine.distributed import World
-from sparse3d.engine.registry import discover_methods
-from sparse3d.engine.trainer import Trainer
 from sparse3d.io.atomic import write_json_atomic
 from sparse3d.synthetic.objects.generator import (
     SyntheticObjectsConfig,
@@ -40,15 +36,7 @@ from sparse3d.synthetic.objects.generator import (
 def train_and_eval(method: str, data: Path, out: Path, overrides: list[str]) -> dict:
     """Trains ``method`` on ``data`` into ``out``; returns its held-out PSNR, SSIM,
     inside-mask PSNR, parameter count and wall-clock minutes."""
-    spec = discover_methods()[method]
-    assignments = dict(a.split("=", 1) for a in [f"data={data}", f"output={out}", "trainer.progress=false", *overrides])
-    config = parse_config(spec.default_config(), assignments, f"bench {method}", spec.description, False)
-    start = time.perf_counter()
-    trainer = Trainer(config, method, out, World())
-    trainer.train()
-    minutes = (time.perf_counter() - start) / 60
-    with torch.no_grad():
-        report = trainer.method.get_eval_report(config.trainer.max_steps)
+    _, report, minutes = train_and_report(method, data, out, overrides)
     return {"psnr": report["psnr"], "ssim": report["ssim"], "psnr_inside_mask": report["psnr_inside_mask"],
             "params": report["num_parameters"], "minutes": minutes}
 

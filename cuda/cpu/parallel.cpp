@@ -161,8 +161,6 @@ Pool& pool() {
 
 }  // namespace
 
-bool in_pieces() { return tl_in_pieces; }
-
 void run_pieces(int64_t pieces, c10::function_ref<void(int64_t)> piece) {
   const int threads = (int)std::min<int64_t>(at::get_num_threads(), pieces);
   if (threads <= 1 || tl_in_pieces || at::in_parallel_region()) {

@@ -31,8 +31,6 @@ namespace detail {
 // Runs piece(p) once for every p in [0, pieces), on the calling thread and on up to
 // at::get_num_threads() - 1 pool threads; rethrows the first exception a piece threw.
 void run_pieces(int64_t pieces, c10::function_ref<void(int64_t)> piece);
-// True inside a piece (nested calls run serially on the thread that makes them).
-bool in_pieces();
 }  // namespace detail
 
 // f(b, e) on disjoint ranges [b, e) of at most `grain` items covering [begin, end), like

@@ -182,12 +182,14 @@ class KernelMap:
     def inverse(self) -> Tensor:
         """int32 [N, K]: output row per (input row, tap), or -1 (cached)."""
         if self._inverse is None:
-            if self.submanifold:
-                # Tap k from o to i is tap K-1-k from i to o for an odd, centred kernel.
-                self._inverse = self.nbr.flip(1).contiguous()
-            else:
-                self._inverse = invert_kernel_map(self.nbr, self.n_in)
+            self._inverse = invert_kernel_map(self.nbr, self.n_in)
         return self._inverse
+
+    def gradient_map(self) -> Tensor:
+        """The map to pass as :func:`sparse3d.core.conv.sparse_conv`'s ``inv``: ``nbr``
+        itself for a submanifold map (tap k from o to i is tap K-1-k from i to o, and
+        sparse_conv reads it so, keeping no second map), else :meth:`inverse`."""
+        return self.nbr if self.submanifold else self.inverse()
 
 
 if HAS_NATIVE:

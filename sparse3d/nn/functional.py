@@ -20,8 +20,9 @@ def krsc_to_taps(weight: Tensor) -> Tensor:
 
 
 def _conv(x: SparseVoxels, weight: Tensor, bias: Tensor | None, nbr: Tensor, inverse) -> Tensor:
-    """sparse_conv of x.feats with a KRSC weight (and bias); the transposed map
-    (``inverse()``, cached by the kernel map) is passed only when a gradient will be needed."""
+    """sparse_conv of x.feats with a KRSC weight (and bias); the map for the input gradient
+    (``inverse()``: :meth:`KernelMap.gradient_map`, cached by the kernel map) is passed only
+    when a gradient will be needed."""
     taps = krsc_to_taps(weight)
     needs_grad = torch.is_grad_enabled() and (x.feats.requires_grad or weight.requires_grad)
     return sparse_conv(x.feats, taps, nbr, inverse() if needs_grad else None, bias)
@@ -41,8 +42,7 @@ def subm_conv3d(x: SparseVoxels, weight: Tensor, bias: Tensor | None = None, dil
     """
     _check_weight(weight, x)
     kmap = x.submanifold_map(tuple(weight.shape[1:4]), dilation)
-    # nbr is its own transpose up to mirrored taps (core.conv.sparse_conv): no second map.
-    return x.replace_feats(_conv(x, weight, bias, kmap.nbr, lambda: kmap.nbr))
+    return x.replace_feats(_conv(x, weight, bias, kmap.nbr, kmap.gradient_map))
 
 
 def sparse_conv3d(
@@ -74,7 +74,7 @@ def sparse_conv3d(
     kmap = x.conv_map(kernel, stride, padding, dilation)
     if indice_key is not None:
         _register_indice_key(x, indice_key, kmap)
-    feats = _conv(x, weight, bias, kmap.nbr, kmap.inverse)
+    feats = _conv(x, weight, bias, kmap.nbr, kmap.gradient_map)
     return x.with_sites(kmap.out_coords, feats, kmap.out_shape, kmap.out_coord_set)
 
 
@@ -104,7 +104,7 @@ def sparse_conv_transpose3d(
     """
     _check_weight(weight, x)
     kmap = x.conv_map(tuple(weight.shape[1:4]), stride, padding, dilation, True, output_padding)
-    feats = _conv(x, weight, bias, kmap.nbr, kmap.inverse)
+    feats = _conv(x, weight, bias, kmap.nbr, kmap.gradient_map)
     return x.with_sites(kmap.out_coords, feats, kmap.out_shape, kmap.out_coord_set)
 
 
