@@ -115,32 +115,24 @@ def parse_config(default: T, assignments: dict[str, str], prog: str, description
     0, whatever else is given or missing.
     """
     keys = config_keys(type(default))
-    config = default
+    values = {}
     for key, text in assignments.items():
         if key not in keys:
             if wants_help:
                 continue  # the help shows every valid key
             fail(_name(prog), unknown_key_message(key, list(keys), _SOURCE))
-        try:
-            value = parse_yaml(text)
-        except yaml.YAMLError:  # e.g. "[1,": the text itself, which the type check reports
-            value = text
-        hint = keys[key]
-        if _accepts(hint, type(None)) and value in _NONE:
-            value = None
-        elif _accepts(hint, str) or _accepts(hint, Path):
-            value = text
-        elif _is_sequence(hint) and value is not None and not isinstance(value, list):
-            value = [value]  # --objects box: a list of one
-        for part in reversed(key.split(".")):
-            value = {part: value}
-        try:
-            config = update_config(config, value, _SOURCE)
-        except ConfigError as err:
-            if wants_help:
-                continue  # the help shows the key's type and default
-            _print_keys(config, prog, description)
+        values[key] = _assigned_value(text, keys[key])
+    try:
+        # All at once, so that values checked together (one per level, say) change together.
+        config = update_config(default, _nested(values), _SOURCE)
+    except ConfigError as err:
+        if not wants_help:
+            _print_keys(default, prog, description)
             fail(_name(prog), str(err))
+        config = default  # the help shows each valid assignment applied
+        for key, value in values.items():
+            with contextlib.suppress(ConfigError):
+                config = update_config(config, _nested({key: value}), _SOURCE)
     if wants_help:
         _print_keys(config, prog, description)
         raise SystemExit(0)
@@ -149,6 +141,33 @@ def parse_config(default: T, assignments: dict[str, str], prog: str, description
         given = " ".join(f"{key}={_metavar(keys[key])}" for key in missing)
         fail(_name(prog), f"missing {given} (see {prog} --help)")
     return config
+
+
+def _assigned_value(text: str, hint: Any) -> Any:
+    """The value of ``key=text`` for a key of type ``hint``, as parse_config reads it."""
+    try:
+        value = parse_yaml(text)
+    except yaml.YAMLError:  # e.g. "[1,": the text itself, which the type check reports
+        value = text
+    if _accepts(hint, type(None)) and value in _NONE:
+        return None
+    if _accepts(hint, str) or _accepts(hint, Path):
+        return text
+    if _is_sequence(hint) and value is not None and not isinstance(value, list):
+        return [value]  # --objects box: a list of one
+    return value
+
+
+def _nested(values: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys as nested mappings: {"a.b": 1, "a.c": 2} -> {"a": {"b": 1, "c": 2}}."""
+    nested: dict[str, Any] = {}
+    for key, value in values.items():
+        *sections, name = key.split(".")
+        node = nested
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[name] = value
+    return nested
 
 
 def fail(prog: str, message: str) -> NoReturn:

@@ -62,6 +62,29 @@ def test_errors_exit_with_the_validators_message(capsys, key, text, message):
 
 
 @dataclass
+class Levels:
+    sizes: tuple[float, ...] = (0.4, 0.2)
+    dims: tuple[int, ...] = (29, 15)
+
+    def __post_init__(self) -> None:
+        if len(self.sizes) != len(self.dims):
+            raise ValueError("Levels needs one dim per size")
+
+
+@dataclass
+class Layered:
+    levels: Levels = field(default_factory=Levels)
+
+
+def test_values_checked_together_change_together(capsys):
+    got = parse_config(Layered(), {"levels.sizes": "[0.4]", "levels.dims": "[29]"}, "prog", "doc", False)
+    assert got.levels == Levels((0.4,), (29,))
+    with pytest.raises(SystemExit):
+        parse_config(Layered(), {"levels.sizes": "[0.4]"}, "prog", "doc", False)
+    assert "one dim per size" in capsys.readouterr().err
+
+
+@dataclass
 class Documented:
     count: int = 1
     """Short,
