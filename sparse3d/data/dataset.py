@@ -79,6 +79,13 @@ class MultiViewDataset:
     def __len__(self) -> int:
         return len(self.cameras)
 
+    def coverage(self) -> Tensor | None:
+        """uint8 [N, H, W] how much of each pixel the object covers: the soft alphas when
+        the images had them, else the masks (0 / 255), else None."""
+        if self.alphas is not None:
+            return self.alphas
+        return None if self.masks is None else self.masks.to(torch.uint8) * 255
+
     def with_split(self, train_indices: Tensor, test_indices: Tensor) -> "MultiViewDataset":
         """The same data with another train/test split (int64 index tensors)."""
         return dataclasses.replace(self, train_indices=train_indices, test_indices=test_indices)

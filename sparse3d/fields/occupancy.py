@@ -37,6 +37,12 @@ class Occupancy:
         """float32 [M, 3] world-frame centres of the occupied cells."""
         return self.grid.centers(self.grid.coords(self.keys))
 
+    def bounds(self) -> tuple[Tensor, Tensor]:
+        """float32 [3] lower and [3] upper corner of the box round the occupied cells
+        (at least one)."""
+        centers, half = self.centers(), self.grid.voxel_size / 2
+        return centers.amin(0) - half, centers.amax(0) + half
+
 
 def full_occupancy(grid: VoxelGrid, device: torch.device | str = "cpu") -> Occupancy:
     """Every cell of ``grid`` occupied."""

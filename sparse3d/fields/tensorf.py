@@ -127,6 +127,21 @@ class TensorVMField(DenseField):
                 planes[i] = nn.Parameter(F.interpolate(planes[i].data, size=(reso[b], reso[a]), mode="bilinear", align_corners=True))
                 lines[i] = nn.Parameter(F.interpolate(lines[i].data, size=(reso[c], 1), mode="bilinear", align_corners=True))
 
+    def shrink(self, lower: Tensor, upper: Tensor) -> None:
+        """Crops the planes and lines to the fewest nodes whose span holds the box
+        ``lower``-``upper`` float32 [3] (TensoRF's shrink to the alpha mask's bounds): the
+        field is unchanged inside, and later upsamplings spend their voxels on it alone.
+        The caller re-registers the new parameters with its optimisers."""
+        nodes = torch.tensor(self.resolution, device=self.lower.device)
+        cell = (self.upper - self.lower) / (nodes - 1)
+        first = torch.minimum(((lower - self.lower) / cell).floor().long().clamp(min=0), nodes - 2)
+        last = torch.maximum(torch.minimum(((upper - self.lower) / cell).ceil().long(), nodes - 1), first + 1)
+        for planes, lines in ((self.density_planes, self.density_lines), (self.app_planes, self.app_lines)):
+            for i, ((a, b), c) in enumerate(zip(_PLANES, _LINES)):
+                planes[i] = nn.Parameter(planes[i].data[:, :, first[b] : last[b] + 1, first[a] : last[a] + 1].clone())
+                lines[i] = nn.Parameter(lines[i].data[:, :, first[c] : last[c] + 1].clone())
+        self.lower, self.upper = self.lower + first * cell, self.lower + last * cell
+
     def density_vectors(self) -> list[nn.Parameter]:
         return [*self.density_planes, *self.density_lines]
 

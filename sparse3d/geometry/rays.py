@@ -10,13 +10,15 @@ from torch import Tensor
 from sparse3d.geometry.cameras import Cameras
 
 
-def pixel_rays(cameras: Cameras, views: Tensor, pixels: Tensor) -> tuple[Tensor, Tensor]:
-    """Rays through the centres of pixels of some cameras (no distortion).
+def pixel_rays(cameras: Cameras, views: Tensor, pixels: Tensor, offsets: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Rays through pixels of some cameras (no distortion), by default through their centres.
 
     Args:
         cameras: C cameras.
         views: int64 [R] which camera each ray leaves.
         pixels: int64 [R, 2] (u, v) pixel of each ray, column then row.
+        offsets: float [R, 2] where in its pixel each ray passes, (0, 0) the pixel's
+            top-left corner and (1, 1) its bottom-right one; None: (0.5, 0.5), the centre.
 
     Returns:
         origins: float32 [R, 3] camera centres, world frame;
@@ -24,7 +26,7 @@ def pixel_rays(cameras: Cameras, views: Tensor, pixels: Tensor) -> tuple[Tensor,
         is a world distance.
     """
     viewmats, Ks = cameras.viewmats[views].float(), cameras.Ks[views].float()
-    uv = pixels.float() + 0.5
+    uv = pixels.float() + (0.5 if offsets is None else offsets.float())
     x = (uv[:, 0] - Ks[:, 0, 2]) / Ks[:, 0, 0]
     y = (uv[:, 1] - Ks[:, 1, 2]) / Ks[:, 1, 1]
     cam_dirs = torch.stack([x, y, torch.ones_like(x)], -1)

@@ -79,6 +79,18 @@ class RayRenderConfig:
     """Its weight after."""
     eval_chunk: int = field(default=16384, metadata=at_least(1))
     """Rays per chunk when rendering whole images."""
+    jitter_pixels: bool = False
+    """Each training ray passes through a uniformly random point of its pixel instead of
+    its centre, so that the field is fitted to the pixel's whole footprint, as a camera's
+    pixel (and a supersampled render) records it."""
+    random_background: bool = False
+    """Each training ray is rendered over a random colour, and its pixel composited over
+    the same colour by the object's coverage, so that semi-transparent floaters, invisible
+    against white, cost as much as anywhere else (needs masks or alphas in the data)."""
+    eval_supersampling: int = field(default=1, metadata=at_least(1))
+    """The held-out evaluation renders each pixel as the mean of S x S rays on a regular
+    grid inside it (1: one ray through the centre), S^2 the rays; the viewer and videos
+    render one ray per pixel."""
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -117,6 +129,10 @@ class RayBatch:
     """int64 [R] the view of each ray."""
     pixels: Tensor
     """int64 [R, 2] (u, v) its pixel."""
+    offsets: Tensor | None
+    """float32 [R, 2] where in that pixel it passes (pixel_rays' offsets); None: the centre."""
+    background: Tensor | None
+    """float32 [R, 3] the colour behind it; None: white."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +140,7 @@ class RayOutputs:
     """Rendered rays."""
 
     rgb: Tensor
-    """float [R, 3] over white."""
+    """float [R, 3] over the rays' background (white unless given)."""
     alpha: Tensor
     """float [R] accumulated opacity."""
     distance: Tensor
@@ -150,6 +166,10 @@ class RadianceFieldMethod(Method):
             raise ValueError(f"{self.data.source}: the split has no training views")
         self.cameras = self.data.cameras.to(device)
         self.images = self.data.images.to(device)
+        coverage = self.data.coverage()
+        if config.render.random_background and coverage is None:
+            raise ValueError(f"{self.data.source}: render.random_background needs object masks (masks/ or images with alpha); the data has none")
+        self.coverage = None if coverage is None else coverage.to(device)  # uint8 [N, H, W]
         box = torch.tensor(config.render.scene_box, dtype=torch.float32)
         self.box_lower, self.box_upper = box[:3], box[3:]
 
@@ -171,6 +191,10 @@ class RadianceFieldMethod(Method):
     def grow(self, step: int, optimizers: dict[str, torch.optim.Optimizer]) -> None:
         """The field's upsampling after ``step`` steps, if any; nothing by default."""
 
+    def fit_to_mask(self, step: int, optimizers: dict[str, torch.optim.Optimizer]) -> None:
+        """What the field does once the alpha mask has been rebuilt after ``step`` steps;
+        nothing by default."""
+
     # --- training ------------------------------------------------------------------------
 
     def get_param_groups(self) -> list[dict[str, Any]]:
@@ -182,22 +206,29 @@ class RadianceFieldMethod(Method):
         ]
 
     def get_train_batch(self, step: int) -> RayBatch:
-        """``render.batch_rays`` random (view, pixel) pairs of the training views."""
+        """``render.batch_rays`` random (view, pixel) pairs of the training views, each ray
+        through a random point of its pixel with ``render.jitter_pixels`` and over a random
+        colour with ``render.random_background``."""
+        r = self.config.render
         g = step_generator(self.config.trainer.seed, step)
         train = self.data.train_indices
-        views = train[torch.randint(len(train), (self.config.render.batch_rays,), generator=g)]
+        views = train[torch.randint(len(train), (r.batch_rays,), generator=g)]
         u = torch.randint(self.cameras.width, (len(views),), generator=g)
         v = torch.randint(self.cameras.height, (len(views),), generator=g)
-        return RayBatch(views.to(self.device), torch.stack([u, v], -1).to(self.device))
+        offsets = torch.rand(len(views), 2, generator=g).to(self.device) if r.jitter_pixels else None
+        background = torch.rand(len(views), 3, generator=g).to(self.device) if r.random_background else None
+        return RayBatch(views.to(self.device), torch.stack([u, v], -1).to(self.device), offsets, background)
 
     def get_outputs(self, batch: RayBatch, step: int) -> RayOutputs:
-        origins, dirs = pixel_rays(self.cameras, batch.views, batch.pixels)
+        origins, dirs = pixel_rays(self.cameras, batch.views, batch.pixels, batch.offsets)
         g = torch.Generator().manual_seed(derive_seed(self.config.trainer.seed, step, JITTER_KEY))
         jitter = torch.rand(len(origins), generator=g).to(self.device)
-        return self.render_rays(origins, dirs, jitter)
+        return self.render_rays(origins, dirs, jitter, batch.background)
 
-    def render_rays(self, origins: Tensor, dirs: Tensor, jitter: Tensor | None = None) -> RayOutputs:
-        """Renders rays ``origins``, ``dirs`` float32 [R, 3] (unit directions) over white.
+    def render_rays(self, origins: Tensor, dirs: Tensor, jitter: Tensor | None = None,
+                    background: Tensor | None = None) -> RayOutputs:
+        """Renders rays ``origins``, ``dirs`` float32 [R, 3] (unit directions) over
+        ``background`` float32 [R, 3] (None: white).
 
         Samples lie every ``sample_step()`` in the occupied cells; colour is evaluated
         only where the rendering weight exceeds ``render.weight_threshold``.
@@ -216,19 +247,28 @@ class RadianceFieldMethod(Method):
             colors = colors.index_put((shade.nonzero()[:, 0],), self.field.rgb(points[shade], dirs[ray_ids[shade]], kept))
         values = torch.cat([colors, samples.t[:, None], torch.ones_like(samples.t)[:, None]], 1)
         rendered = composite(weights, transmittance, values, samples.offsets)
-        rgb = rendered[:, :3] + transmittance[:, None]  # white behind the field
+        behind = transmittance[:, None] if background is None else transmittance[:, None] * background
+        rgb = rendered[:, :3] + behind
         return RayOutputs(rgb, rendered[:, 4], rendered[:, 3], len(samples.t))
 
     def get_loss_dict(self, outputs: RayOutputs, batch: RayBatch, step: int) -> dict[str, Tensor]:
-        """MSE against the training pixels (over white) plus the L1 density term."""
-        target = self.images[batch.views, batch.pixels[:, 1], batch.pixels[:, 0]].float() / 255.0
-        losses = {"mse": torch.mean((outputs.rgb - target) ** 2)}
+        """MSE against the training pixels (over the rays' background) plus the L1 density term."""
+        losses = {"mse": torch.mean((outputs.rgb - self.batch_targets(batch)) ** 2)}
         r = self.config.render
         first_mask = min(r.alpha_mask_steps, default=self.config.trainer.max_steps)
         weight = r.l1_weight_initial if step < first_mask else r.l1_weight_rest
         if weight > 0:
             losses["l1"] = weight * self.l1_term()
         return losses
+
+    def batch_targets(self, batch: RayBatch) -> Tensor:
+        """float32 [R, 3] the pixels of ``batch`` over its rays' background."""
+        u, v = batch.pixels[:, 0], batch.pixels[:, 1]
+        target = self.images[batch.views, v, u].float() / 255.0
+        if batch.background is None:
+            return target
+        coverage = self.coverage[batch.views, v, u].float()[:, None] / 255.0
+        return target + (1.0 - coverage) * (batch.background - 1.0)  # the images are over white
 
     def get_training_callbacks(self) -> list[TrainingCallback]:
         return [TrainingCallback("before_step", self._decay_learning_rates), TrainingCallback("after_step", self._refine)]
@@ -245,6 +285,7 @@ class RadianceFieldMethod(Method):
         self.grow(done, optimizers)
         if done in self.config.render.alpha_mask_steps:
             self.occupancy = self.visible(self.occupancy)
+            self.fit_to_mask(done, optimizers)
 
     def density(self, points: Tensor) -> Tensor:
         """float [P] the field's density at world points ``points`` float32 [P, 3]."""
@@ -277,7 +318,12 @@ class RadianceFieldMethod(Method):
     # --- rendering and evaluation ----------------------------------------------------------
 
     def get_outputs_for_camera(self, camera: Cameras) -> dict[str, Tensor]:
-        """Renders one camera over white, ``render.eval_chunk`` rays at a time.
+        """Renders one camera over white, one ray per pixel (:meth:`render_camera`)."""
+        return self.render_camera(camera, 1)
+
+    def render_camera(self, camera: Cameras, supersampling: int) -> dict[str, Tensor]:
+        """Renders one camera over white, each pixel the mean of ``supersampling`` squared
+        rays (:func:`subpixel_offsets`), about ``render.eval_chunk`` rays at a time.
 
         Returns:
             "rgb" float [H, W, 3] in [0, 1], "alpha" float [H, W, 1] and "depth" float
@@ -286,20 +332,23 @@ class RadianceFieldMethod(Method):
         if len(camera) != 1:
             raise ValueError(f"get_outputs_for_camera: expected one camera, got {len(camera)}")
         camera = camera.to(self.device)
-        pixels = image_pixels(camera.width, camera.height, self.device)
+        offsets = subpixel_offsets(supersampling, self.device)  # [S^2, 2]
+        pixels = image_pixels(camera.width, camera.height, self.device).repeat_interleave(len(offsets), 0)
+        offsets = offsets.repeat(camera.width * camera.height, 1)
         views = torch.zeros(len(pixels), dtype=torch.int64, device=self.device)
+        chunk_rays = max(1, self.config.render.eval_chunk // len(offsets)) * len(offsets)  # whole pixels per chunk
         rgb, alpha, depth = [], [], []
         with torch.no_grad():
-            for start in range(0, len(pixels), self.config.render.eval_chunk):
-                chunk = slice(start, start + self.config.render.eval_chunk)
-                origins, dirs = pixel_rays(camera, views[chunk], pixels[chunk])
+            for start in range(0, len(pixels), chunk_rays):
+                chunk = slice(start, start + chunk_rays)
+                origins, dirs = pixel_rays(camera, views[chunk], pixels[chunk], offsets[chunk])
                 out = self.render_rays(origins, dirs)
                 rgb.append(out.rgb.clamp(0, 1))
                 alpha.append(out.alpha)
                 depth.append(out.distance * camera_depths(camera, views[chunk], dirs))
-        h, w = camera.height, camera.width
-        return {"rgb": torch.cat(rgb).reshape(h, w, 3), "alpha": torch.cat(alpha).reshape(h, w, 1),
-                "depth": torch.cat(depth).reshape(h, w, 1)}
+        h, w, s2 = camera.height, camera.width, supersampling ** 2
+        return {"rgb": torch.cat(rgb).reshape(h, w, s2, 3).mean(2), "alpha": torch.cat(alpha).reshape(h, w, s2, 1).mean(2),
+                "depth": torch.cat(depth).reshape(h, w, s2, 1).mean(2)}
 
     def get_eval_metrics(self, step: int) -> dict[str, float]:
         report = self.get_eval_report(step)
@@ -307,10 +356,10 @@ class RadianceFieldMethod(Method):
 
     def get_eval_report(self, step: int, source: EvalSource | None = None) -> dict[str, Any]:
         """PSNR / SSIM / LPIPS of each held-out view by the GaussianObject protocol (the
-        render over white, unmasked), the same inside the mask, and their means, plus the
-        field's parameter count."""
+        render over white, unmasked, ``render.eval_supersampling`` squared rays per pixel),
+        the same inside the mask, and their means, plus the field's parameter count."""
         require_own_data(self, source)
-        render = lambda camera: self.get_outputs_for_camera(camera)["rgb"]  # noqa: E731
+        render = lambda camera: self.render_camera(camera, self.config.render.eval_supersampling)["rgb"]  # noqa: E731
         report = heldout_view_report(render, self.data, self.data.test_indices, self.device)
         return {**report, "num_parameters": float(self.field.num_parameters())}
 
@@ -318,6 +367,14 @@ class RadianceFieldMethod(Method):
         """The training cameras with their images."""
         train = self.data.train_indices
         return [CameraFrusta(self.data.cameras[train], self.data.images[train], name="training views")]
+
+
+def subpixel_offsets(s: int, device: torch.device | str = "cpu") -> Tensor:
+    """float32 [S * S, 2] the centres of an S x S grid of cells in the unit pixel, row by
+    row (pixel_rays' offsets; S = 1: the pixel's centre)."""
+    centres = (torch.arange(s, dtype=torch.float32, device=device) + 0.5) / s
+    v, u = torch.meshgrid(centres, centres, indexing="ij")
+    return torch.stack([u.flatten(), v.flatten()], -1)
 
 
 def replace_parameters(optimizers: dict[str, torch.optim.Optimizer], replaced: dict[nn.Parameter, nn.Parameter]) -> None:

@@ -154,7 +154,7 @@ class Splat(Method):
         self.data = load_multiview(config.data, config.datamanager.format, config.datamanager.num_train_views)
         if len(self.data.train_indices) == 0:
             raise ValueError(f"{self.data.source}: the split has no training views")
-        self.coverage = _coverage(self.data)  # uint8 [N, H, W] or None
+        self.coverage = self.data.coverage()  # uint8 [N, H, W] or None
         m, d = config.model, config.datamanager
         if self.coverage is None and (m.silhouette_lambda > 0 or m.random_background):
             raise ValueError(
@@ -395,14 +395,6 @@ def splats_layer(splats: dict[str, Tensor], name: str = "Gaussians") -> Splats:
         opacities=torch.sigmoid(s["opacities"]),
         name=name,
     )
-
-
-def _coverage(data) -> Tensor | None:
-    """uint8 [N, H, W] how much of each pixel the object covers: the soft alphas when the
-    images had them, else the masks (0 / 255), else None."""
-    if data.alphas is not None:
-        return data.alphas
-    return None if data.masks is None else data.masks.to(torch.uint8) * 255
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """tensorf: TensoRF's vector-matrix radiance field (Chen et al. 2022,
 https://arxiv.org/abs/2203.09517), the dense baseline that ``strivec`` is measured
 against: the same renderer, sampling, alpha mask, losses and schedule, with dense planes
-and lines over the whole scene box instead of local tensors on the surface."""
+and lines over the scene box (shrunk to the alpha mask's bounds when the first mask is
+built, as TensoRF does) instead of local tensors on the surface."""
 
 from dataclasses import dataclass, field
 from importlib import resources
@@ -46,8 +47,17 @@ class TensoRF(RadianceFieldMethod):
 
     def sample_step(self) -> float:
         """``render.step_ratio`` of the mean cell of the planes' current resolution."""
-        reso = torch.tensor(self.field.resolution, dtype=torch.float32)
-        return self.config.render.step_ratio * float(((self.box_upper - self.box_lower) / (reso - 1)).mean())
+        reso = torch.tensor(self.field.resolution, dtype=torch.float32, device=self.field.lower.device)
+        return self.config.render.step_ratio * float(((self.field.upper - self.field.lower) / (reso - 1)).mean())
+
+    def fit_to_mask(self, step: int, optimizers: dict[str, torch.optim.Optimizer]) -> None:
+        """After the first alpha mask, crops the planes and lines to the mask's bounds
+        (TensoRF's shrink), so that the voxels of later upsamplings go to the object."""
+        if step != min(self.config.render.alpha_mask_steps) or len(self.occupancy.keys) == 0:
+            return
+        old = self.field.density_vectors() + self.field.app_vectors()
+        self.field.shrink(*self.occupancy.bounds())
+        replace_parameters(optimizers, dict(zip(old, self.field.density_vectors() + self.field.app_vectors())))
 
     def grow(self, step: int, optimizers: dict[str, torch.optim.Optimizer]) -> None:
         """Upsamples the planes and lines at the steps of ``model.upsample_steps``."""

@@ -25,3 +25,14 @@ def test_rays_project_back_onto_their_pixel_centres():
 
 def test_image_pixels_run_row_by_row():
     assert image_pixels(3, 2).tolist() == [[0, 0], [1, 0], [2, 0], [0, 1], [1, 1], [2, 1]]
+
+
+def test_rays_pass_through_the_given_point_of_their_pixel():
+    cameras = Cameras(look_at_viewmats(torch.tensor([[0.0, -4.0, 1.0]]), torch.zeros(1, 3)), intrinsics_from_fov(50.0, 40, 30)[None], 40, 30)
+    pixels = image_pixels(40, 30)
+    offsets = torch.rand(len(pixels), 2, generator=torch.Generator().manual_seed(0))
+    views = torch.zeros(len(pixels), dtype=torch.int64)
+    origins, dirs = pixel_rays(cameras, views, pixels, offsets)
+    assert torch.allclose(cameras.project(origins + 3.0 * dirs)[0], pixels.float() + offsets, atol=1e-3)
+    centre = pixel_rays(cameras, views, pixels, torch.full_like(offsets, 0.5))
+    assert all(torch.equal(a, b) for a, b in zip(centre, pixel_rays(cameras, views, pixels)))

@@ -2,6 +2,7 @@
 tensors on the surface, both fields learn, resume exactly across upsampling and the alpha
 mask, and are viewed from any camera."""
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -42,6 +43,44 @@ def test_loss_falls_and_views_render(method, trained):
     assert out["alpha"][..., 0][mask].mean() > 0.8 and out["alpha"][..., 0][~mask].mean() < 0.2
     depth = out["depth"][..., 0][mask] / out["alpha"][..., 0][mask]
     assert 2.5 < float(depth.median()) < 4.5
+
+
+def test_supersampled_render_is_the_mean_of_the_shifted_renders(trained):
+    method = trained["tensorf"].method
+    camera = method.data.cameras[int(method.data.test_indices[0])]
+    single, mean = method.get_outputs_for_camera(camera), method.render_camera(camera, 2)
+    # S = 2: rays at a quarter and three quarters of the pixel; the same rays as the
+    # centre rays of a camera shifted by a quarter pixel each way.
+    shifted = []
+    for du, dv in ((0.25, 0.25), (-0.25, 0.25), (0.25, -0.25), (-0.25, -0.25)):
+        ks = camera.Ks.clone()
+        ks[:, 0, 2] += du
+        ks[:, 1, 2] += dv
+        shifted.append(method.get_outputs_for_camera(dataclasses.replace(camera, Ks=ks)))
+    for key in ("rgb", "alpha", "depth"):
+        expected = torch.stack([out[key] for out in shifted]).mean(0)
+        assert torch.allclose(mean[key], expected, atol=1e-5), key
+    assert not torch.allclose(mean["rgb"], single["rgb"], atol=1e-3)  # the object's edges are blended
+
+
+def test_random_background_goes_behind_the_field_and_the_pixels(trained):
+    method = trained["strivec"].method
+    method.config.render.random_background = True
+    try:
+        batch = method.get_train_batch(5)
+    finally:
+        method.config.render.random_background = False
+    coverage = method.coverage[batch.views, batch.pixels[:, 1], batch.pixels[:, 0]]
+    image = method.images[batch.views, batch.pixels[:, 1], batch.pixels[:, 0]].float() / 255
+    target = method.batch_targets(batch)
+    assert coverage.min() == 0 and coverage.max() == 255
+    assert torch.allclose(target[coverage == 0], batch.background[coverage == 0])  # the object's absent
+    assert torch.equal(target[coverage == 255], image[coverage == 255])
+    with torch.no_grad():
+        out = method.get_outputs(batch, 5)
+        white = method.get_outputs(dataclasses.replace(batch, background=None), 5)
+    # what the field leaves uncovered shows the background instead of white
+    assert torch.allclose(out.rgb, white.rgb + (1 - white.alpha[:, None]) * (batch.background - 1), atol=1e-5)
 
 
 def test_strivec_places_tensors_on_the_coarse_surface_and_shows_their_boxes(dense_object, tmp_path):
@@ -86,6 +125,9 @@ def test_resume_across_upsampling_and_alpha_mask_matches_uninterrupted_run(metho
     resumed = run(tmp_path / "b")
     assert len(resumed.occupancy.keys) > 0  # the steps after the masks still learn
     assert torch.equal(uninterrupted.occupancy.keys, resumed.occupancy.keys)
+    if method == "tensorf":  # the box the first mask shrank it to
+        assert torch.equal(uninterrupted.field.lower, resumed.field.lower)
+        assert torch.equal(uninterrupted.field.upper, resumed.field.upper)
     for (name, a), (_, b) in zip(uninterrupted.named_parameters(), resumed.named_parameters()):
         assert torch.equal(a, b), name
 
