@@ -47,3 +47,11 @@ def camera_depths(cameras: Cameras, views: Tensor, dirs: Tensor) -> Tensor:
     cameras ``views`` [R]: multiply a distance t by it to get the depth."""
     forward = cameras.viewmats[views, 2, :3].to(dirs.dtype)  # the camera's +z in the world frame
     return (forward * dirs).sum(-1)
+
+
+def subpixel_offsets(s: int, device: torch.device | str = "cpu") -> Tensor:
+    """float32 [S * S, 2] the centres of an S x S grid of cells in the unit pixel, row by
+    row (:func:`pixel_rays`' offsets; S = 1: the pixel's centre)."""
+    centres = (torch.arange(s, dtype=torch.float32, device=device) + 0.5) / s
+    v, u = torch.meshgrid(centres, centres, indexing="ij")
+    return torch.stack([u.flatten(), v.flatten()], -1)

@@ -35,7 +35,12 @@ from sparse3d.engine.scene import CameraFrusta, SceneLayer
 from sparse3d.engine.seeding import derive_seed, step_generator
 from sparse3d.fields.occupancy import Occupancy, visible_occupancy
 from sparse3d.geometry.cameras import Cameras
-from sparse3d.geometry.rays import camera_depths, image_pixels, pixel_rays
+from sparse3d.geometry.rays import (
+    camera_depths,
+    image_pixels,
+    pixel_rays,
+    subpixel_offsets,
+)
 from sparse3d.methods.view_eval import heldout_view_report
 from sparse3d.render.volume import composite, volume_weights
 
@@ -330,7 +335,7 @@ class RadianceFieldMethod(Method):
             [H, W, 1] expected camera-frame z (0 where alpha is 0).
         """
         if len(camera) != 1:
-            raise ValueError(f"get_outputs_for_camera: expected one camera, got {len(camera)}")
+            raise ValueError(f"render_camera: expected one camera, got {len(camera)}")
         camera = camera.to(self.device)
         offsets = subpixel_offsets(supersampling, self.device)  # [S^2, 2]
         pixels = image_pixels(camera.width, camera.height, self.device).repeat_interleave(len(offsets), 0)
@@ -367,14 +372,6 @@ class RadianceFieldMethod(Method):
         """The training cameras with their images."""
         train = self.data.train_indices
         return [CameraFrusta(self.data.cameras[train], self.data.images[train], name="training views")]
-
-
-def subpixel_offsets(s: int, device: torch.device | str = "cpu") -> Tensor:
-    """float32 [S * S, 2] the centres of an S x S grid of cells in the unit pixel, row by
-    row (pixel_rays' offsets; S = 1: the pixel's centre)."""
-    centres = (torch.arange(s, dtype=torch.float32, device=device) + 0.5) / s
-    v, u = torch.meshgrid(centres, centres, indexing="ij")
-    return torch.stack([u.flatten(), v.flatten()], -1)
 
 
 def replace_parameters(optimizers: dict[str, torch.optim.Optimizer], replaced: dict[nn.Parameter, nn.Parameter]) -> None:
