@@ -4,24 +4,33 @@ with the CPU's instruction set capped (AVX2, AVX-512, uncapped), so that the pro
 checked on every vector path of torch, MKL, oneDNN and sparse3d._C, not only the
 machine's best one. Add each new method's training step here.
 
-    python tests/determinism_cases.py    # prints {"case": "identical" | "differs: ..."} as JSON
+    python tests/determinism_cases.py [CASE ...]   # prints {"case": "identical" | "differs: ..."} as JSON
 """
 
 import json
 import math
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from radiance_runs import field_run_config
 from sparse_cases import random_coords
 
+from sparse3d.core.elementwise import sigmoid, softplus
 from sparse3d.core.partition import set_partition
 from sparse3d.core.sparse_voxels import SparseVoxels
+from sparse3d.engine.distributed import World
+from sparse3d.engine.trainer import Trainer
 from sparse3d.nn.backbones.voxel_resnet import VoxelResBackBone8x
 from sparse3d.nn.dsvt import DSVT, DynamicVFE
 from sparse3d.nn.linear import Linear
 from sparse3d.render.rasterize import RasterConfig, rasterize_gaussians
+from sparse3d.synthetic.objects.generator import (
+    SyntheticObjectsConfig,
+    write_synthetic_objects,
+)
 
 sys.path.insert(0, str(Path(__file__).parent / "nn"))  # the DSVT test helpers
 from dsvt_cases import random_voxels, tiny_voxel_config  # noqa: E402
@@ -101,12 +110,41 @@ def dsvt_backbone() -> list[torch.Tensor]:
     return [out, pillars, *_grads_of_random_loss([out, pillars], params, 7)]
 
 
+def activations() -> list[torch.Tensor]:
+    """sparse3d.core.elementwise's softplus and sigmoid, forward and backward, on sizes
+    above torch's grain (torch's own change bits with the thread count on most of them)."""
+    results = []
+    for n in range(400_001, 400_001 + 10 * 7, 7):
+        x = (torch.randn(n, generator=torch.Generator().manual_seed(n)) * 4).requires_grad_()
+        outputs = [softplus(x), sigmoid(x)]
+        results += [*outputs, *_grads_of_random_loss(outputs, [x], n)]
+    return results
+
+
+def radiance_fields() -> list[torch.Tensor]:
+    """strivec (its coarse grid's run included) and tensorf trained a few steps on a tiny
+    many-view object, through an upsampling and an alpha mask: their parameters."""
+    data = SyntheticObjectsConfig(objects=("capsule",), resolution=24, num_test_views=1, num_dense_views=4)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_synthetic_objects(Path(tmp), data)[0]
+        for method in ("strivec", "tensorf"):
+            config = field_run_config(method, folder, Path(tmp) / method, steps=9)
+            config.render.batch_rays = 4096  # ops over more values than torch's grain, as in real runs
+            trainer = Trainer(config, method, config.output, World())
+            trainer.train()
+            results += [p.detach().clone() for p in trainer.method.parameters()]
+    return results
+
+
 CASES: dict[str, Callable[[], list[torch.Tensor]]] = {
     "linear": linear_layer,
     "sparse_conv": sparse_conv_encoder,
     "rasterizer": rasterizer,
     "set_partition": set_partition_case,
     "dsvt": dsvt_backbone,
+    "activations": activations,
+    "radiance_fields": radiance_fields,
 }
 
 
@@ -125,4 +163,5 @@ def compare_across_threads(case: Callable[[], list[torch.Tensor]]) -> str:
 
 
 if __name__ == "__main__":
-    print(json.dumps({name: compare_across_threads(case) for name, case in CASES.items()}))
+    names = sys.argv[1:] or list(CASES)
+    print(json.dumps({name: compare_across_threads(CASES[name]) for name in names}))

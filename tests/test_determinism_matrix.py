@@ -16,6 +16,7 @@ import torch
 import sparse3d
 
 CASES = Path(__file__).parent / "determinism_cases.py"
+WORKLOADS = ["linear", "sparse_conv", "rasterizer", "set_partition", "dsvt", "activations", "radiance_fields"]
 CAPS = {
     "uncapped": {},
     "avx512": {"ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "MKL_ENABLE_INSTRUCTIONS": "AVX512"},
@@ -31,8 +32,10 @@ def test_every_workload_is_bitwise_identical_at_1_2_and_3_threads(cap):
         # Forcing a vector width the CPU lacks ends in SIGILL, not in an answer.
         pytest.skip(f"this CPU has no AVX-512 (torch: {torch.backends.cpu.get_cpu_capability()})")
     env = {k: v for k, v in os.environ.items() if k not in CAPS["avx2"]} | CAPS[cap]
-    run = subprocess.run([sys.executable, str(CASES)], env=env, capture_output=True, text=True, cwd=CASES.parent)
+    # The radiance fields' training steps (a minute at three thread counts) run once, at
+    # the CPU's own vector width; their activations run at every cap.
+    names = WORKLOADS if cap == "uncapped" else [name for name in WORKLOADS if name != "radiance_fields"]
+    run = subprocess.run([sys.executable, str(CASES), *names], env=env, capture_output=True, text=True, cwd=CASES.parent)
     assert run.returncode == 0, run.stderr[-3000:]
     verdicts = json.loads(run.stdout.strip().splitlines()[-1])
-    assert verdicts == {name: "identical" for name in verdicts}, verdicts
-    assert set(verdicts) == {"linear", "sparse_conv", "rasterizer", "set_partition", "dsvt"}
+    assert verdicts == {name: "identical" for name in names}, verdicts

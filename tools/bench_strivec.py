@@ -3,10 +3,11 @@
 For each synthetic object (128 x 128 by default, the 9 rig views plus --dense-views more
 training views, 16 held-out ring views that no run trains on), trains in one process
 `strivec` (coarse density grid, then the local tensors) and `tensorf` (TensoRF-VM) with
-their defaults (the CPU presets, the same schedule and rate), and reports for each the
-held-out PSNR by the GaussianObject protocol (render over white, unmasked, against the
-ground truth over white by its mask), the PSNR inside the mask, the parameter count and
-the training minutes (strivec's include its coarse stage). With --ops it also runs
+their defaults (the CPU presets, the same schedule and rate, both reading the objects'
+Blender copy), and reports for each the held-out PSNR (render over white, unmasked,
+against the anti-aliased image over white by its soft alpha, as NeRF-synthetic is
+scored), the PSNR inside the object's coverage, the parameter count and the training
+minutes (strivec's include its coarse stage). With --ops it also runs
 tools/bench_strivec_ops.py's one-step measurement (the native ops against their torch
 references) so that the JSON carries ``ops_speedup_vs_ref``.
 

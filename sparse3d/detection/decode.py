@@ -14,6 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from sparse3d.core.elementwise import sigmoid
 from sparse3d.data.nuscenes.classes import DETECTION_NAMES
 from sparse3d.detection.heads.center_head import (
     REGRESSION_HEADS,
@@ -76,7 +77,7 @@ def _decode_head(pred: dict[str, Tensor], class_ids: Sequence[int], grid: BevGri
             f"decode_center_predictions: hm {list(heatmap.shape)} does not match {len(class_ids)} classes "
             f"on the {grid.shape} grid"
         )
-    scores = heatmap.sigmoid().reshape(batch, num_classes, height * width)
+    scores = sigmoid(heatmap).reshape(batch, num_classes, height * width)
     k_cells = min(config.max_obj_per_sample, height * width)
     class_scores, class_cells = scores.topk(k_cells, dim=2)  # [B, n_cls, k_cells] each
     k = min(config.max_obj_per_sample, num_classes * k_cells)

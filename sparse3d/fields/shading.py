@@ -5,9 +5,9 @@ sparse3d.nn.Linear, whose bits do not depend on the thread count."""
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sparse3d.core.elementwise import sigmoid, softplus
 from sparse3d.engine.config import at_least, check_ranges, positive
 from sparse3d.nn.linear import Linear
 
@@ -26,7 +26,7 @@ class DensityActivation:
 
     def density(self, feature: Tensor) -> Tensor:
         """float [S] densities (world units^-1) of raw features ``feature`` [S]."""
-        return self.distance_scale * F.softplus(feature + self.density_shift)
+        return self.distance_scale * softplus(feature + self.density_shift)
 
 
 @dataclass
@@ -72,4 +72,4 @@ class FeatureShader(nn.Module):
             parts.append(positional_encoding(features, self.feature_pe))
         if self.view_pe > 0:
             parts.append(positional_encoding(dirs, self.view_pe))
-        return torch.sigmoid(self.mlp(torch.cat(parts, -1)))
+        return sigmoid(self.mlp(torch.cat(parts, -1)))

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sparse3d.core.elementwise import sigmoid
 from sparse3d.engine.config import at_least
 from sparse3d.fields.shading import DensityActivation, FeatureShader, ShadedFieldConfig
 from sparse3d.nn.linear import Linear
@@ -197,4 +198,4 @@ class DensityGridField(DenseField):
 
     def rgb(self, points: Tensor, dirs: Tensor, lookups: None = None) -> Tensor:
         """float [S, 3] colours at ``points`` (the same from every direction)."""
-        return torch.sigmoid(self._sample(self.color, points))
+        return sigmoid(self._sample(self.color, points))

@@ -166,7 +166,13 @@ class RadianceFieldMethod(Method):
         super().__init__(config, world, device)
         if config.data is None:
             raise ValueError(f"{type(self).__name__.lower()} needs data=PATH (e.g. a folder written by `sparse3d-data objects`)")
-        self.data = load_multiview(config.data, config.datamanager.format, config.datamanager.num_train_views)
+        try:
+            self.data = load_multiview(config.data, config.datamanager.format, config.datamanager.num_train_views)
+        except FileNotFoundError as error:
+            if config.datamanager.format != "blender":
+                raise
+            raise FileNotFoundError(f"{error} (the strivec and tensorf presets read the Blender copy of the synthetic objects "
+                                    "for its soft alphas; datamanager.format=auto reads other data)") from None
         if len(self.data.train_indices) == 0:
             raise ValueError(f"{self.data.source}: the split has no training views")
         self.cameras = self.data.cameras.to(device)

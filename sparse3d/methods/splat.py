@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sparse3d.core.elementwise import sigmoid
 from sparse3d.data.loader import DataFormat, load_multiview
 from sparse3d.engine.config import (
     MethodConfig,
@@ -358,7 +359,7 @@ def render_splats(
     s = splats
     colors = torch.cat([s["sh0"], s["shN"]], dim=1)
     return rasterize_gaussians(
-        s["means"], s["quats"], torch.exp(s["scales"]), torch.sigmoid(s["opacities"]), colors,
+        s["means"], s["quats"], torch.exp(s["scales"]), sigmoid(s["opacities"]), colors,
         cameras.viewmats, cameras.Ks, cameras.width, cameras.height, raster,
         sh_degree=sh_degree, backgrounds=backgrounds,
     )
@@ -392,7 +393,7 @@ def splats_layer(splats: dict[str, Tensor], name: str = "Gaussians") -> Splats:
         means=s["means"],
         covariances=quat_scale_to_covar(s["quats"], torch.exp(s["scales"])),
         rgbs=sh_to_color(0, s["means"], s["sh0"]).clamp(max=1.0),
-        opacities=torch.sigmoid(s["opacities"]),
+        opacities=sigmoid(s["opacities"]),
         name=name,
     )
 

@@ -146,10 +146,13 @@ class Strivec(RadianceFieldMethod):
 
 
 def coarse_config(config: "StrivecConfig") -> DensityGridMethodConfig:
-    """The coarse grid's run: the same data, box and sampling, its own schedule."""
+    """The coarse grid's run: the same data, box and sampling, its own schedule; its
+    held-out score, a diagnostic, renders one ray per pixel (S x S rays took as long as
+    its training)."""
     c = config.model.coarse
     trainer = dataclasses.replace(config.trainer, max_steps=c.steps, eval_every=c.steps, ckpt_every=c.steps)
-    render = dataclasses.replace(config.render, alpha_mask_steps=(), lr=0.1, l1_weight_initial=0.0, l1_weight_rest=0.0)
+    render = dataclasses.replace(config.render, alpha_mask_steps=(), lr=0.1, l1_weight_initial=0.0, l1_weight_rest=0.0,
+                                 eval_supersampling=1)
     return DensityGridMethodConfig(
         data=config.data, trainer=trainer, render=render, datamanager=config.datamanager,
         model=DensityGridConfig(voxels=c.voxels, density_shift=c.density_shift), surface_threshold=c.surface_threshold,

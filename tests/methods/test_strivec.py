@@ -12,11 +12,17 @@ import torch
 from clirun import run_cli
 from radiance_runs import field_run_config
 
+from sparse3d.data.loader import load_multiview
 from sparse3d.engine.distributed import World
 from sparse3d.engine.scene import Boxes3D
 from sparse3d.engine.trainer import Trainer
 from sparse3d.fields.strivec import StrivecFieldConfig, dims_schedule
+from sparse3d.render.metrics import protocol_target
 from sparse3d.render.ply import write_points_ply
+from sparse3d.synthetic.objects.generator import (
+    SyntheticObjectsConfig,
+    write_synthetic_objects,
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +87,40 @@ def test_random_background_goes_behind_the_field_and_the_pixels(trained):
         white = method.get_outputs(dataclasses.replace(batch, background=None), 5)
     # what the field leaves uncovered shows the background instead of white
     assert torch.allclose(out.rgb, white.rgb + (1 - white.alpha[:, None]) * (batch.background - 1), atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["strivec", "tensorf"])
+def test_presets_hold_out_the_images_themselves(method, trained):
+    # The presets read the Blender copy (soft alpha): the held-out target is the image as
+    # rendered, not the image composited again by a mask.
+    data = trained[method].method.data
+    view = int(data.test_indices[0])
+    target, _ = protocol_target(data.images[view], data.alphas[view], None)
+    assert torch.equal(target, data.images[view].float() / 255)
+
+
+def test_the_masks_copy_whitens_partly_covered_pixels_that_the_blender_copy_keeps(tmp_path):
+    config = SyntheticObjectsConfig(objects=("capsule",), resolution=32, num_test_views=1, supersampling=3)
+    folder = write_synthetic_objects(tmp_path, config)[0]
+    soft, masked = load_multiview(folder, "blender"), load_multiview(folder, "nerfstudio")
+    view = int(soft.test_indices[0])
+    soft_target, coverage = protocol_target(soft.images[view], soft.alphas[view], None)
+    masked_target, _ = protocol_target(masked.images[view], None, masked.masks[view])
+    partly = (coverage > 0) & (coverage <= 0.5)  # silhouette pixels the object covers at most half of
+    assert partly.sum() > 10
+    assert (masked_target[partly] == 1).all() and (soft_target[partly] < 1).any(dim=-1).all()
+
+
+def test_preset_on_data_without_a_blender_copy_names_the_format_key(dense_object, tmp_path):
+    nerfstudio_only = tmp_path / "capsule"
+    nerfstudio_only.mkdir()
+    for name in ("transforms.json", "images", "masks", "depths"):
+        (nerfstudio_only / name).symlink_to(dense_object / name)
+    config = field_run_config("strivec", nerfstudio_only, tmp_path / "run", steps=1)
+    with pytest.raises(FileNotFoundError, match="transforms_train.json not found .*datamanager.format=auto"):
+        Trainer(config, "strivec", config.output, World())
+    config.datamanager.format = "auto"
+    assert Trainer(config, "strivec", config.output, World()).method.data.alphas is None  # the masks' copy
 
 
 def test_strivec_places_tensors_on_the_coarse_surface_and_shows_their_boxes(dense_object, tmp_path):

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from sparse3d.core.column_sum import column_sum
+from sparse3d.core.elementwise import sigmoid
 from sparse3d.data.nuscenes.classes import DETECTION_NAMES
 from sparse3d.detection.targets import BevGrid, CenterTargets, center_targets
 from sparse3d.engine.config import at_least, between, check_ranges, positive
@@ -313,7 +314,7 @@ def heatmap_focal_loss(logits: Tensor, heatmap: Tensor, num_pos: Tensor | None =
     Returns:
         float scalar; deterministic at any thread count.
     """
-    p = logits.sigmoid().clamp(1e-4, 1 - 1e-4)
+    p = sigmoid(logits).clamp(1e-4, 1 - 1e-4)
     positive, negative = heatmap.eq(1), heatmap.lt(1)
     zero = p.new_zeros(())
     pos_terms = torch.where(positive, p.log() * (1 - p) ** 2, zero)

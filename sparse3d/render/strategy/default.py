@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from sparse3d.core.elementwise import sigmoid
 from sparse3d.render.rasterize import RasterMeta
 from sparse3d.render.strategy.ops import (
     Optimizers,
@@ -170,7 +171,7 @@ class DefaultStrategy:
         return n_clone, n_split
 
     def _prune(self, params: Params, optimizers: Optimizers, state: DefaultState, step: int) -> int:
-        prune = torch.sigmoid(params["opacities"].detach()) < self.prune_opa
+        prune = sigmoid(params["opacities"].detach()) < self.prune_opa
         if step > self.reset_every:
             too_big = torch.exp(params["scales"].detach()).max(dim=-1).values > self.prune_scale3d * state.scene_scale
             if step < self.refine_scale2d_stop_iter:

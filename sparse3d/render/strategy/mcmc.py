@@ -2,8 +2,7 @@
 
 from dataclasses import dataclass
 
-import torch
-
+from sparse3d.core.elementwise import sigmoid
 from sparse3d.render.rasterize import RasterMeta
 from sparse3d.render.strategy.ops import (
     Optimizers,
@@ -80,7 +79,7 @@ class MCMCStrategy:
         """
         report = {"relocated": 0, "added": 0}
         if self.refine_start_iter < step < self.refine_stop_iter and step % self.refine_every == 0:
-            dead = torch.sigmoid(params["opacities"].detach()) <= self.min_opacity
+            dead = sigmoid(params["opacities"].detach()) <= self.min_opacity
             report["relocated"] = int(dead.sum())
             relocate(params, optimizers, dead)
             n = params["means"].shape[0]

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 import torch
 from torch import Tensor
 
+from sparse3d.core.elementwise import sigmoid
 from sparse3d.geometry.rotations import rotmats_from_quats
 from sparse3d.render.gaussians.projection import quat_scale_to_covar
 
@@ -90,7 +91,7 @@ def split(params: Params, optimizers: Optimizers, mask: Tensor, revised_opacity:
         elif name == "scales":
             new = torch.log(scales / 1.6).repeat(2, 1)
         elif name == "opacities" and revised_opacity:
-            new = torch.logit(1.0 - torch.sqrt(1.0 - torch.sigmoid(p[sel])), eps=1e-6).repeat(2)
+            new = torch.logit(1.0 - torch.sqrt(1.0 - sigmoid(p[sel])), eps=1e-6).repeat(2)
         else:
             new = p[sel].repeat(2, *([1] * (p.dim() - 1)))
         return torch.cat([p[rest], new])
@@ -154,7 +155,7 @@ def relocate(params: Params, optimizers: Optimizers, dead: Tensor, eps: float = 
     alive_idx = (~dead).nonzero().squeeze(1)
     if dead_idx.numel() == 0 or alive_idx.numel() == 0:
         return
-    probs = torch.sigmoid(params["opacities"].detach()[alive_idx])
+    probs = sigmoid(params["opacities"].detach()[alive_idx])
     sampled = alive_idx[torch.multinomial(probs, dead_idx.numel(), replacement=True)]
     _respread(params, optimizers, sampled, targets=dead_idx)
 
@@ -164,7 +165,7 @@ def sample_add(params: Params, optimizers: Optimizers, n_new: int) -> None:
     splitting opacity and scale between source and copies as :func:`relocate` does."""
     if n_new <= 0:
         return
-    probs = torch.sigmoid(params["opacities"].detach())
+    probs = sigmoid(params["opacities"].detach())
     sampled = torch.multinomial(probs, n_new, replacement=True)
     _respread(params, optimizers, sampled, targets=None)
 
@@ -175,7 +176,7 @@ def _respread(params: Params, optimizers: Optimizers, sampled: Tensor, targets: 
     n = params["means"].shape[0]
     copies = torch.bincount(sampled, minlength=n)[sampled] + 1
     opacities, scales = relocation_targets(
-        torch.sigmoid(params["opacities"].detach()[sampled]), torch.exp(params["scales"].detach()[sampled]), copies
+        sigmoid(params["opacities"].detach()[sampled]), torch.exp(params["scales"].detach()[sampled]), copies
     )
     new_rows = {"opacities": torch.logit(opacities.clamp(1e-6, 1.0 - 1e-6)), "scales": torch.log(scales)}
 
@@ -203,9 +204,9 @@ def inject_noise_to_position(params: Params, scaler: float) -> None:
     """Adds Sigma-shaped noise to the centres of nearly transparent Gaussians:
     means += scaler * sigmoid(100 ((1 - o) - 0.995)) * Sigma z, z ~ N(0, I)
     (3DGS-MCMC's SGLD step as gsplat implements it; optimizer state is untouched)."""
-    opacities = torch.sigmoid(params["opacities"].detach())
+    opacities = sigmoid(params["opacities"].detach())
     covars = quat_scale_to_covar(params["quats"].detach(), torch.exp(params["scales"].detach()))
-    gate = torch.sigmoid(100.0 * ((1.0 - opacities) - 0.995))  # [N], ~1 only for o < 0.005
+    gate = sigmoid(100.0 * ((1.0 - opacities) - 0.995))  # [N], ~1 only for o < 0.005
     noise = (covars @ torch.randn_like(params["means"])[..., None])[..., 0]
     with torch.no_grad():
         params["means"].add_(noise * gate[:, None] * scaler)
