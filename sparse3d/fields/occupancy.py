@@ -52,16 +52,32 @@ def full_occupancy(grid: VoxelGrid, device: torch.device | str = "cpu") -> Occup
 def box_occupancy(grid: VoxelGrid, centers: Tensor, half_size: float) -> Occupancy:
     """The cells of ``grid`` that meet any of the cubes of half-size ``half_size`` centred
     on ``centers`` float32 [N, 3]."""
+    keys = cube_cells(grid, centers, half_size)
+    return Occupancy(grid, keys[keys >= 0].unique())
+
+
+def cubes_meeting(occupancy: Occupancy, centers: Tensor, half_size: float) -> Tensor:
+    """bool [N] which of the cubes of half-size ``half_size`` centred on ``centers``
+    float32 [N, 3] meet an occupied cell (the others hold no point that is sampled)."""
+    keys = cube_cells(occupancy.grid, centers, half_size)
+    return (torch.isin(keys, occupancy.keys) & (keys >= 0)).any(1)
+
+
+def cube_cells(grid: VoxelGrid, centers: Tensor, half_size: float) -> Tensor:
+    """int64 [N, C] the keys of the cells of ``grid`` that each closed cube of half-size
+    ``half_size`` centred on ``centers`` float32 [N, 3] meets, padded with -1 (C: the most
+    cells a cube meets)."""
     lower = torch.tensor(grid.lower, dtype=torch.float32, device=centers.device)
     first = ((centers - half_size - lower) / grid.voxel_size).floor().long()
     last = ((centers + half_size - lower) / grid.voxel_size).floor().long()
     span = int((last - first).max()) + 1 if len(centers) else 0
     steps = torch.arange(span, device=centers.device)
     offsets = torch.stack(torch.meshgrid(steps, steps, steps, indexing="ij"), -1).reshape(-1, 3)
-    cells = (first[:, None, :] + offsets[None]).reshape(-1, 3)
-    within = ((cells.reshape(len(centers), -1, 3) <= last[:, None, :]).all(-1)).reshape(-1)
-    cells = cells[within & grid.inside(cells)]
-    return Occupancy(grid, grid.keys(cells).unique())
+    cells = first[:, None, :] + offsets[None]  # [N, C, 3]
+    real = (cells <= last[:, None, :]).all(-1) & grid.inside(cells)
+    keys = torch.full(real.shape, -1, dtype=torch.int64, device=centers.device)
+    keys[real] = grid.keys(cells[real])
+    return keys
 
 
 def visible_occupancy(
@@ -88,10 +104,23 @@ def visible_occupancy(
         points = (centers[start : start + chunk, None, :] + offsets).reshape(-1, 3)
         alpha = 1 - torch.exp(-sigma(points) * step)
         visible[start : start + chunk] = (alpha.reshape(-1, 8) > threshold).any(1)
+    return dilated(occupancy, visible)
+
+
+def dilated(occupancy: Occupancy, kept: Tensor) -> Occupancy:
+    """The cells ``kept`` bool [M] of ``occupancy`` and every occupied cell next to one of
+    them (26-neighbourhood)."""
+    grid, keys = occupancy.grid, occupancy.keys
     dense = torch.zeros(grid.shape, dtype=torch.float32, device=keys.device)
-    coords = grid.coords(keys[visible]).long()
+    coords = grid.coords(keys[kept]).long()
     dense[coords[:, 0], coords[:, 1], coords[:, 2]] = 1.0
-    dilated = F.max_pool3d(dense[None, None], 3, stride=1, padding=1)[0, 0] > 0
+    near = F.max_pool3d(dense[None, None], 3, stride=1, padding=1)[0, 0] > 0
     all_coords = grid.coords(keys).long()
-    keep = dilated[all_coords[:, 0], all_coords[:, 1], all_coords[:, 2]]
-    return Occupancy(grid, keys[keep])
+    return Occupancy(grid, keys[near[all_coords[:, 0], all_coords[:, 1], all_coords[:, 2]]])
+
+
+def cells_holding(occupancy: Occupancy, points: Tensor) -> Tensor:
+    """bool [M] the occupied cells that hold any of ``points`` float32 [P, 3]."""
+    cells = occupancy.grid.cells(points)
+    cells = cells[occupancy.grid.inside(cells)]
+    return torch.isin(occupancy.keys, occupancy.grid.keys(cells))

@@ -94,6 +94,12 @@ class LocalTensors(nn.Module):
         """float [S, app_dim] the blended appearance components through the basis."""
         return self.basis(trivector_features(points, index, weights, self.appearance, self.centers, self.half_size))
 
+    def keep_tensors(self, keep: Tensor) -> None:
+        """Keeps only the tensors ``keep`` bool [N] (new parameters: their rows)."""
+        self.occupied, self.centers = self.occupied[keep], self.centers[keep]
+        self.density = nn.Parameter(self.density.detach()[keep])
+        self.appearance = nn.Parameter(self.appearance.detach()[keep])
+
     def boxes(self) -> tuple[Tensor, Tensor]:
         """float32 [N, 3] lower and [N, 3] upper corners of the tensors' cubes."""
         return self.centers - self.half_size, self.centers + self.half_size

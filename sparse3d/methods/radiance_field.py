@@ -33,7 +33,12 @@ from sparse3d.engine.method import (
 )
 from sparse3d.engine.scene import CameraFrusta, SceneLayer
 from sparse3d.engine.seeding import derive_seed, step_generator
-from sparse3d.fields.occupancy import Occupancy, visible_occupancy
+from sparse3d.fields.occupancy import (
+    Occupancy,
+    cells_holding,
+    dilated,
+    visible_occupancy,
+)
 from sparse3d.geometry.cameras import Cameras
 from sparse3d.geometry.rays import (
     camera_depths,
@@ -303,9 +308,27 @@ class RadianceFieldMethod(Method):
         return self.field.sigma(points, self.field.lookups(points))
 
     def visible(self, occupancy: Occupancy) -> Occupancy:
-        """``occupancy`` narrowed to where the field is visible (the alpha mask)."""
+        """``occupancy`` narrowed to where the field is visible (the alpha mask) and seen
+        (:meth:`seen`)."""
         with torch.no_grad():
-            return visible_occupancy(occupancy, self.density, self.sample_step(), self.config.render.alpha_mask_threshold)
+            return self.seen(visible_occupancy(occupancy, self.density, self.sample_step(), self.config.render.alpha_mask_threshold))
+
+    def seen(self, occupancy: Occupancy) -> Occupancy:
+        """The cells of ``occupancy`` where a sample of some training pixel's ray weighs more
+        than ``render.weight_threshold``, and their neighbours: the alpha mask alone keeps
+        the inside of a solid object, which no ray reaches once its surface is opaque."""
+        r = self.config.render
+        kept = torch.zeros(len(occupancy.keys), dtype=torch.bool, device=self.device)
+        pixels = image_pixels(self.cameras.width, self.cameras.height, self.device)
+        for view in self.data.train_indices.tolist():
+            for chunk in pixels.split(r.eval_chunk):
+                origins, dirs = pixel_rays(self.cameras, torch.full((len(chunk),), view, device=self.device), chunk)
+                samples = occupancy.march(origins, dirs, self.sample_step(), r.near)
+                points = origins[samples.ray_ids] + samples.t[:, None] * dirs[samples.ray_ids]
+                sigmas = self.field.sigma(points, self.field.lookups(points))
+                weights, _ = volume_weights(sigmas, torch.full_like(sigmas, self.sample_step()), samples.offsets, r.min_transmittance)
+                kept |= cells_holding(occupancy, points[weights > r.weight_threshold])
+        return dilated(occupancy, kept)
 
     # --- resuming ------------------------------------------------------------------------
 
@@ -318,12 +341,12 @@ class RadianceFieldMethod(Method):
         self.occupancy = Occupancy(self.occupancy.grid, state["occupancy"].to(self.device))
 
     def load_state_dict(self, state_dict, strict: bool = True):
-        # Upsampling changes the tensors' shapes: take the checkpoint's.
-        for name, param in list(self.named_parameters()):
-            if name in state_dict and state_dict[name].shape != param.shape:
+        # Upsampling, cropping and pruning change the tensors' shapes: take the checkpoint's.
+        for name, value in [*self.named_parameters(), *self.named_buffers()]:
+            if name in state_dict and state_dict[name].shape != value.shape:
                 module_name, _, attr = name.rpartition(".")
-                module = self.get_submodule(module_name)
-                setattr(module, attr, nn.Parameter(torch.empty_like(state_dict[name], device=self.device)))
+                empty = torch.empty_like(state_dict[name], device=self.device)
+                setattr(self.get_submodule(module_name), attr, nn.Parameter(empty) if isinstance(value, nn.Parameter) else empty)
         return super().load_state_dict(state_dict, strict)
 
     # --- rendering and evaluation ----------------------------------------------------------
@@ -378,6 +401,23 @@ class RadianceFieldMethod(Method):
         """The training cameras with their images."""
         train = self.data.train_indices
         return [CameraFrusta(self.data.cameras[train], self.data.images[train], name="training views")]
+
+
+def keep_parameter_rows(optimizers: dict[str, torch.optim.Optimizer],
+                        kept: dict[nn.Parameter, tuple[nn.Parameter, Tensor]]) -> None:
+    """Puts each new parameter, the rows ``rows`` (bool [N]) of an old one given as
+    ``kept[old] = (new, rows)``, in place of the old one in whichever optimiser holds it,
+    with the old one's optimiser state of those rows (Adam's moments are per value: the
+    kept rows train on as if the others had never been there)."""
+    for optimizer in optimizers.values():
+        group = optimizer.param_groups[0]
+        for i, param in enumerate(group["params"]):
+            if param in kept:
+                new, rows = kept[param]
+                state = optimizer.state.pop(param, {})
+                if state:
+                    optimizer.state[new] = {k: v[rows] if v.shape == param.shape else v for k, v in state.items()}
+                group["params"][i] = new
 
 
 def replace_parameters(optimizers: dict[str, torch.optim.Optimizer], replaced: dict[nn.Parameter, nn.Parameter]) -> None:

@@ -6,7 +6,9 @@ geometry (or takes the points of ``model.points_file``); the local tensors of ev
 go on the voxels that hold those points (sparse3d.fields.strivec). Training then follows
 Strivec's schedule: rays sampled only inside the tensors' boxes, the alpha mask rebuilt
 at ``render.alpha_mask_steps``, the vectors upsampled at ``model.upsample_steps``, L1
-on the density vectors, and a learning rate that decays tenfold.
+on the density vectors, and a learning rate that decays tenfold. After each alpha mask
+the tensors whose cube meets no cell left to sample are dropped (the coarse grid places
+tensors inside solid objects too; no ray reaches them once the surface is opaque).
 """
 
 import dataclasses
@@ -23,7 +25,7 @@ from sparse3d.engine.distributed import World
 from sparse3d.engine.registry import MethodSpecification
 from sparse3d.engine.scene import Boxes3D, SceneLayer
 from sparse3d.engine.trainer import train_stage
-from sparse3d.fields.occupancy import Occupancy, box_occupancy
+from sparse3d.fields.occupancy import Occupancy, box_occupancy, cubes_meeting
 from sparse3d.fields.strivec import (
     StrivecField,
     StrivecFieldConfig,
@@ -35,6 +37,7 @@ from sparse3d.methods.density_grid import SURFACE_POINTS, DensityGridMethodConfi
 from sparse3d.methods.radiance_field import (
     RadianceFieldConfig,
     RadianceFieldMethod,
+    keep_parameter_rows,
     replace_parameters,
 )
 from sparse3d.render.ply import read_points_ply, write_boxes_ply
@@ -122,6 +125,20 @@ class Strivec(RadianceFieldMethod):
                 setattr(level, name, new)
                 replaced[old] = new
         replace_parameters(optimizers, replaced)
+
+    def fit_to_mask(self, step: int, optimizers: dict[str, torch.optim.Optimizer]) -> None:
+        """After each alpha mask, drops the tensors whose cube meets no cell left to sample
+        (inside a solid object, or round space that emptied): no sample reaches them again,
+        so every render stays the same with fewer parameters."""
+        kept = {}
+        for level in self.field.levels:
+            rows = cubes_meeting(self.occupancy, level.centers, level.half_size)
+            if bool(rows.all()):
+                continue
+            old = (level.density, level.appearance)
+            level.keep_tensors(rows)
+            kept.update({o: (n, rows) for o, n in zip(old, (level.density, level.appearance))})
+        keep_parameter_rows(optimizers, kept)
 
     def export(self, run_dir: Path) -> None:
         """Writes each level's local tensors as boxes, ``tensors_level_<l>.ply``."""

@@ -9,6 +9,7 @@ from sparse3d.core.grid import VoxelGrid
 from sparse3d.fields.occupancy import (
     Occupancy,
     box_occupancy,
+    cubes_meeting,
     full_occupancy,
     visible_occupancy,
 )
@@ -54,3 +55,15 @@ def test_march_samples_only_the_occupied_cells():
     samples = occupancy.march(origins, dirs, step=0.5, near=0.0)
     x = samples.points(origins, dirs)[:, 0]
     assert torch.equal(x, torch.tensor([1.0, 1.5, 3.0, 3.5]))  # the ray enters the grid at t = 1
+
+
+def test_cubes_meeting_are_exactly_the_cubes_that_meet_an_occupied_cell():
+    grid = VoxelGrid((-1.0, -1.0, -1.0), 0.25, (8, 8, 8))
+    occupied = torch.tensor([[1, 1, 1], [6, 2, 5], [7, 7, 7]])
+    occupancy = Occupancy(grid, grid.keys(occupied).sort().values)
+    centers = torch.rand(200, 3, generator=torch.Generator().manual_seed(0)) * 2.4 - 1.2
+    half = 0.15
+    lo = torch.tensor(grid.lower) + occupied * grid.voxel_size  # [3, 3] the cells' lower corners
+    meets = ((centers[:, None] - half < lo + grid.voxel_size) & (centers[:, None] + half >= lo)).all(-1).any(1)
+    assert 0 < int(meets.sum()) < len(centers)
+    assert torch.equal(cubes_meeting(occupancy, centers, half), meets)

@@ -2,6 +2,7 @@
 tensors on the surface, both fields learn, resume exactly across upsampling and the alpha
 mask, and are viewed from any camera."""
 
+import copy
 import dataclasses
 import json
 import os
@@ -11,12 +12,16 @@ import pytest
 import torch
 from clirun import run_cli
 from radiance_runs import field_run_config
+from torch import nn
 
+from sparse3d.core.grid import VoxelGrid
 from sparse3d.data.loader import load_multiview
 from sparse3d.engine.distributed import World
 from sparse3d.engine.scene import Boxes3D
 from sparse3d.engine.trainer import Trainer
+from sparse3d.fields.occupancy import Occupancy, cubes_meeting, full_occupancy
 from sparse3d.fields.strivec import StrivecFieldConfig, dims_schedule
+from sparse3d.methods.radiance_field import keep_parameter_rows
 from sparse3d.render.metrics import protocol_target
 from sparse3d.render.ply import write_points_ply
 from sparse3d.synthetic.objects.generator import (
@@ -144,8 +149,8 @@ def test_resume_across_upsampling_and_alpha_mask_matches_uninterrupted_run(metho
         config = field_run_config(method, dense_object, out, steps=30)
         config.trainer.ckpt_every = 10
         config.render.alpha_mask_steps = (18, 22)  # one mask before the restored checkpoint, one after
-        if method == "tensorf":
-            config.render.alpha_mask_threshold = 1e-2  # a mask tight enough for its box to shrink
+        # masks tight enough to shrink tensorf's box and prune strivec's tensors
+        config.render.alpha_mask_threshold = {"strivec": 3e-4, "tensorf": 1e-2}[method]
         trainer = Trainer(config, method, out, World())
         if crash_at is not None:
             outputs = trainer.method.get_outputs
@@ -167,12 +172,80 @@ def test_resume_across_upsampling_and_alpha_mask_matches_uninterrupted_run(metho
     resumed = run(tmp_path / "b")
     assert len(resumed.occupancy.keys) > 0  # the steps after the masks still learn
     assert torch.equal(uninterrupted.occupancy.keys, resumed.occupancy.keys)
+    if method == "strivec":  # the masks pruned tensors before and after the checkpoint
+        points = torch.load(tmp_path / "b" / "coarse" / "points.pt", weights_only=True)
+        placed = [len(level.grid.keys(level.grid.cells(points)).unique()) for level in resumed.field.levels]
+        assert sum(level.num_tensors for level in resumed.field.levels) < sum(placed)
+        for a, b in zip(uninterrupted.field.levels, resumed.field.levels):
+            assert torch.equal(a.occupied, b.occupied) and torch.equal(a.centers, b.centers)
     if method == "tensorf":  # the box the first mask shrank it to
         assert ((resumed.field.lower > resumed.box_lower) | (resumed.field.upper < resumed.box_upper)).any()
         assert torch.equal(uninterrupted.field.lower, resumed.field.lower)
         assert torch.equal(uninterrupted.field.upper, resumed.field.upper)
     for (name, a), (_, b) in zip(uninterrupted.named_parameters(), resumed.named_parameters()):
         assert torch.equal(a, b), name
+
+
+def test_pruning_drops_the_tensors_no_sample_reaches_and_keeps_every_render_bit(trained):
+    method = copy.deepcopy(trained["strivec"].method)
+    camera = method.data.cameras[int(method.data.test_indices[0])]
+    centers = method.occupancy.centers()
+    method.occupancy = Occupancy(method.occupancy.grid, method.occupancy.keys[centers[:, 0] < 0.2])  # cut the object
+    before = [level.num_tensors for level in method.field.levels]
+    rendered = method.get_outputs_for_camera(camera)
+    method.fit_to_mask(0, {})
+    after = [level.num_tensors for level in method.field.levels]
+    assert all(a <= b for a, b in zip(after, before)) and sum(after) < sum(before)
+    for level in method.field.levels:
+        assert cubes_meeting(method.occupancy, level.centers, level.half_size).all()
+        assert level.density.shape[0] == level.appearance.shape[0] == level.num_tensors
+    again = method.get_outputs_for_camera(camera)
+    for key in ("rgb", "alpha", "depth"):
+        assert torch.equal(rendered[key], again[key]), key
+
+
+def test_the_mask_drops_the_inside_of_a_solid_that_no_ray_reaches(trained):
+    method = copy.deepcopy(trained["tensorf"].method)
+
+    class SolidBall(nn.Module):  # opaque inside radius 0.5
+        def lookups(self, points):
+            return None
+
+        def sigma(self, points, lookups=None):
+            return torch.where(points.norm(dim=1) < 0.5, 1000.0, 0.0)
+
+    method.field = SolidBall()
+    method.sample_step = lambda: 0.01
+    occupancy = full_occupancy(VoxelGrid((-1.0, -1.0, -1.0), 0.1, (20, 20, 20)))
+    radius = occupancy.centers().norm(dim=1)
+    kept = torch.isin(occupancy.keys, method.seen(occupancy).keys)
+    assert kept[(radius - 0.5).abs() < 0.03].all()  # the surface
+    assert not kept[radius < 0.25].any()  # the inside
+    assert not kept[radius > 0.8].any()  # the empty space round it
+
+
+def test_kept_rows_train_on_as_if_the_others_had_never_been():
+    torch.manual_seed(0)
+    full = nn.Parameter(torch.randn(6, 3))
+    rows = torch.tensor([True, False, True, True, False, False])
+    alone = nn.Parameter(full.detach()[rows].clone())
+    target = torch.randn(6, 3)
+    optimizers = {"a": torch.optim.Adam([full], lr=0.1), "b": torch.optim.Adam([alone], lr=0.1)}
+    for step in range(6):
+        if step == 3:  # prune the full one's rows mid-way: its optimiser state follows
+            pruned = nn.Parameter(full.detach()[rows])
+            keep_parameter_rows({"a": optimizers["a"]}, {full: (pruned, rows)})
+            full = pruned
+        for optimizer in optimizers.values():
+            optimizer.zero_grad()
+        scale = torch.arange(1.0, 7.0)[:, None]
+        loss_full = ((full - (target[rows] if step >= 3 else target)) ** 2 * (scale[rows] if step >= 3 else scale)).sum()
+        loss_alone = ((alone - target[rows]) ** 2 * scale[rows]).sum()
+        (loss_full + loss_alone).backward()
+        for optimizer in optimizers.values():
+            optimizer.step()
+    assert optimizers["a"].param_groups[0]["params"][0] is full
+    assert torch.equal(full, alone)
 
 
 def test_points_file_outside_the_scene_box_is_a_clear_error(dense_object, tmp_path):
