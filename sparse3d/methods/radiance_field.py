@@ -250,12 +250,8 @@ class RadianceFieldMethod(Method):
         only where the rendering weight exceeds ``render.weight_threshold``.
         """
         r = self.config.render
-        samples = self.occupancy.march(origins, dirs, self.sample_step(), r.near, jitter)
+        samples, points, lookups, sigmas, weights, transmittance = self.weighted_samples(self.occupancy, origins, dirs, jitter)
         ray_ids = samples.ray_ids
-        points = origins[ray_ids] + samples.t[:, None] * dirs[ray_ids]
-        lookups = self.field.lookups(points)
-        sigmas = self.field.sigma(points, lookups)
-        weights, transmittance = volume_weights(sigmas, torch.full_like(sigmas, self.sample_step()), samples.offsets, r.min_transmittance)
         shade = weights > r.weight_threshold
         colors = sigmas.new_zeros(len(sigmas), 3)
         if shade.any():
@@ -266,6 +262,18 @@ class RadianceFieldMethod(Method):
         behind = transmittance[:, None] if background is None else transmittance[:, None] * background
         rgb = rendered[:, :3] + behind
         return RayOutputs(rgb, rendered[:, 4], rendered[:, 3], len(samples.t))
+
+    def weighted_samples(self, occupancy: Occupancy, origins: Tensor, dirs: Tensor, jitter: Tensor | None = None):
+        """The samples of rays ``origins``, ``dirs`` float32 [R, 3] in ``occupancy``, their
+        points float32 [S, 3], the field's lookups there, densities float [S], rendering
+        weights float [S] and the rays' final transmittance float [R]."""
+        r = self.config.render
+        samples = occupancy.march(origins, dirs, self.sample_step(), r.near, jitter)
+        points = origins[samples.ray_ids] + samples.t[:, None] * dirs[samples.ray_ids]
+        lookups = self.field.lookups(points)
+        sigmas = self.field.sigma(points, lookups)
+        weights, transmittance = volume_weights(sigmas, torch.full_like(sigmas, self.sample_step()), samples.offsets, r.min_transmittance)
+        return samples, points, lookups, sigmas, weights, transmittance
 
     def get_loss_dict(self, outputs: RayOutputs, batch: RayBatch, step: int) -> dict[str, Tensor]:
         """MSE against the training pixels (over the rays' background) plus the L1 density term."""
@@ -323,10 +331,7 @@ class RadianceFieldMethod(Method):
         for view in self.data.train_indices.tolist():
             for chunk in pixels.split(r.eval_chunk):
                 origins, dirs = pixel_rays(self.cameras, torch.full((len(chunk),), view, device=self.device), chunk)
-                samples = occupancy.march(origins, dirs, self.sample_step(), r.near)
-                points = origins[samples.ray_ids] + samples.t[:, None] * dirs[samples.ray_ids]
-                sigmas = self.field.sigma(points, self.field.lookups(points))
-                weights, _ = volume_weights(sigmas, torch.full_like(sigmas, self.sample_step()), samples.offsets, r.min_transmittance)
+                _, points, _, _, weights, _ = self.weighted_samples(occupancy, origins, dirs)
                 kept |= cells_holding(occupancy, points[weights > r.weight_threshold])
         return dilated(occupancy, kept)
 
