@@ -408,29 +408,19 @@ class RadianceFieldMethod(Method):
         return [CameraFrusta(self.data.cameras[train], self.data.images[train], name="training views")]
 
 
-def keep_parameter_rows(optimizers: dict[str, torch.optim.Optimizer],
-                        kept: dict[nn.Parameter, tuple[nn.Parameter, Tensor]]) -> None:
-    """Puts each new parameter, the rows ``rows`` (bool [N]) of an old one given as
-    ``kept[old] = (new, rows)``, in place of the old one in whichever optimiser holds it,
-    with the old one's optimiser state of those rows (Adam's moments are per value: the
-    kept rows train on as if the others had never been there)."""
+def swap_parameters(optimizers: dict[str, torch.optim.Optimizer],
+                    swapped: dict[nn.Parameter, tuple[nn.Parameter, Tensor | None]]) -> None:
+    """Puts each new parameter in place of the old one in whichever optimiser holds it,
+    given as ``swapped[old] = (new, rows)``. With ``rows`` (bool [N]) the new one is
+    those rows of the old one and keeps their optimiser state (Adam's moments are per
+    value: the kept rows train on as if the others had never been there); with None it
+    starts with fresh state (TensoRF rebuilds its optimiser after upsampling)."""
     for optimizer in optimizers.values():
         group = optimizer.param_groups[0]
         for i, param in enumerate(group["params"]):
-            if param in kept:
-                new, rows = kept[param]
+            if param in swapped:
+                new, rows = swapped[param]
                 state = optimizer.state.pop(param, {})
-                if state:
+                if state and rows is not None:
                     optimizer.state[new] = {k: v[rows] if v.shape == param.shape else v for k, v in state.items()}
                 group["params"][i] = new
-
-
-def replace_parameters(optimizers: dict[str, torch.optim.Optimizer], replaced: dict[nn.Parameter, nn.Parameter]) -> None:
-    """Puts each new parameter in place of the old one in whichever optimiser holds it,
-    with fresh optimiser state (TensoRF rebuilds its optimiser after upsampling)."""
-    for optimizer in optimizers.values():
-        group = optimizer.param_groups[0]
-        for i, param in enumerate(group["params"]):
-            if param in replaced:
-                optimizer.state.pop(param, None)
-                group["params"][i] = replaced[param]

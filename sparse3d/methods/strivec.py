@@ -37,8 +37,7 @@ from sparse3d.methods.density_grid import SURFACE_POINTS, DensityGridMethodConfi
 from sparse3d.methods.radiance_field import (
     RadianceFieldConfig,
     RadianceFieldMethod,
-    keep_parameter_rows,
-    replace_parameters,
+    swap_parameters,
 )
 from sparse3d.render.ply import read_points_ply, write_boxes_ply
 
@@ -123,8 +122,8 @@ class Strivec(RadianceFieldMethod):
                 old = getattr(level, name)
                 new = nn.Parameter(upsampled_vectors(old.detach(), dim))
                 setattr(level, name, new)
-                replaced[old] = new
-        replace_parameters(optimizers, replaced)
+                replaced[old] = (new, None)
+        swap_parameters(optimizers, replaced)
 
     def fit_to_mask(self, step: int, optimizers: dict[str, torch.optim.Optimizer]) -> None:
         """After each alpha mask, drops the tensors whose cube meets no cell left to sample
@@ -138,7 +137,7 @@ class Strivec(RadianceFieldMethod):
             old = (level.density, level.appearance)
             level.keep_tensors(rows)
             kept.update({o: (n, rows) for o, n in zip(old, (level.density, level.appearance))})
-        keep_parameter_rows(optimizers, kept)
+        swap_parameters(optimizers, kept)
 
     def export(self, run_dir: Path) -> None:
         """Writes each level's local tensors as boxes, ``tensors_level_<l>.ply``."""

@@ -17,7 +17,7 @@ from sparse3d.fields.tensorf import TensorVMConfig, TensorVMField, voxel_schedul
 from sparse3d.methods.radiance_field import (
     RadianceFieldConfig,
     RadianceFieldMethod,
-    replace_parameters,
+    swap_parameters,
 )
 
 INIT_KEY = 104729  # separates the initial values from the step seeds
@@ -57,7 +57,7 @@ class TensoRF(RadianceFieldMethod):
             return
         old = self.field.density_vectors() + self.field.app_vectors()
         self.field.shrink(*self.occupancy.bounds())
-        replace_parameters(optimizers, dict(zip(old, self.field.density_vectors() + self.field.app_vectors())))
+        swap_parameters(optimizers, {o: (n, None) for o, n in zip(old, self.field.density_vectors() + self.field.app_vectors())})
 
     def grow(self, step: int, optimizers: dict[str, torch.optim.Optimizer]) -> None:
         """Upsamples the planes and lines at the steps of ``model.upsample_steps``."""
@@ -67,7 +67,7 @@ class TensoRF(RadianceFieldMethod):
         voxels = voxel_schedule(m.vm.voxels, m.vm.final_voxels, len(m.upsample_steps))[sorted(m.upsample_steps).index(step)]
         old = self.field.density_vectors() + self.field.app_vectors()
         self.field.upsample(voxels)
-        replace_parameters(optimizers, dict(zip(old, self.field.density_vectors() + self.field.app_vectors())))
+        swap_parameters(optimizers, {o: (n, None) for o, n in zip(old, self.field.density_vectors() + self.field.app_vectors())})
 
 
 @dataclass

@@ -21,7 +21,7 @@ from sparse3d.engine.scene import Boxes3D
 from sparse3d.engine.trainer import Trainer
 from sparse3d.fields.occupancy import Occupancy, cubes_meeting, full_occupancy
 from sparse3d.fields.strivec import StrivecFieldConfig, dims_schedule
-from sparse3d.methods.radiance_field import keep_parameter_rows
+from sparse3d.methods.radiance_field import swap_parameters
 from sparse3d.render.metrics import protocol_target
 from sparse3d.render.ply import write_points_ply
 from sparse3d.synthetic.objects.generator import (
@@ -234,7 +234,7 @@ def test_kept_rows_train_on_as_if_the_others_had_never_been():
     for step in range(6):
         if step == 3:  # prune the full one's rows mid-way: its optimiser state follows
             pruned = nn.Parameter(full.detach()[rows])
-            keep_parameter_rows({"a": optimizers["a"]}, {full: (pruned, rows)})
+            swap_parameters({"a": optimizers["a"]}, {full: (pruned, rows)})
             full = pruned
         for optimizer in optimizers.values():
             optimizer.zero_grad()
