@@ -18,6 +18,22 @@ def random_coords(seed: int, shape: tuple[int, int, int], batch_size: int, densi
     return coords[torch.randperm(coords.shape[0], generator=gen)].contiguous()
 
 
+def conv_case(seed: int, n: int, m: int, k: int, cin: int, cout: int, dtype=torch.float64, hit: float = 0.3):
+    """feats [n, cin] and weight [k, cin, cout] (both requiring grad), and a random kernel
+    map [m, k] whose taps hit a random input with probability `hit`; like every conv map,
+    an (input, tap) pair is used by at most one output."""
+    gen = torch.Generator().manual_seed(seed)
+    feats = torch.randn(n, cin, generator=gen, dtype=dtype, requires_grad=True)
+    weight = torch.randn(k, cin, cout, generator=gen, dtype=dtype, requires_grad=True)
+    nbr = torch.full((m, k), -1, dtype=torch.int32)
+    for tap in range(k):
+        rows = torch.randperm(n, generator=gen)[: min(n, m)]
+        owners = torch.randperm(m, generator=gen)[: rows.numel()]
+        keep = torch.rand(rows.numel(), generator=gen) < hit
+        nbr[owners[keep], tap] = rows[keep].int()
+    return feats, weight, nbr
+
+
 def random_voxels(
     seed: int,
     shape: tuple[int, int, int] = (7, 8, 9),

@@ -46,6 +46,7 @@ import torch
 from background_load import background_load
 
 from sparse3d.core.kernel_map import kernel_map
+from sparse3d.core.precision import bf16_dot_products
 from sparse3d.core.sparse_voxels import SparseVoxels
 from sparse3d.core.voxelize import voxelize
 from sparse3d.nn.backbones.voxel_resnet import VoxelResBackBone8x
@@ -95,17 +96,18 @@ def _timed(fn: Callable[[], object], threads: int) -> float:
     return time.perf_counter() - start
 
 
-def interleaved(ours: Callable, theirs: Callable | None, threads: int, repeats: int, warmup: int = 1):
-    """Runs ours (at `threads`) and theirs (at 1 thread) alternately; returns their Timings."""
+def interleaved(ours: Callable, theirs: Callable | None, threads: int, repeats: int, their_threads: int = 1,
+                warmup: int = 1):
+    """Runs ours (at `threads`) and theirs (at `their_threads`) alternately; returns their Timings."""
     for _ in range(warmup):
         _timed(ours, threads)
         if theirs is not None:
-            _timed(theirs, 1)
+            _timed(theirs, their_threads)
     a, b = [], []
     for _ in range(repeats):
         a.append(_timed(ours, threads))
         if theirs is not None:
-            b.append(_timed(theirs, 1))
+            b.append(_timed(theirs, their_threads))
     summary = lambda t: Timing(statistics.median(t), min(t)) if t else None  # noqa: E731
     return summary(a), summary(b)
 
@@ -119,14 +121,14 @@ class Measured:
     loaded: tuple | None
 
 
-def measure(ours: Callable, theirs: Callable | None, args, repeats: int | None = None) -> Measured:
+def measure(ours: Callable, theirs: Callable | None, args, repeats: int | None = None, their_threads: int = 1) -> Measured:
     """Interleaved timings of a case, then again beside ``args.background_load`` busy processes."""
     repeats = repeats or args.repeats
-    as_is = interleaved(ours, theirs, args.threads, repeats)
+    as_is = interleaved(ours, theirs, args.threads, repeats, their_threads)
     if not args.background_load:
         return Measured(as_is, None)
     with background_load(args.background_load):
-        return Measured(as_is, interleaved(ours, theirs, args.threads, repeats))
+        return Measured(as_is, interleaved(ours, theirs, args.threads, repeats, their_threads))
 
 
 def zyx(x: SparseVoxels) -> SparseVoxels:
@@ -263,7 +265,8 @@ def main() -> None:
     results |= peak_memory(args.threads, spconv is not None)
     if args.json:
         write_json_atomic(args.json, results)
-    summary = {k: results.get(k) for k in (*HEADLINES, "peak_rss_mb_ours", "peak_rss_mb_spconv", "bitwise_deterministic")}
+    summary = {k: results.get(k) for k in (*HEADLINES, "bf16_encoder_fwd_speedup_vs_fp32", "bf16_rel_err", "peak_rss_mb_ours",
+                                           "peak_rss_mb_spconv", "bitwise_deterministic")}
     print("SUMMARY " + " ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
 
 
@@ -290,6 +293,34 @@ def encoder_results(x: SparseVoxels, spconv, args, record, results) -> None:
         (out.features * out.features).sum().backward()
 
     record("VoxelResBackBone8x fwd+bwd", measure(ours_fb, theirs_fb if theirs else None, args, repeats))
+    if bf16_dot_products():
+        bf16_results(ours, fresh, args, repeats, results)
+    else:
+        print("bf16: this CPU has no AVX512-BF16 (or ATEN_CPU_CAPABILITY caps it): not measured")
+
+
+def bf16_results(ours: VoxelResBackBone8x, fresh: Callable[[], SparseVoxels], args, repeats: int, results: dict) -> None:
+    """The encoder's forward under CPU autocast to bfloat16 against its float32 forward,
+    interleaved: the ratio, and the bf16 output's relative L2 error (over all voxels, and
+    the 99th percentile of the per-voxel errors among voxels with a nonzero output)."""
+    def bf16_forward():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return ours.forward_zyx(fresh())
+
+    with torch.no_grad():
+        measured = measure(bf16_forward, lambda: ours.forward_zyx(fresh()), args, repeats, their_threads=args.threads)
+        low, full = bf16_forward().encoded.feats, ours.forward_zyx(fresh()).encoded.feats
+    timing, fp32 = measured.loaded or measured.as_is
+    norms = full.norm(dim=1)
+    per_voxel = (low - full).norm(dim=1)[norms > 0] / norms[norms > 0]
+    results["bf16_encoder_fwd_speedup_vs_fp32"] = fp32.median / timing.median
+    results["bf16_rel_err"] = float((low - full).norm() / full.norm())
+    results["bf16_rel_err_voxel_p99"] = float(per_voxel.quantile(0.99))
+    results["cases"]["VoxelResBackBone8x fwd bf16"] = {"sparse3d_median_s": timing.median, "sparse3d_min_s": timing.min,
+                                                        "fp32_median_s": fp32.median}
+    print(f"{'VoxelResBackBone8x fwd bf16':34s} {timing.median * 1e3:9.1f} / {timing.min * 1e3:9.1f}   "
+          f"fp32 {fp32.median * 1e3:.1f} ms: {results['bf16_encoder_fwd_speedup_vs_fp32']:.2f}x; relative error "
+          f"{results['bf16_rel_err']:.2e} (per voxel, 99th percentile {results['bf16_rel_err_voxel_p99']:.2e})", flush=True)
 
 
 MEMORY_PROBES = ("ours:fwd", "ours:fwd_bwd", "spconv:fwd", "spconv:fwd_bwd")

@@ -10,6 +10,7 @@
 
 #define SP3D_AVX2 __attribute__((target("avx2,fma")))
 #define SP3D_AVX512 __attribute__((target("avx512f")))
+#define SP3D_AVX512_BF16 __attribute__((target("avx512f,avx512bf16")))
 
 namespace sparse3d {
 
@@ -32,6 +33,13 @@ inline bool cpu_has_avx2() {
 
 inline bool cpu_has_avx512() {
   static const bool has = allowed_vector_level() >= 2 && __builtin_cpu_supports("avx512f");
+  return has;
+}
+
+// VDPBF16PS (AVX512-BF16: Cooper Lake, Sapphire Rapids and later Xeons, AMD Zen 4 and
+// later): bf16 pairs multiplied and added into fp32, twice the products of an fp32 FMA.
+inline bool cpu_has_avx512_bf16() {
+  static const bool has = cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
   return has;
 }
 

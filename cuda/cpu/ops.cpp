@@ -4,6 +4,22 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include "cpu_features.h"
+
+namespace {
+
+// Whether this CPU multiplies bf16 pairs into fp32 in one instruction (within
+// ATEN_CPU_CAPABILITY's cap): the bfloat16 sparse convolution's fast path.
+bool bf16_dot_products() {
+#if defined(__x86_64__)
+  return sparse3d::cpu_has_avx512_bf16();
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
 TORCH_LIBRARY(sparse3d, m) {
   // --- segment reductions (sparse3d/core/segment.py)
   m.def("segment_reduce(Tensor values, Tensor offsets, str reduce) -> (Tensor, Tensor)");
@@ -50,6 +66,8 @@ TORCH_LIBRARY(sparse3d, m) {
       "sparse_conv(Tensor feats, Tensor weight, Tensor nbr, Tensor? inv=None, "
       "Tensor? bias=None) -> Tensor");
   m.def("sparse_conv_bwd_weight(Tensor feats, Tensor v_out, Tensor nbr) -> Tensor");
+  // a CPU feature, no tensors (sparse3d/core/precision.py)
+  m.def("bf16_dot_products() -> bool", &bf16_dot_products);
 
   // --- voxelization and coordinate deduplication (sparse3d/core/voxelize.py, coords.py)
   m.def(

@@ -9,6 +9,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <type_traits>
 #include <vector>
@@ -101,20 +102,21 @@ constexpr int64_t kTileRowBlock = 128;
 // Asks for the input rows of the next tap's pairs while this tap computes: they are
 // scattered over the whole feature array (neighbours one z-slice away are far in row
 // order), so without it each tile waits on cache misses.
-inline void prefetch_rows(const float* feats, const int32_t* rows, int64_t P, int64_t Cin) {
+template <typename X>
+inline void prefetch_rows(const X* feats, const int32_t* rows, int64_t P, int64_t Cin) {
   for (int64_t p = 0; p < P; ++p) {
     const char* row = (const char*)(feats + (int64_t)rows[p] * Cin);
-    for (int64_t b = 0; b < Cin * (int64_t)sizeof(float); b += 64) _mm_prefetch(row + b, _MM_HINT_T0);
+    for (int64_t b = 0; b < Cin * (int64_t)sizeof(X); b += 64) _mm_prefetch(row + b, _MM_HINT_T0);
   }
 }
 
-// Forward over output rows [o0, o1) by register tiles: per block of rows, the pairs are
-// sorted by tap, then `tap_pairs(in_rows, out_rows, P, w)` adds one tap's P pairs through
-// w [Cin, Cout] into their output rows. Each output element still sums its taps in order.
-template <typename TapPairsFn>
-void conv_forward_rows_tiled(const float* feats, const int32_t* nbr, int64_t K, int64_t Cin,
-                             int64_t Cout, const float* weight, const float* bias, int64_t o0,
-                             int64_t o1, float* out, TapPairs& pairs, const TapPairsFn& tap_pairs) {
+// Forward over output rows [o0, o1) of float32 by register tiles: per block of rows, the
+// pairs are sorted by tap, then `tap_pairs(in_rows, out_rows, P, k)` adds tap k's P pairs
+// into their output rows. Each output element still sums its taps in order.
+template <typename X, typename TapPairsFn>
+void conv_forward_rows_tiled(const X* feats, const int32_t* nbr, int64_t K, int64_t Cin,
+                             int64_t Cout, const float* bias, int64_t o0, int64_t o1, float* out,
+                             TapPairs& pairs, const TapPairsFn& tap_pairs) {
   for (int64_t b0 = o0; b0 < o1; b0 += kTileRowBlock) {
     const int64_t b1 = std::min(b0 + kTileRowBlock, o1);
     init_rows(out, b0, b1, Cout, bias);
@@ -123,7 +125,7 @@ void conv_forward_rows_tiled(const float* feats, const int32_t* nbr, int64_t K, 
     for (int64_t k = 0; k < K; ++k) {
       const int32_t* ri = pairs.in_rows.data() + k * kTileRowBlock;
       if (k + 1 < K && Cin >= 16) prefetch_rows(feats, ri + kTileRowBlock, pairs.count[k + 1], Cin);
-      tap_pairs(ri, pairs.out_rows.data() + k * kTileRowBlock, pairs.count[k], weight + k * Cin * Cout);
+      tap_pairs(ri, pairs.out_rows.data() + k * kTileRowBlock, pairs.count[k], k);
     }
   }
 }
@@ -219,54 +221,77 @@ SP3D_AVX2 void weight_grad_pairs_avx2(const float* feats, const float* v_out,
 // 16 floats), so each weight vector loaded serves R rows. Same per-element summation
 // order as the other paths.
 
+// A register tile: the input rows of R pairs of one tap (features of type X), their
+// output rows from column cb on, and the R x 16 NJ float accumulators of those outputs.
+template <typename X, int R, int NJ>
+struct OutputTile {
+  const X* xr[R];
+  float* yr[R];
+  __m512 acc[R][NJ];
+};
+
+// Points the tile at its pairs' rows and loads the outputs' running sums.
+template <typename X, int R, int NJ>
+SP3D_AVX512 inline void open_tile(OutputTile<X, R, NJ>& t, const X* feats, float* out, const int32_t* in_rows,
+                                  const int32_t* out_rows, int64_t cb, int64_t Cin, int64_t Cout) {
+  for (int r = 0; r < R; ++r) {
+    t.xr[r] = feats + (int64_t)in_rows[r] * Cin;
+    t.yr[r] = out + (int64_t)out_rows[r] * Cout + cb;
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < NJ; ++j) t.acc[r][j] = _mm512_loadu_ps(t.yr[r] + 16 * j);
+}
+
+template <typename X, int R, int NJ>
+SP3D_AVX512 inline void close_tile(const OutputTile<X, R, NJ>& t) {
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < NJ; ++j) _mm512_storeu_ps(t.yr[r] + 16 * j, t.acc[r][j]);
+}
+
 // out[o_r, cb : cb + 16 NJ] += feats[i_r, 0:Cin] @ w[Cin, cb : cb + 16 NJ] for the R
 // pairs (i_r, o_r) of one tap.
 template <int R, int NJ>
 SP3D_AVX512 inline void forward_tile_avx512(const float* feats, float* out, const int32_t* in_rows,
                                             const int32_t* out_rows, int64_t cb, const float* w,
                                             int64_t Cin, int64_t Cout) {
-  const float* xr[R];
-  float* yr[R];
-  for (int r = 0; r < R; ++r) {
-    xr[r] = feats + (int64_t)in_rows[r] * Cin;
-    yr[r] = out + (int64_t)out_rows[r] * Cout + cb;
-  }
-  __m512 acc[R][NJ];
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < NJ; ++j) acc[r][j] = _mm512_loadu_ps(yr[r] + 16 * j);
+  OutputTile<float, R, NJ> t;
+  open_tile(t, feats, out, in_rows, out_rows, cb, Cin, Cout);
   for (int64_t ci = 0; ci < Cin; ++ci) {
     __m512 wv[NJ];
     for (int j = 0; j < NJ; ++j) wv[j] = _mm512_loadu_ps(w + ci * Cout + cb + 16 * j);
     for (int r = 0; r < R; ++r) {
-      const __m512 b = _mm512_set1_ps(xr[r][ci]);
-      for (int j = 0; j < NJ; ++j) acc[r][j] = _mm512_fmadd_ps(b, wv[j], acc[r][j]);
+      const __m512 b = _mm512_set1_ps(t.xr[r][ci]);
+      for (int j = 0; j < NJ; ++j) t.acc[r][j] = _mm512_fmadd_ps(b, wv[j], t.acc[r][j]);
     }
   }
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < NJ; ++j) _mm512_storeu_ps(yr[r] + 16 * j, acc[r][j]);
+  close_tile(t);
 }
 
-template <int NJ>
-SP3D_AVX512 inline void forward_pairs_avx512(const float* feats, float* out,
-                                             const int32_t* in_rows, const int32_t* out_rows,
-                                             int64_t P, int64_t cb, const float* w, int64_t Cin,
-                                             int64_t Cout) {
-  int64_t p = 0;
-  for (; p + 12 <= P; p += 12)
-    forward_tile_avx512<12, NJ>(feats, out, in_rows + p, out_rows + p, cb, w, Cin, Cout);
-  for (; p + 4 <= P; p += 4)
-    forward_tile_avx512<4, NJ>(feats, out, in_rows + p, out_rows + p, cb, w, Cin, Cout);
-  for (; p < P; ++p)
-    forward_tile_avx512<1, NJ>(feats, out, in_rows + p, out_rows + p, cb, w, Cin, Cout);
+// One tap's P pairs through register tiles: `tile(R, NJ, in_rows, out_rows, cb)` adds R
+// pairs to output columns [cb, cb + 16 NJ) (R and NJ as std::integral_constant), in tiles
+// of 12, 4 and 1 pairs over column blocks of 32 and 16; Cout % 16 == 0.
+template <typename TileFn>
+inline void forward_pairs_tiled(const TileFn& tile, const int32_t* in_rows, const int32_t* out_rows, int64_t P,
+                                int64_t Cout) {
+  const auto columns = [&](auto nj, int64_t cb) {
+    int64_t p = 0;
+    for (; p + 12 <= P; p += 12) tile(std::integral_constant<int, 12>(), nj, in_rows + p, out_rows + p, cb);
+    for (; p + 4 <= P; p += 4) tile(std::integral_constant<int, 4>(), nj, in_rows + p, out_rows + p, cb);
+    for (; p < P; ++p) tile(std::integral_constant<int, 1>(), nj, in_rows + p, out_rows + p, cb);
+  };
+  int64_t cb = 0;
+  for (; cb + 32 <= Cout; cb += 32) columns(std::integral_constant<int, 2>(), cb);
+  if (cb < Cout) columns(std::integral_constant<int, 1>(), cb);
 }
 
 // One tap's P pairs through w [Cin, Cout]; Cout % 16 == 0.
-SP3D_AVX512 void forward_pairs_avx512_all(const float* feats, float* out, const int32_t* in_rows,
-                                          const int32_t* out_rows, int64_t P, const float* w,
-                                          int64_t Cin, int64_t Cout) {
-  int64_t cb = 0;
-  for (; cb + 32 <= Cout; cb += 32) forward_pairs_avx512<2>(feats, out, in_rows, out_rows, P, cb, w, Cin, Cout);
-  if (cb < Cout) forward_pairs_avx512<1>(feats, out, in_rows, out_rows, P, cb, w, Cin, Cout);
+void forward_pairs_avx512_all(const float* feats, float* out, const int32_t* in_rows, const int32_t* out_rows,
+                              int64_t P, const float* w, int64_t Cin, int64_t Cout) {
+  forward_pairs_tiled(
+      [&](auto r, auto nj, const int32_t* ri, const int32_t* ro, int64_t cb) {
+        forward_tile_avx512<decltype(r)::value, decltype(nj)::value>(feats, out, ri, ro, cb, w, Cin, Cout);
+      },
+      in_rows, out_rows, P, Cout);
 }
 
 // acc[ci0 : ci0 + R, cb : cb + 16 NJ] = sum_p x_p[ci0 : ci0 + R]^T g_p[cb : cb + 16 NJ].
@@ -314,6 +339,66 @@ SP3D_AVX512 void weight_grad_pairs_avx512(const float* feats, const float* v_out
     }
     cb += wide ? 32 : 16;
   }
+}
+
+// bfloat16 inference (AVX512-BF16): bf16 features and weights, fp32 accumulation and
+// output. The weight is repacked per call into pairs of input channels, [K, ceil(Cin / 2),
+// Cout, 2] (an odd Cin's last pair padded with 0), so that one 32-bit broadcast of a row's
+// two inputs meets 16 output columns' weight pairs in one VDPBF16PS: twice the products
+// per instruction of the fp32 FMA tiles above, and half their gathered bytes. Each output
+// element adds its taps in order and, within a tap, its input pairs in order (the
+// instruction adds the odd element's product, then the even one's, rounding each sum).
+
+// Reads two bf16 values as one 32-bit lane (memcpy: feature rows are 2-byte aligned).
+inline int32_t bf16_pair(const uint16_t* x) {
+  int32_t v;
+  std::memcpy(&v, x, sizeof(v));
+  return v;
+}
+
+// out[o_r, cb : cb + 16 NJ] += feats[i_r, 0:Cin] @ w for the R pairs (i_r, o_r) of one
+// tap; wp: that tap's packed weight [ceil(Cin / 2), Cout, 2].
+template <int R, int NJ>
+SP3D_AVX512_BF16 inline void forward_tile_bf16(const uint16_t* feats, float* out, const int32_t* in_rows,
+                                               const int32_t* out_rows, int64_t cb, const uint16_t* wp,
+                                               int64_t Cin, int64_t Cout) {
+  OutputTile<uint16_t, R, NJ> t;
+  open_tile(t, feats, out, in_rows, out_rows, cb, Cin, Cout);
+  const int64_t full = Cin / 2;
+  for (int64_t c2 = 0; c2 <= full; ++c2) {
+    if (c2 == full && Cin % 2 == 0) break;
+    __m512bh wv[NJ];
+    for (int j = 0; j < NJ; ++j)
+      wv[j] = (__m512bh)_mm512_loadu_si512((const void*)(wp + (c2 * Cout + cb + 16 * j) * 2));
+    for (int r = 0; r < R; ++r) {
+      // The last pair of an odd Cin is (x, 0): the value zero-extended to 32 bits.
+      const int32_t pair = c2 < full ? bf16_pair(t.xr[r] + 2 * c2) : (int32_t)t.xr[r][2 * c2];
+      const __m512bh b = (__m512bh)_mm512_set1_epi32(pair);
+      for (int j = 0; j < NJ; ++j) t.acc[r][j] = _mm512_dpbf16_ps(t.acc[r][j], b, wv[j]);
+    }
+  }
+  close_tile(t);
+}
+
+// One tap's P pairs through its packed weight; Cout % 16 == 0.
+void forward_pairs_bf16_all(const uint16_t* feats, float* out, const int32_t* in_rows, const int32_t* out_rows,
+                            int64_t P, const uint16_t* wp, int64_t Cin, int64_t Cout) {
+  forward_pairs_tiled(
+      [&](auto r, auto nj, const int32_t* ri, const int32_t* ro, int64_t cb) {
+        forward_tile_bf16<decltype(r)::value, decltype(nj)::value>(feats, out, ri, ro, cb, wp, Cin, Cout);
+      },
+      in_rows, out_rows, P, Cout);
+}
+
+// w [K, Cin, Cout] -> [K, ceil(Cin / 2), Cout, 2], pairs of input channels side by side.
+std::vector<uint16_t> pack_weight_pairs(const uint16_t* w, int64_t K, int64_t Cin, int64_t Cout) {
+  const int64_t pairs = (Cin + 1) / 2;
+  std::vector<uint16_t> packed(K * pairs * Cout * 2, 0);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t ci = 0; ci < Cin; ++ci)
+      for (int64_t co = 0; co < Cout; ++co)
+        packed[((k * pairs + ci / 2) * Cout + co) * 2 + ci % 2] = w[(k * Cin + ci) * Cout + co];
+  return packed;
 }
 #endif  // __x86_64__
 
@@ -386,6 +471,46 @@ bool use_avx2() {
 }
 
 at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight,
+                           const at::Tensor& nbr, const std::optional<at::Tensor>& inv,
+                           const std::optional<at::Tensor>& bias);
+
+// bfloat16 feats [N, Cin] and weight [K, Cin, Cout], float32 bias [Cout] or none ->
+// float32 [M, Cout], accumulated in fp32. Without AVX512-BF16 (or with Cout % 16 != 0) the
+// bf16 values are widened and the fp32 kernels run: the same products, other roundings.
+at::Tensor sparse_conv_bf16_cpu(const at::Tensor& feats, const at::Tensor& weight, const at::Tensor& nbr,
+                                const std::optional<at::Tensor>& bias) {
+  TORCH_CHECK(!bias.has_value() || (bias->dim() == 1 && bias->size(0) == weight.size(2) &&
+                                    bias->scalar_type() == at::kFloat),
+              "sparse3d.sparse_conv: with bfloat16 feats the bias must be float32 [", weight.size(2), "], got ",
+              bias.has_value() ? bias->scalar_type() : at::kFloat, " ", bias.has_value() ? bias->sizes() : at::IntArrayRef());
+  const int64_t M = nbr.size(0), K = nbr.size(1), Cin = feats.size(1), Cout = weight.size(2);
+#if defined(__x86_64__)
+  if (cpu_has_avx512_bf16() && Cout % 16 == 0) {
+    const at::Tensor x = feats.contiguous();
+    const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
+    at::Tensor out = at::empty({M, Cout}, x.options().dtype(at::kFloat));
+    const std::vector<uint16_t> packed =
+        pack_weight_pairs((const uint16_t*)weight.contiguous().data_ptr<at::BFloat16>(), K, Cin, Cout);
+    const uint16_t* xp = (const uint16_t*)x.data_ptr<at::BFloat16>();
+    const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
+    const int32_t* mp = nbr.data_ptr<int32_t>();
+    float* yp = out.data_ptr<float>();
+    const int64_t tap_size = (Cin + 1) / 2 * Cout * 2;
+    parallel_for_dynamic(M, 4 * kTileRowBlock, [&](auto take) {
+      TapPairs pairs(K, kTileRowBlock);
+      for (int64_t o0, o1; take(o0, o1);)
+        conv_forward_rows_tiled(xp, mp, K, Cin, Cout, bp, o0, o1, yp, pairs,
+                                [&](const int32_t* ri, const int32_t* ro, int64_t P, int64_t k) {
+                                  forward_pairs_bf16_all(xp, yp, ri, ro, P, packed.data() + k * tap_size, Cin, Cout);
+                                });
+    });
+    return out;
+  }
+#endif
+  return sparse_conv_cpu(feats.to(at::kFloat), weight.to(at::kFloat), nbr, std::nullopt, bias);
+}
+
+at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight,
                            const at::Tensor& nbr,
                            const std::optional<at::Tensor>& /*inv: backward only*/,
                            const std::optional<at::Tensor>& bias) {
@@ -397,6 +522,7 @@ at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight,
   TORCH_CHECK(weight.scalar_type() == feats.scalar_type(),
               "sparse3d.sparse_conv: weight dtype ", weight.scalar_type(),
               " differs from feats dtype ", feats.scalar_type());
+  if (feats.scalar_type() == at::kBFloat16) return sparse_conv_bf16_cpu(feats, weight, nbr, bias);
   check_conv_bias(bias, weight);
   const at::Tensor x = feats.contiguous(), w = weight.contiguous();
   const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
@@ -416,9 +542,9 @@ at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight,
       parallel_for_dynamic(M, 4 * kTileRowBlock, [&](auto take) {
         TapPairs pairs(K, kTileRowBlock);
         for (int64_t o0, o1; take(o0, o1);)
-          conv_forward_rows_tiled(x32, mp, K, Cin, Cout, (const float*)wp, (const float*)bp, o0, o1, y32,
-                                  pairs, [&](const int32_t* ri, const int32_t* ro, int64_t P, const float* w) {
-                                    tap_pairs(x32, y32, ri, ro, P, w, Cin, Cout);
+          conv_forward_rows_tiled(x32, mp, K, Cin, Cout, (const float*)bp, o0, o1, y32, pairs,
+                                  [&](const int32_t* ri, const int32_t* ro, int64_t P, int64_t k) {
+                                    tap_pairs(x32, y32, ri, ro, P, (const float*)wp + k * Cin * Cout, Cin, Cout);
                                   });
       });
       return;

@@ -32,17 +32,27 @@ def sparse_conv(feats: Tensor, weight: Tensor, nbr: Tensor, inv: Tensor | None =
 
     Returns:
         float [M, Cout], differentiable with respect to ``feats``, ``weight`` and ``bias``.
+
+    bfloat16 ``feats`` and ``weight`` (inference only) give a float32 output summed in
+    float32 (``bias`` float32): VDPBF16PS tiles on CPUs with AVX512-BF16, else the float32
+    kernels on the widened values (:func:`sparse3d.core.precision.bf16_dot_products`).
     """
     _check_conv_args(feats, weight, nbr)
-    if bias is not None and (bias.shape != (weight.shape[2],) or bias.dtype != weight.dtype):
-        raise ValueError(f"sparse_conv: bias must be {weight.dtype} [{weight.shape[2]}], got {bias.dtype} {list(bias.shape)}")
+    bias_dtype = torch.float32 if feats.dtype == torch.bfloat16 else weight.dtype
+    if bias is not None and (bias.shape != (weight.shape[2],) or bias.dtype != bias_dtype):
+        raise ValueError(f"sparse_conv: bias must be {bias_dtype} [{weight.shape[2]}], got {bias.dtype} {list(bias.shape)}")
+    if feats.dtype == torch.bfloat16 and torch.is_grad_enabled() and (feats.requires_grad or weight.requires_grad):
+        raise ValueError("sparse_conv: bfloat16 is for inference; train in float32 (or call it under torch.no_grad())")
     if HAS_NATIVE:
         return torch.ops.sparse3d.sparse_conv(feats, weight, nbr, inv, bias)
     return sparse_conv_ref(feats, weight, nbr, bias)
 
 
 def sparse_conv_ref(feats: Tensor, weight: Tensor, nbr: Tensor, bias: Tensor | None = None) -> Tensor:
-    """Pure-torch reference of :func:`sparse_conv` (gather all taps, one einsum)."""
+    """Pure-torch reference of :func:`sparse_conv` (gather all taps, one einsum; bfloat16
+    inputs are widened to float32)."""
+    if feats.dtype == torch.bfloat16:
+        feats, weight = feats.float(), weight.float()
     padded = torch.cat([feats, feats.new_zeros(1, feats.shape[1])])  # row N reads as zeros
     rows = torch.where(nbr >= 0, nbr.long(), feats.shape[0])
     out = torch.einsum("mkc,kcd->md", padded[rows], weight)
@@ -67,7 +77,8 @@ if HAS_NATIVE:
 
     @torch.library.register_fake("sparse3d::sparse_conv")
     def _(feats, weight, nbr, inv=None, bias=None):
-        return feats.new_empty(nbr.shape[0], weight.shape[2])
+        dtype = torch.float32 if feats.dtype == torch.bfloat16 else feats.dtype
+        return feats.new_empty(nbr.shape[0], weight.shape[2], dtype=dtype)
 
     @torch.library.register_fake("sparse3d::sparse_conv_bwd_weight")
     def _(feats, v_out, nbr):

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from sparse3d.core.conv import sparse_conv
 from sparse3d.core.coords import Triple
+from sparse3d.core.precision import bf16_inference
 from sparse3d.core.sparse_voxels import IndiceRecord, SparseVoxels
 
 
@@ -22,9 +23,12 @@ def krsc_to_taps(weight: Tensor) -> Tensor:
 def _conv(x: SparseVoxels, weight: Tensor, bias: Tensor | None, nbr: Tensor, inverse) -> Tensor:
     """sparse_conv of x.feats with a KRSC weight (and bias); the map for the input gradient
     (``inverse()``: :meth:`KernelMap.gradient_map`, cached by the kernel map) is passed only
-    when a gradient will be needed."""
+    when a gradient will be needed. Without one, under CPU autocast to bfloat16, features
+    and weight go in as bfloat16 (float32 out; :mod:`sparse3d.core.precision`)."""
     taps = krsc_to_taps(weight)
     needs_grad = torch.is_grad_enabled() and (x.feats.requires_grad or weight.requires_grad)
+    if not needs_grad and x.feats.device.type == "cpu" and bf16_inference():
+        return sparse_conv(x.feats.bfloat16(), taps.bfloat16(), nbr, None, bias)
     return sparse_conv(x.feats, taps, nbr, inverse() if needs_grad else None, bias)
 
 

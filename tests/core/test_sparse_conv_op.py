@@ -3,27 +3,11 @@ gradients), gradcheck, opcheck, bitwise equality across thread counts and runs."
 
 import pytest
 import torch
-from sparse_cases import random_coords
+from sparse_cases import conv_case, random_coords
 
 import sparse3d
 from sparse3d.core.conv import sparse_conv, sparse_conv_ref
 from sparse3d.core.kernel_map import invert_kernel_map, kernel_map
-
-
-def conv_case(seed: int, n: int, m: int, k: int, cin: int, cout: int, dtype=torch.float64, hit: float = 0.3):
-    """feats [n, cin] and weight [k, cin, cout] (both requiring grad), and a random kernel
-    map [m, k] whose taps hit a random input with probability `hit`; like every conv map,
-    an (input, tap) pair is used by at most one output."""
-    gen = torch.Generator().manual_seed(seed)
-    feats = torch.randn(n, cin, generator=gen, dtype=dtype, requires_grad=True)
-    weight = torch.randn(k, cin, cout, generator=gen, dtype=dtype, requires_grad=True)
-    nbr = torch.full((m, k), -1, dtype=torch.int32)
-    for tap in range(k):
-        rows = torch.randperm(n, generator=gen)[: min(n, m)]
-        owners = torch.randperm(m, generator=gen)[: rows.numel()]
-        keep = torch.rand(rows.numel(), generator=gen) < hit
-        nbr[owners[keep], tap] = rows[keep].int()
-    return feats, weight, nbr
 
 
 @pytest.mark.parametrize("cin,cout", [(3, 5), (16, 16), (32, 64), (7, 128)])
