@@ -40,6 +40,7 @@ from pathlib import Path
 
 import torch
 
+from sparse3d.core.precision import bf16_dot_products
 from sparse3d.detection.dataset import DetectionDataConfig, DetectionEvalData
 from sparse3d.detection.detectors.centerpoint import CenterPoint, CenterPointConfig
 from sparse3d.detection.nuscenes.eval.compare import max_abs_diff
@@ -118,7 +119,8 @@ def stage_times(model, batch, encoder=None) -> dict[str, float]:
 
 
 def inference(model, data: DetectionEvalData, frames: int, repeats: int, threads: int, with_spconv: bool) -> dict:
-    """Median milliseconds per frame and stage, ours and (centerpoint) the spconv-built network."""
+    """Median milliseconds per frame and stage, ours (also under CPU autocast to bfloat16,
+    where the CPU has bf16 dot products) and (centerpoint) the spconv-built network."""
     torch.set_num_threads(threads)
     model = model.eval()
     batches = [b for _, b in zip(range(frames), data.batches(1))]
@@ -128,15 +130,21 @@ def inference(model, data: DetectionEvalData, frames: int, repeats: int, threads
         encoder = spconv_voxel_res_backbone(model.config.point_features, tuple(model.config.encoder_channels))
         encoder.load_state_dict(model.backbone_3d.state_dict())
         encoder.train()
-    runs = {"ours": [], "spconv": []}
+    runs = {"ours": [], "ours_bf16": [], "spconv": []}
     for repeat in range(repeats + 1):  # the first round warms up
         for batch in batches:
             ours = stage_times(model, batch)
             theirs = stage_times(model, batch, encoder) if encoder is not None else None
+            low = None
+            if bf16_dot_products():
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    low = stage_times(model, batch)
             if repeat:
                 runs["ours"].append(ours)
                 if theirs:
                     runs["spconv"].append(theirs)
+                if low:
+                    runs["ours_bf16"].append(low)
     return {side: {stage: 1e3 * statistics.median(r[stage] for r in rows) for stage in rows[0]}
             for side, rows in runs.items() if rows}
 
@@ -191,6 +199,11 @@ def main(argv=None) -> dict:
         minutes = train(args.method, train_world, run, args.steps, args.threads)
         _, method, step = load_trained_method(run, torch.device("cpu"))
         scores = {seed: score(method, root, run / f"eval_world_{seed}") for seed, root in val_worlds.items()}
+        bf16_scores = {}
+        if bf16_dot_products():
+            method.config.precision = "bf16"  # the same weights, predicting under CPU autocast
+            bf16_scores = {seed: score(method, root, run / f"eval_world_{seed}_bf16") for seed, root in val_worlds.items()}
+            method.config.precision = "fp32"
         frames = DetectionEvalData(method.config.datamanager, next(iter(val_worlds.values())))
         timing = inference(method.model, frames, args.frames, args.repeats, args.threads, args.method == "centerpoint")
 
@@ -207,13 +220,24 @@ def main(argv=None) -> dict:
         "spconv_ms_per_frame": ms_spconv, "spconv_ms_by_stage": timing.get("spconv"),
         "infer_speedup_vs_spconv": ms_spconv / ms_ours if ms_spconv else None,
     }
+    if bf16_scores:
+        ms_bf16 = sum(timing["ours_bf16"].values())
+        report |= {"bf16_mAP": statistics.mean(s["mAP"] for s in bf16_scores.values()),
+                   "bf16_NDS": statistics.mean(s["NDS"] for s in bf16_scores.values()),
+                   "bf16_max_abs_diff_vs_devkit": max(s["max_abs_diff"] for s in bf16_scores.values()),
+                   "bf16_infer_ms_per_frame": ms_bf16, "bf16_infer_ms_by_stage": timing["ours_bf16"],
+                   "bf16_infer_speedup_vs_fp32": ms_ours / ms_bf16}
     for seed, s in scores.items():
         print(f"world {seed}: mAP {s['mAP']:.4f}  NDS {s['NDS']:.4f}  devkit NDS {s['devkit_NDS']:.4f}  "
               f"max |diff| {s['max_abs_diff']:.1e}")
-    print(f"{'stage (ms/frame)':18}{'ours':>10}{'spconv 3D':>12}")
+    if bf16_scores:
+        print(f"precision=bf16: mAP {report['bf16_mAP']:.4f}  NDS {report['bf16_NDS']:.4f} (fp32 {report['mAP']:.4f} / "
+              f"{report['NDS']:.4f}); inference {report['bf16_infer_speedup_vs_fp32']:.2f}x fp32")
+    print(f"{'stage (ms/frame)':18}{'ours':>10}{'ours bf16':>11}{'spconv 3D':>12}")
     for stage, ms in timing["ours"].items():
+        low = f"{timing['ours_bf16'][stage]:>11.1f}" if "ours_bf16" in timing else " " * 11
         theirs = f"{timing['spconv'][stage]:>12.1f}" if "spconv" in timing else ""
-        print(f"{stage:18}{ms:>10.1f}{theirs}")
+        print(f"{stage:18}{ms:>10.1f}{low}{theirs}")
     if args.json:
         write_json_atomic(Path(args.json), report, indent=2)
     speed = f", inference {ms_ours:.0f} ms/frame" + (f" ({report['infer_speedup_vs_spconv']:.2f}x the spconv-built network)"

@@ -14,13 +14,15 @@ scores it: ``RUN/eval/results.json``, ``RUN/eval/metrics_summary.json``.
 import abc
 import dataclasses
 import functools
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
+from sparse3d.core.precision import bf16_dot_products
 from sparse3d.data.nuscenes.classes import DETECTION_NAMES
 from sparse3d.detection.batch import LidarBatch
 from sparse3d.detection.dataset import (
@@ -76,6 +78,12 @@ class DetectorConfig(MethodConfig):
     init: Path | None = None
     """An OpenPCDet checkpoint (``model_state``) to start from, loaded name for name (its
     sparse-conv weights in any spconv layout)."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """Of predictions (evaluation, the viewer): ``bf16`` runs the network under CPU
+    autocast to bfloat16, so that its sparse convolutions multiply bf16 values into
+    float32 sums on CPUs with AVX512-BF16 (:mod:`sparse3d.core.precision`; on others they
+    stay float32, with a warning) and torch's attention runs in bf16. Training is float32
+    either way."""
 
 
 class LidarDetector(Method):
@@ -93,6 +101,16 @@ class LidarDetector(Method):
     def build_model(self, pc_range: tuple[float, ...], class_names: tuple[str, ...]) -> nn.Module:
         """The network: ``forward(points, batch_size, batch)`` -> predictions, ``loss(preds,
         gt_boxes, gt_labels)`` -> dict, ``detections(preds)`` -> per-sample :class:`Detections`."""
+
+    @property
+    def _bf16(self) -> bool:
+        """Whether predictions run under CPU autocast to bfloat16 (``precision``)."""
+        if self.config.precision != "bf16" or self.device.type != "cpu":
+            return False
+        if not bf16_dot_products():
+            warnings.warn("precision=bf16: this CPU has no AVX512-BF16 (or ATEN_CPU_CAPABILITY caps it), so the "
+                          "sparse convolutions stay float32", RuntimeWarning, stacklevel=2)
+        return True
 
     @functools.cached_property
     def train_data(self) -> DetectionTrainData:
@@ -142,7 +160,7 @@ class LidarDetector(Method):
         there is its biases, not a detection.
         """
         batch = batch.to(self.device)
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16):
             found = self.model.detections(self.model(batch.points, batch.batch_size, batch.batch_index))
         occupied = self._occupied_samples(batch).tolist()
         return [Detections(*(t.cpu() if seen else t[:0].cpu() for t in d)) for d, seen in zip(found, occupied)]

@@ -12,6 +12,7 @@ import torch
 from clirun import run_cli
 from tiny_detectors import NO_AUGMENTATION, TRAINING, tiny_config
 
+from sparse3d.core.precision import bf16_dot_products
 from sparse3d.detection.detectors.openpcdet import save_openpcdet_checkpoint
 from sparse3d.engine.distributed import World
 from sparse3d.engine.method import TrainingCallback
@@ -41,6 +42,10 @@ def test_loss_falls_and_the_trained_split_is_detected(method, lidar_world, tmp_p
     assert (config.output / "openpcdet_checkpoint.pth").exists()
     layers = trainer.method.get_scene_layers()
     assert [type(layer) for layer in layers] == [PointCloud, Boxes3D, Boxes3D]
+    trainer.method.config.precision = "bf16"  # the same weights, predicting under CPU autocast
+    low = trainer.method.evaluate(tmp_path / "bf16")
+    assert abs(low["mean_ap"] - final["mAP"]) < 0.05 and abs(low["nd_score"] - final["NDS"]) < 0.05
+    assert low["nd_score"] != final["NDS"] or not bf16_dot_products()  # bf16 did run
 
 
 @pytest.mark.parametrize("method", METHODS)
