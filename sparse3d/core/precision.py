@@ -3,8 +3,9 @@
 The switch is torch's own: under ``torch.autocast("cpu", dtype=torch.bfloat16)`` torch's
 dense layers run in bfloat16, and the sparse convolutions of :mod:`sparse3d.nn` multiply
 bfloat16 features and weights into float32 sums (:func:`sparse3d.core.conv.sparse_conv`)
-when no gradient is needed and this CPU has the instructions for it; elsewhere they stay
-float32 (the fallback: widened bf16 would only add rounding, not speed).
+when no gradient is needed, the layer's output width is a multiple of 16 and this CPU has
+the instructions for it; elsewhere they stay float32 (the fallback: widened bf16 would
+only add rounding, not speed).
 """
 
 import torch

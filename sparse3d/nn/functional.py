@@ -24,10 +24,12 @@ def _conv(x: SparseVoxels, weight: Tensor, bias: Tensor | None, nbr: Tensor, inv
     """sparse_conv of x.feats with a KRSC weight (and bias); the map for the input gradient
     (``inverse()``: :meth:`KernelMap.gradient_map`, cached by the kernel map) is passed only
     when a gradient will be needed. Without one, under CPU autocast to bfloat16, features
-    and weight go in as bfloat16 (float32 out; :mod:`sparse3d.core.precision`)."""
+    and weight go in as bfloat16 (float32 out; :mod:`sparse3d.core.precision`) when the
+    output width is a multiple of 16, the width of the bf16 tiles (narrower layers would
+    only pay the casts)."""
     taps = krsc_to_taps(weight)
     needs_grad = torch.is_grad_enabled() and (x.feats.requires_grad or weight.requires_grad)
-    if not needs_grad and x.feats.device.type == "cpu" and bf16_inference():
+    if not needs_grad and x.feats.device.type == "cpu" and weight.shape[0] % 16 == 0 and bf16_inference():
         return sparse_conv(x.feats.bfloat16(), taps.bfloat16(), nbr, None, bias)
     return sparse_conv(x.feats, taps, nbr, inverse() if needs_grad else None, bias)
 
