@@ -27,11 +27,10 @@ def _conv(x: SparseVoxels, weight: Tensor, bias: Tensor | None, nbr: Tensor, inv
     and weight go in as bfloat16 (float32 out; :mod:`sparse3d.core.precision`) when the
     output width is a multiple of 16, the width of the bf16 tiles (narrower layers would
     only pay the casts)."""
-    taps = krsc_to_taps(weight)
     needs_grad = torch.is_grad_enabled() and (x.feats.requires_grad or weight.requires_grad)
     if not needs_grad and x.feats.device.type == "cpu" and weight.shape[0] % 16 == 0 and bf16_inference():
-        return sparse_conv(x.feats.bfloat16(), taps.bfloat16(), nbr, None, bias)
-    return sparse_conv(x.feats, taps, nbr, inverse() if needs_grad else None, bias)
+        return sparse_conv(x.feats.bfloat16(), krsc_to_taps(weight.bfloat16()), nbr, None, bias)
+    return sparse_conv(x.feats, krsc_to_taps(weight), nbr, inverse() if needs_grad else None, bias)
 
 
 def subm_conv3d(x: SparseVoxels, weight: Tensor, bias: Tensor | None = None, dilation: Triple = (1, 1, 1)) -> SparseVoxels:
