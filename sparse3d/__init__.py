@@ -1,7 +1,11 @@
 """sparse3d: a PyTorch engine for sparse 3D vision and neural rendering."""
 
-from sparse3d import _moved
-from sparse3d._native import HAS_NATIVE
+from sparse3d import _env
+
+_env.set_openmp_spin()  # before anything below loads torch
+
+from sparse3d import _moved  # noqa: E402
+from sparse3d._native import HAS_NATIVE  # noqa: E402
 
 _moved.install()
 

@@ -14,6 +14,7 @@ Timed: ``rotated_nms`` (no pre/post cap) and the full ``bev_iou`` matrix, median
 The last printed line is a one-line summary.
 """
 
+import sparse3d  # noqa: F401, I001  (first: it sets torch's OpenMP spin before torch loads)
 import argparse
 import statistics
 import sys

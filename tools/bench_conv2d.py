@@ -15,6 +15,7 @@ runs (interleaved, after one warm-up each), at --threads.
 The last printed line is a one-line summary.
 """
 
+import sparse3d  # noqa: F401, I001  (first: it sets torch's OpenMP spin before torch loads)
 import argparse
 import statistics
 import time

@@ -28,6 +28,7 @@ Usage:
     python tools/bench_detection.py --full-size [--frames 3]
 """
 
+import sparse3d  # noqa: F401, I001  (first: it sets torch's OpenMP spin before torch loads)
 import argparse
 import json
 import os

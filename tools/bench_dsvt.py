@@ -27,6 +27,7 @@ while running the call (inputs excluded).
 The last printed line is a one-line summary.
 """
 
+import sparse3d  # noqa: F401, I001  (first: it sets torch's OpenMP spin before torch loads)
 import argparse
 import json
 import os

@@ -24,6 +24,7 @@ Usage:
 Trailing key=value pairs override the gaussianobject config (e.g. coarse.steps=1000).
 """
 
+import sparse3d  # noqa: F401, I001  (first: it sets torch's OpenMP spin before torch loads)
 import argparse
 import shutil
 import tempfile

@@ -14,6 +14,7 @@ Usage:
     python tools/bench_nusc_eval.py [--scenes 10] [--samples 20] [--json out.json]
 """
 
+import sparse3d  # noqa: F401, I001  (first: it sets torch's OpenMP spin before torch loads)
 import argparse
 import contextlib
 import io

@@ -13,6 +13,7 @@ with the first run's under "no_load").
 The last printed line is a one-line summary.
 """
 
+import sparse3d  # noqa: F401, I001  (first: it sets torch's OpenMP spin before torch loads)
 import argparse
 import json
 import math

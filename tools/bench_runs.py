@@ -1,6 +1,7 @@
 """One training run of a method inside a benchmark's process, as `sparse3d-train` would run
 it (tools/bench_gaussianobject.py, tools/bench_strivec.py)."""
 
+import sparse3d  # noqa: F401, I001  (first: it sets torch's OpenMP spin before torch loads)
 import time
 from pathlib import Path
 

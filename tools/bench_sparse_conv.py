@@ -30,6 +30,7 @@ call.
 The last printed line is a one-line summary of the headline figures.
 """
 
+import sparse3d  # noqa: F401, I001  (first: it sets torch's OpenMP spin before torch loads)
 import argparse
 import json
 import os

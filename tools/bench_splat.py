@@ -9,6 +9,7 @@ Usage:
     python tools/bench_splat.py [--objects torus sphere] [--views 32 4] [--steps 6000] [--json out.json]
 """
 
+import sparse3d  # noqa: F401, I001  (first: it sets torch's OpenMP spin before torch loads)
 import argparse
 import tempfile
 import time

@@ -19,6 +19,7 @@ Trailing key=value pairs override both methods' configs (e.g. trainer.max_steps=
 The last printed line is a one-line summary.
 """
 
+import sparse3d  # noqa: F401, I001  (first: it sets torch's OpenMP spin before torch loads)
 import argparse
 import importlib.util
 import tempfile

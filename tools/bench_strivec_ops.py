@@ -36,6 +36,7 @@ subset, volume_weights forward + backward.
 The last printed line is a one-line summary.
 """
 
+import sparse3d  # noqa: I001  (first: it sets torch's OpenMP spin before torch loads)
 import argparse
 import math
 import os
@@ -48,7 +49,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-import sparse3d
 from sparse3d.core.box_lookup import box_lookup, box_lookup_ref
 from sparse3d.core.grid import VoxelGrid
 from sparse3d.core.ray_march import RaySamples, march_rays, march_rays_ref, ray_box

@@ -17,6 +17,7 @@ Usage:
     python tools/bench_viewer.py [--steps 600] [--json out.json]
 """
 
+import sparse3d  # noqa: F401, I001  (first: it sets torch's OpenMP spin before torch loads)
 import argparse
 import math
 import os

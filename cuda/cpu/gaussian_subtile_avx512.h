@@ -11,31 +11,13 @@
 #include <vector>
 
 #include "cpu_features.h"
+#include "exp_avx512.h"
 #include "sparse3d/gaussian.h"
 
 namespace sparse3d {
 
 // Colour channels the vector path keeps in registers; more fall back to the scalar path.
 constexpr int64_t kMaxVectorChannels = 16;
-
-// e^x for x <= 0 (to 1-2 ulp): x = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two so that
-// n ln2 is exact), e^r by its degree-7 Taylor polynomial (truncation < 5e-9 relative), then
-// scaled by 2^n.
-SP3D_AVX512 inline __m512 exp_avx512(__m512 x) {
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682030941723212e-6f), r);
-  __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
-}
 
 // One splat over the 16 pixel lanes: offsets d = mean - pixel, sigma, e^-sigma, alpha, and
 // the lanes where it counts (sigma in [0, cut], alpha >= 1/255), as splat_alpha_at.

@@ -11,59 +11,75 @@
 
 namespace sparse3d {
 
-// Walks a ray's samples in order. The optical depth is a running sum, not a running
-// product of exp(-tau): T_i = exp(-D_i) then matches the torch reference (cumsum, then exp)
-// to rounding. The sum is kept in double, as CPU torch's cumsum does for float32, so that
-// long rays lose no precision; D_i is rounded to scalar_t before the exp, as there.
+// e^x of n values: the exp policy of the kernels below, which take a ray's samples in
+// blocks of B so that a vector exp can serve a whole block (cuda/cpu/volume.cpp); this
+// one, with B = 1, walks them one by one.
 template <typename scalar_t>
-struct RayMarch {
-  double depth = 0;   // D_i
-  scalar_t T = 1;     // exp(-D_i), the light reaching the current sample
-  scalar_t min_t;
-
-  SP3D_HD explicit RayMarch(scalar_t min_transmittance) : min_t(min_transmittance) {}
-
-  // Whether the current sample is visible: T >= min_t, tested as the reference does, so
-  // that a NaN transmittance stops the ray too.
-  SP3D_HD bool visible() const { return T >= min_t; }
-
-  // Moves past a sample of thickness tau.
-  SP3D_HD void advance(scalar_t tau) {
-    depth += tau;
-    T = std::exp(-static_cast<scalar_t>(depth));
+struct ScalarExp {
+  SP3D_HD void operator()(const scalar_t* x, int n, scalar_t* out) const {
+    for (int k = 0; k < n; ++k) out[k] = std::exp(x[k]);
   }
 };
 
+// The samples [i, i + n) of a ray (n <= B) after those before i: their thicknesses tau and
+// the light after each, after[k] = T_{i+k+1} = exp(-D_{i+k+1}). The optical depth D is a
+// running sum, not a running product of exp(-tau): T then matches the torch reference
+// (cumsum, then exp) to rounding. The sum is kept in double, as CPU torch's cumsum does for
+// float32, so that long rays lose no precision; D is rounded to scalar_t before the exp,
+// as there.
+template <typename scalar_t, typename Exp>
+SP3D_HD inline void light_after(const scalar_t* sigmas, const scalar_t* deltas, int64_t i, int n,
+                                double& depth, scalar_t* tau, scalar_t* after, const Exp& exp_block) {
+  for (int k = 0; k < n; ++k) {
+    tau[k] = sigmas[i + k] * deltas[i + k];
+    depth += tau[k];
+    after[k] = -static_cast<scalar_t>(depth);
+  }
+  exp_block(after, n, after);
+}
+
 // Forward of the ray owning samples [begin, end): weights[begin:end] and the light left
-// where the ray ends or stops (1 for an empty ray).
-template <typename scalar_t>
+// where the ray ends or stops (1 for an empty ray). A sample is visible while the light
+// reaching it is >= min_t, tested as the reference does, so that a NaN stops the ray too.
+template <typename scalar_t, int B = 1, typename Exp = ScalarExp<scalar_t>>
 SP3D_HD inline void volume_weights_ray(
     // inputs
     const scalar_t* sigmas, const scalar_t* deltas,  // [S]
     int64_t begin, int64_t end, scalar_t min_t,
     // outputs
-    scalar_t* weights,       // [S]
-    scalar_t* transmittance  // one value
-) {
-  RayMarch<scalar_t> ray(min_t);
+    scalar_t* weights,        // [S]
+    scalar_t* transmittance,  // one value
+    const Exp& exp_block = Exp()) {
+  double depth = 0;
+  scalar_t T = 1;  // the light reaching sample i
   int64_t i = begin;
-  for (; i < end && ray.visible(); ++i) {
-    const scalar_t tau = sigmas[i] * deltas[i];
-    // 1 - exp rather than -expm1: the reference's rounding, for matching results.
-    weights[i] = ray.T * (scalar_t(1) - std::exp(-tau));
-    ray.advance(tau);
+  while (i < end && T >= min_t) {
+    const int n = static_cast<int>(end - i < B ? end - i : B);
+    scalar_t tau[B], decay[B], after[B];
+    light_after(sigmas, deltas, i, n, depth, tau, after, exp_block);
+    for (int k = 0; k < n; ++k) decay[k] = -tau[k];
+    exp_block(decay, n, decay);
+    int k = 0;
+    for (; k < n && T >= min_t; ++k) {
+      // 1 - exp rather than -expm1: the reference's rounding, for matching results.
+      weights[i + k] = T * (scalar_t(1) - decay[k]);
+      T = after[k];
+    }
+    i += k;
   }
   for (; i < end; ++i) weights[i] = scalar_t(0);
-  *transmittance = ray.T;
+  *transmittance = T;
 }
 
 // Gradient of volume_weights_ray with respect to the sigmas of samples [begin, end). With
 // m the stop index (end if the ray never stops), T_end = T_m and, for j < m,
-//   dL/dsigma_j = delta_j (g_j T_j exp(-tau_j) - sum_{j<i<m} g_i w_i - g_T T_end),
+//   dL/dsigma_j = delta_j (g_j T_{j+1} - sum_{j<i<m} g_i w_i - g_T T_end),
 // and 0 for j >= m (a stopped sample's weight is constant 0, the threshold has no
-// gradient). A replay of the forward finds m and writes g_j T_j exp(-tau_j); a reverse
-// pass then subtracts the suffix sums.
-template <typename scalar_t>
+// gradient); T_{j+1} = T_j exp(-tau_j) is the light after sample j, so one exp per sample
+// serves both the replay and the gradient. A replay of the forward (the same blocks and
+// exps, so the same stop) finds m and writes g_j T_{j+1}; a reverse pass then subtracts
+// the suffix sums.
+template <typename scalar_t, int B = 1, typename Exp = ScalarExp<scalar_t>>
 SP3D_HD inline void volume_weights_ray_bwd(
     // inputs
     const scalar_t* v_weights,  // [S] g
@@ -73,14 +89,21 @@ SP3D_HD inline void volume_weights_ray_bwd(
     scalar_t transmittance,   // the forward's T_end of this ray
     int64_t begin, int64_t end, scalar_t min_t,
     // outputs
-    scalar_t* v_sigmas  // [S]
-) {
-  RayMarch<scalar_t> ray(min_t);
+    scalar_t* v_sigmas,  // [S]
+    const Exp& exp_block = Exp()) {
+  double depth = 0;
+  scalar_t T = 1;
   int64_t stop = begin;
-  for (; stop < end && ray.visible(); ++stop) {
-    const scalar_t tau = sigmas[stop] * deltas[stop];
-    v_sigmas[stop] = v_weights[stop] * (ray.T * std::exp(-tau));
-    ray.advance(tau);
+  while (stop < end && T >= min_t) {
+    const int n = static_cast<int>(end - stop < B ? end - stop : B);
+    scalar_t tau[B], after[B];
+    light_after(sigmas, deltas, stop, n, depth, tau, after, exp_block);
+    int k = 0;
+    for (; k < n && T >= min_t; ++k) {
+      v_sigmas[stop + k] = v_weights[stop + k] * after[k];
+      T = after[k];
+    }
+    stop += k;
   }
   for (int64_t i = stop; i < end; ++i) v_sigmas[i] = scalar_t(0);
   // In double for float32 too: a long ray's suffix sums cancel against the local terms.
