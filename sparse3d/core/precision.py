@@ -8,11 +8,14 @@ the instructions for it; elsewhere they stay float32 (the fallback: widened bf16
 only add rounding, not speed).
 """
 
+import functools
+
 import torch
 
 from sparse3d._native import HAS_NATIVE
 
 
+@functools.cache  # a property of the CPU and of ATEN_CPU_CAPABILITY, both fixed per process
 def bf16_dot_products() -> bool:
     """Whether this CPU multiplies pairs of bfloat16 values into float32 in one instruction
     (AVX512-BF16, as Cooper Lake, Sapphire Rapids and later Xeons and AMD Zen 4 have),
